@@ -1,0 +1,50 @@
+"""kopf handlers: translate watch events into registry changes, nothing else.
+
+Only event-watching handlers are registered, so kopf adds no finalizers and no annotations to the
+resources: the operator only ever writes their status subresource. Deleting a resource never waits
+for the operator.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import kopf
+
+from .resource import GROUP, PLURAL, VERSION
+from .runtime import Runtime
+
+registry = kopf.OperatorRegistry()
+
+
+def runtime_of(memo: Any) -> Runtime:
+    runtime = getattr(memo, "runtime", None)
+    if not isinstance(runtime, Runtime):
+        raise RuntimeError("the operator was started without its runtime in kopf's memo")
+    return runtime
+
+
+@kopf.on.startup(registry=registry)
+async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+    # No CRD/namespace watching: the CRD is installed before the operator, namespaces are explicit,
+    # and the operator's RBAC then needs no cluster-wide read on CRDs or namespaces.
+    settings.scanning.disabled = True
+    # Named after our group in case a future handler needs one; today nothing adds it.
+    settings.persistence.finalizer = f"{GROUP}/finalizer"
+    # kopf's own handler failures still become Warning Events; successes stay in the log only.
+    settings.posting.level = logging.WARNING
+
+
+@kopf.on.event(GROUP, VERSION, PLURAL, registry=registry)
+async def track(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    runtime_of(memo).registry.observe(type, body)
+
+
+@kopf.on.probe(id="trackedResources", registry=registry)
+async def tracked_resources(memo: kopf.Memo, **_: Any) -> int:
+    runtime = runtime_of(memo)
+    if runtime.poller_task is None or runtime.poller_task.done():
+        # The liveness endpoint then fails and the kubelet restarts the pod.
+        raise kopf.PermanentError("the poll loop is not running")
+    return len(runtime.registry)

@@ -1,0 +1,135 @@
+"""Kubernetes writes and reads the poller needs outside kopf's handler cycle.
+
+kopf has no public API to patch an object from a background task, so status, Events and Secrets
+go through the official client. Its calls block, so each runs in a worker thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import kubernetes
+from kubernetes.client.exceptions import ApiException
+
+from .credentials import CredentialsError
+from .resource import API_VERSION, GROUP, KIND, PLURAL, VERSION, ResourceKey
+from .status import Event
+
+COMPONENT = "northflank-llm-operator"
+_MAX_EVENT_MESSAGE = 1024
+
+
+class ResourceGoneError(Exception):
+    """The resource was deleted while it was being polled."""
+
+
+def load_api_client() -> Any:
+    """In-cluster credentials when running in a pod, else the current kubeconfig context."""
+    configuration = kubernetes.client.Configuration()
+    try:
+        kubernetes.config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+    except kubernetes.config.ConfigException:
+        kubernetes.config.load_kube_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+    return kubernetes.client.ApiClient(configuration)
+
+
+def merge_patch(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
+    """RFC 7386 merge patch turning ``old`` into ``new``: removed keys become null, lists are replaced."""
+    patch: dict[str, Any] = {}
+    for key in old.keys() - new.keys():
+        patch[key] = None
+    for key, value in new.items():
+        previous = old.get(key)
+        if isinstance(value, Mapping) and isinstance(previous, Mapping):
+            nested = merge_patch(previous, value)
+            if nested:
+                patch[key] = nested
+        elif value != previous or key not in old:
+            patch[key] = value
+    return patch
+
+
+class KubernetesGateway:
+    """Status patches, Events and Secret reads for LLMModelDeployment resources."""
+
+    def __init__(self, api_client: Any, *, instance: str) -> None:
+        self._custom = kubernetes.client.CustomObjectsApi(api_client)
+        self._core = kubernetes.client.CoreV1Api(api_client)
+        self._instance = instance
+
+    async def patch_status(self, key: ResourceKey, patch: Mapping[str, Any]) -> Mapping[str, Any]:
+        """Merge-patch the status subresource; returns the object as the API server stored it."""
+
+        def call() -> Mapping[str, Any]:
+            result = self._custom.patch_namespaced_custom_object_status(
+                GROUP,
+                VERSION,
+                key.namespace,
+                PLURAL,
+                key.name,
+                {"status": dict(patch)},
+                field_manager=COMPONENT,
+                _content_type="application/merge-patch+json",
+            )
+            if not isinstance(result, Mapping):
+                raise TypeError(f"unexpected status patch response: {type(result).__name__}")
+            return result
+
+        try:
+            return await asyncio.to_thread(call)
+        except ApiException as exc:
+            if exc.status == 404:
+                raise ResourceGoneError(str(key)) from None
+            raise
+
+    async def record_event(self, key: ResourceKey, uid: str, event: Event) -> None:
+        now = datetime.now(UTC)
+        body = kubernetes.client.CoreV1Event(
+            metadata=kubernetes.client.V1ObjectMeta(generate_name=f"{key.name}.", namespace=key.namespace),
+            involved_object=kubernetes.client.V1ObjectReference(
+                api_version=API_VERSION, kind=KIND, name=key.name, namespace=key.namespace, uid=uid
+            ),
+            type=event.type,
+            reason=event.reason,
+            message=event.message[:_MAX_EVENT_MESSAGE],
+            source=kubernetes.client.V1EventSource(component=COMPONENT),
+            reporting_component=COMPONENT,
+            reporting_instance=self._instance,
+            first_timestamp=now,
+            last_timestamp=now,
+            count=1,
+        )
+        await asyncio.to_thread(self._core.create_namespaced_event, key.namespace, body)
+
+    async def read_secret_value(self, namespace: str, name: str, key: str) -> str:
+        """The decoded value of one key of a Secret, or CredentialsError saying what is wrong."""
+        try:
+            secret = await asyncio.to_thread(self._core.read_namespaced_secret, name, namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                raise CredentialsError(
+                    "CredentialsNotFound", f"Secret {name!r} does not exist in namespace {namespace!r}."
+                ) from None
+            if exc.status == 403:
+                raise CredentialsError(
+                    "CredentialsForbidden",
+                    f"The operator is not allowed to read Secret {name!r} in namespace {namespace!r}.",
+                ) from None
+            raise CredentialsError(
+                "CredentialsUnavailable", f"Reading Secret {name!r} failed with HTTP {exc.status}."
+            ) from None
+        encoded = (secret.data or {}).get(key)
+        if encoded is None:
+            raise CredentialsError("CredentialsNotFound", f"Secret {name!r} has no key {key!r}.")
+        try:
+            value = base64.b64decode(encoded, validate=True).decode().strip()
+        except (binascii.Error, UnicodeDecodeError):
+            raise CredentialsError("CredentialsInvalid", f"Key {key!r} of Secret {name!r} is not text.") from None
+        if not value:
+            raise CredentialsError("CredentialsInvalid", f"Key {key!r} of Secret {name!r} is empty.")
+        return value

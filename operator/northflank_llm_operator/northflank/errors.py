@@ -1,0 +1,125 @@
+"""Typed errors of the Northflank client.
+
+Every error carries a message fit for a Kubernetes condition: it names what failed and never
+contains the token. ``reason`` is a CamelCase word the status mapping uses as condition reason.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from .ratelimit import RateLimit
+
+
+class NorthflankError(Exception):
+    """Base class of everything the client raises."""
+
+    reason: ClassVar[str] = "NorthflankError"
+    #: Whether retrying the same request later can succeed without anyone changing anything.
+    transient: ClassVar[bool] = True
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class APIConnectionError(NorthflankError):
+    """The request did not get an HTTP response (DNS, refused connection, TLS, reset)."""
+
+    reason = "ConnectionFailed"
+
+
+class APITimeoutError(APIConnectionError):
+    """No response within the request timeout."""
+
+    reason = "Timeout"
+
+
+class InvalidResponseError(NorthflankError):
+    """Northflank answered, but the body does not match the documented contract."""
+
+    reason = "InvalidResponse"
+
+    def __init__(self, message: str, *, status_code: int, rate_limit: RateLimit) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.rate_limit = rate_limit
+
+
+class APIStatusError(NorthflankError):
+    """Northflank answered with a non-success status; the body's error envelope is parsed if present."""
+
+    reason = "UnexpectedStatus"
+    transient = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int,
+        rate_limit: RateLimit,
+        error_id: str | None = None,
+        details: Any = None,
+    ) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.rate_limit = rate_limit
+        self.error_id = error_id
+        self.details = details
+
+
+class BadRequestError(APIStatusError):
+    reason = "BadRequest"
+
+
+class AuthenticationError(APIStatusError):
+    """401: the token is missing, malformed, expired or revoked."""
+
+    reason = "AuthenticationFailed"
+
+
+class PermissionDeniedError(APIStatusError):
+    """403: the token is valid but its role does not allow reading this deployment."""
+
+    reason = "PermissionDenied"
+
+
+class NotFoundError(APIStatusError):
+    """404: no such project or LLM model deployment (or it has finished deleting)."""
+
+    reason = "NotFound"
+
+
+class ConflictError(APIStatusError):
+    reason = "Conflict"
+
+
+class RateLimitError(APIStatusError):
+    """429: the account's request budget is spent until ``rate_limit.reset_seconds`` from now."""
+
+    reason = "RateLimited"
+    transient = True
+
+
+class ServerError(APIStatusError):
+    """5xx: Northflank (or a proxy in front of it) failed."""
+
+    reason = "ServerError"
+    transient = True
+
+
+_BY_STATUS: dict[int, type[APIStatusError]] = {
+    400: BadRequestError,
+    401: AuthenticationError,
+    403: PermissionDeniedError,
+    404: NotFoundError,
+    409: ConflictError,
+    429: RateLimitError,
+}
+
+
+def error_class_for(status_code: int) -> type[APIStatusError]:
+    """The typed error for an HTTP status; unknown 4xx fall back to APIStatusError."""
+    if status_code >= 500:
+        return ServerError
+    return _BY_STATUS.get(status_code, APIStatusError)

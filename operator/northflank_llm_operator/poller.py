@@ -1,0 +1,196 @@
+"""The poll loop: observe each due resource at Northflank and write what changed into its status.
+
+One loop per operator process. It runs due resources concurrently (bounded), holds back every
+resource of a credential whose rate limit is exhausted until Northflank says the window resets,
+retries transient errors sooner than the steady interval (with backoff), and never lets one
+resource's failure stop the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import pydantic
+
+from .credentials import Credential, CredentialResolver, CredentialsError
+from .kube import KubernetesGateway, ResourceGoneError, merge_patch
+from .northflank import AuthenticationError, NorthflankClient, NorthflankError, RateLimit
+from .northflank.client import summarize_validation_error
+from .registry import Registry, TrackedResource
+from .resource import LLMModelDeploymentSpec
+from .settings import OperatorSettings
+from .status import OWNED_KEYS, Failure, Observation, Outcome, Timing, compute_status
+
+logger = logging.getLogger(__name__)
+
+_FIRST_RETRY_SECONDS = 5.0
+_DEFAULT_RATE_LIMIT_WAIT_SECONDS = 60.0
+_JITTER = 0.1
+
+
+@dataclass
+class _CredentialState:
+    blocked_until: float = 0.0
+    last_rate_limit: RateLimit | None = None
+
+
+class RateLimitGate:
+    """Per-credential hold-off learned from Northflank's rate-limit headers."""
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self._clock = clock
+        self._states: dict[str, _CredentialState] = {}
+
+    def blocked_until(self, credential: Credential) -> float | None:
+        state = self._states.get(credential.identity)
+        if state is not None and state.blocked_until > self._clock():
+            return state.blocked_until
+        return None
+
+    def record(self, credential: Credential, rate_limit: RateLimit, *, rejected: bool) -> None:
+        """Note the headers of a response; hold the credential if the budget is spent."""
+        state = self._states.setdefault(credential.identity, _CredentialState())
+        state.last_rate_limit = rate_limit
+        if rejected or rate_limit.exhausted:
+            wait = rate_limit.wait_seconds()
+            state.blocked_until = self._clock() + (wait if wait is not None else _DEFAULT_RATE_LIMIT_WAIT_SECONDS)
+
+
+class Poller:
+    def __init__(
+        self,
+        *,
+        registry: Registry,
+        client: NorthflankClient,
+        credentials: CredentialResolver,
+        kube: KubernetesGateway,
+        settings: OperatorSettings,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._registry = registry
+        self._client = client
+        self._credentials = credentials
+        self._kube = kube
+        self._settings = settings
+        self._clock = clock
+        self._wall_clock = wall_clock
+        self._gate = RateLimitGate(clock)
+        self._limit = asyncio.Semaphore(settings.max_concurrent_requests)
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def run(self) -> None:
+        """Poll forever (until cancelled)."""
+        try:
+            while True:
+                for resource in self._registry.take_due(self._clock()):
+                    task = asyncio.create_task(self._poll_guarded(resource), name=f"poll {resource.key}")
+                    self._tasks.add(task)
+                    task.add_done_callback(self._tasks.discard)
+                await self._sleep_until_due()
+        finally:
+            for task in list(self._tasks):
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _sleep_until_due(self) -> None:
+        next_due = self._registry.next_due()
+        timeout = None if next_due is None else max(0.0, next_due - self._clock())
+        self._registry.changed.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._registry.changed.wait(), timeout=timeout)
+
+    async def _poll_guarded(self, resource: TrackedResource) -> None:
+        try:
+            await self.poll(resource)
+        except Exception:
+            # A bug or an unexpected Kubernetes error must not end polling for everyone else.
+            logger.exception("Polling %s failed unexpectedly; retrying later", resource.key)
+            resource.next_due = self._clock() + self._interval(resource)
+        finally:
+            resource.in_flight = False
+            self._registry.changed.set()
+
+    async def poll(self, resource: TrackedResource) -> None:
+        """Observe one resource once, write its status if it changed, record Events."""
+        async with self._limit:
+            outcome, retry_at = await self._observe(resource)
+        timing = Timing(
+            now=self._wall_clock(),
+            heartbeat=timedelta(seconds=self._settings.status_heartbeat_seconds),
+            stale_after=timedelta(seconds=self._interval(resource) * self._settings.stale_after_intervals),
+        )
+        update = compute_status(resource.status, outcome, generation=resource.generation, timing=timing)
+        resource.next_due = retry_at if retry_at is not None else self._next_due(resource, outcome)
+        if not update.changed:
+            return
+        current = {key: resource.status[key] for key in OWNED_KEYS if key in resource.status}
+        try:
+            stored = await self._kube.patch_status(resource.key, merge_patch(current, update.status))
+        except ResourceGoneError:
+            self._registry.forget(resource.key)
+            return
+        self._registry.record_written(resource.key, stored)
+        for event in update.events:
+            try:
+                await self._kube.record_event(resource.key, resource.uid, event)
+            except Exception:
+                logger.warning("Could not record event %s on %s", event.reason, resource.key, exc_info=True)
+
+    async def _observe(self, resource: TrackedResource) -> tuple[Outcome, float | None]:
+        """What Northflank says about the resource's deployment, and an explicit retry time if any."""
+        try:
+            spec = LLMModelDeploymentSpec.model_validate(resource.spec)
+        except pydantic.ValidationError as exc:
+            return Failure("InvalidSpec", f"spec is invalid: {summarize_validation_error(exc)}", transient=False), None
+        try:
+            credential = await self._credentials.resolve(resource.key.namespace, spec)
+        except CredentialsError as exc:
+            return Failure(exc.reason, exc.message, transient=False), None
+        blocked_until = self._gate.blocked_until(credential)
+        if blocked_until is not None:
+            return _rate_limited_failure(), blocked_until
+        try:
+            result = await self._client.get_llm_model_deployment(
+                spec.project_id, spec.llm_model_deployment_id, token=credential.token, team_id=spec.team_id
+            )
+        except NorthflankError as exc:
+            rate_limit = getattr(exc, "rate_limit", None)
+            if isinstance(rate_limit, RateLimit):
+                self._gate.record(credential, rate_limit, rejected=getattr(exc, "status_code", None) == 429)
+            if isinstance(exc, AuthenticationError):
+                self._credentials.forget(resource.key.namespace, spec)
+            return Failure.from_error(exc), self._gate.blocked_until(credential)
+        self._gate.record(credential, result.rate_limit, rejected=False)
+        return Observation(result.data), None
+
+    def _interval(self, resource: TrackedResource) -> float:
+        configured = resource.spec.get("pollIntervalSeconds")
+        if isinstance(configured, int) and configured > 0:
+            return float(configured)
+        return float(self._settings.poll_interval_seconds)
+
+    def _next_due(self, resource: TrackedResource, outcome: Outcome) -> float:
+        interval = self._interval(resource)
+        if isinstance(outcome, Failure) and outcome.transient:
+            resource.consecutive_failures += 1
+            backoff = _FIRST_RETRY_SECONDS * 2.0 ** (resource.consecutive_failures - 1)
+            return self._clock() + min(interval, backoff)
+        resource.consecutive_failures = 0
+        jitter = random.uniform(1 - _JITTER, 1 + _JITTER)  # noqa: S311 - spreading load, not security
+        return self._clock() + interval * jitter
+
+
+def _rate_limited_failure() -> Failure:
+    return Failure(
+        "RateLimited",
+        "Northflank's rate limit for these credentials is spent; polling resumes when its window resets.",
+        transient=True,
+    )

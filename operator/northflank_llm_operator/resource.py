@@ -1,0 +1,48 @@
+"""The LLMModelDeployment custom resource: API coordinates and the typed spec."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pydantic import BaseModel, ConfigDict, Field
+
+GROUP = "northflank-llm-operator.dev"
+VERSION = "v1alpha1"
+PLURAL = "llmmodeldeployments"
+KIND = "LLMModelDeployment"
+API_VERSION = f"{GROUP}/{VERSION}"
+
+# Mirrors the CRD's patterns: the API server refuses a malformed id before the operator sees it;
+# the operator checks again because a resource may predate a stricter CRD.
+_ID_PATTERN = r"^[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?$"
+MIN_POLL_INTERVAL_SECONDS = 10
+
+
+class SecretKeyRef(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str = Field(min_length=1, max_length=253)
+    key: str = Field(default="token", min_length=1, max_length=253)
+
+
+class LLMModelDeploymentSpec(BaseModel):
+    """``spec`` of an LLMModelDeployment."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+    project_id: str = Field(alias="projectId", max_length=100, pattern=_ID_PATTERN)
+    llm_model_deployment_id: str = Field(alias="llmModelDeploymentId", max_length=100, pattern=_ID_PATTERN)
+    team_id: str | None = Field(default=None, alias="teamId", max_length=100, pattern=_ID_PATTERN)
+    credentials_secret_ref: SecretKeyRef | None = Field(default=None, alias="credentialsSecretRef")
+    poll_interval_seconds: int | None = Field(
+        default=None, alias="pollIntervalSeconds", ge=MIN_POLL_INTERVAL_SECONDS, le=86400
+    )
+
+
+@dataclass(frozen=True, order=True)
+class ResourceKey:
+    namespace: str
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.namespace}/{self.name}"

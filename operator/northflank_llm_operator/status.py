@@ -1,0 +1,267 @@
+"""Pure mapping from what a poll found to the resource's status. No I/O, no clock of its own.
+
+The mapping keeps the last good observation on every error, explains each outcome in a condition
+with a specific reason, and produces a status that compares equal to the stored one when nothing
+changed, so the writer can skip the Kubernetes write.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+from .conditions import (
+    READY,
+    RECONCILING,
+    STALLED,
+    SYNCED,
+    Condition,
+    find,
+    format_time,
+    merge_conditions,
+)
+from .northflank import DeploymentStatus, LLMModelDeployment, NorthflankError, NotFoundError
+
+UNKNOWN_PHASE = "unknown"
+# Status keys this operator owns; anything else in status (there should be nothing) is left alone.
+OWNED_KEYS = (
+    "phase",
+    "observedGeneration",
+    "lastSyncTime",
+    "conditions",
+    "dns",
+    "ports",
+    "deployment",
+    "deploymentSpec",
+)
+_TRANSITIONAL = {
+    DeploymentStatus.PENDING,
+    DeploymentStatus.PROVISIONING,
+    DeploymentStatus.STARTING,
+    DeploymentStatus.DELETING,
+}
+
+
+@dataclass(frozen=True)
+class Observation:
+    """A successful poll: the validated deployment."""
+
+    deployment: LLMModelDeployment
+
+    @property
+    def raw(self) -> dict[str, Any]:
+        """The response's ``data`` object as Northflank sent it, unknown fields included."""
+        return self.deployment.model_dump(mode="json", by_alias=True, exclude_unset=True)
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A failed poll, already reduced to what status needs to say about it."""
+
+    reason: str
+    message: str
+    #: Retrying later may succeed without anyone acting (5xx, 429, timeouts, malformed bodies).
+    transient: bool
+    not_found: bool = False
+
+    @classmethod
+    def from_error(cls, error: NorthflankError) -> Failure:
+        return cls(
+            reason=error.reason,
+            message=error.message,
+            transient=error.transient,
+            not_found=isinstance(error, NotFoundError),
+        )
+
+
+Outcome = Observation | Failure
+
+
+@dataclass(frozen=True)
+class Event:
+    """A Kubernetes Event to record on the resource."""
+
+    type: Literal["Normal", "Warning"]
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class StatusUpdate:
+    status: dict[str, Any]
+    changed: bool
+    events: list[Event] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Timing:
+    """The clock-dependent inputs of the mapping."""
+
+    now: datetime
+    heartbeat: timedelta
+    stale_after: timedelta
+
+
+def compute_status(current: Mapping[str, Any], outcome: Outcome, *, generation: int, timing: Timing) -> StatusUpdate:
+    """The status to write after ``outcome``, whether it differs from ``current``, and the events."""
+    current_owned = {key: current[key] for key in OWNED_KEYS if key in current}
+    if isinstance(outcome, Observation):
+        new = _observed_status(current_owned, outcome, generation=generation, timing=timing)
+    else:
+        new = _failed_status(current_owned, outcome, generation=generation, timing=timing)
+    changed = new != current_owned
+    return StatusUpdate(status=new, changed=changed, events=_events(current_owned, new) if changed else [])
+
+
+def phase_of(deployment: LLMModelDeployment) -> str:
+    known = deployment.known_status
+    return known.value if known is not None else UNKNOWN_PHASE
+
+
+def _observed_status(
+    current: Mapping[str, Any], observation: Observation, *, generation: int, timing: Timing
+) -> dict[str, Any]:
+    deployment = observation.deployment
+    raw = _without_nulls(observation.raw)
+    phase = phase_of(deployment)
+    new: dict[str, Any] = {
+        "phase": phase,
+        "observedGeneration": generation,
+        "dns": raw.get("dns"),
+        "ports": raw.get("ports", []),
+        "deployment": {k: v for k, v in raw.items() if k not in ("dns", "ports", "spec")},
+        "deploymentSpec": raw.get("spec", {}),
+    }
+    conditions = [
+        _ready_from_phase(deployment, phase),
+        Condition(SYNCED, "True", "Observed", "The last poll of Northflank succeeded."),
+    ]
+    known = deployment.known_status
+    if known in _TRANSITIONAL:
+        conditions.append(
+            Condition(RECONCILING, "True", phase.capitalize(), f"Northflank reports the deployment as {phase}.")
+        )
+    if known is DeploymentStatus.CRASHED:
+        conditions.append(Condition(STALLED, "True", "Crashed", "Northflank reports the deployment as crashed."))
+    new["conditions"] = merge_conditions(
+        current.get("conditions", []), conditions, generation=generation, now=timing.now
+    )
+    new["lastSyncTime"] = _sync_time(current, new, timing)
+    return new
+
+
+def _ready_from_phase(deployment: LLMModelDeployment, phase: str) -> Condition:
+    if deployment.known_status is DeploymentStatus.RUNNING:
+        return Condition(READY, "True", "Running", "The deployment is running.")
+    if deployment.known_status is None:
+        return Condition(
+            READY,
+            "False",
+            "UnknownStatus",
+            f"Northflank reports status {deployment.status!r}, which this operator version does not know.",
+        )
+    return Condition(READY, "False", phase.capitalize(), f"Northflank reports the deployment as {phase}.")
+
+
+def _sync_time(current: Mapping[str, Any], new: Mapping[str, Any], timing: Timing) -> str:
+    """Re-stamp lastSyncTime when the observation changed or the heartbeat is due, not on every poll."""
+    previous = current.get("lastSyncTime")
+    unchanged = all(current.get(key) == new.get(key) for key in new if key != "lastSyncTime")
+    if unchanged and isinstance(previous, str):
+        last = _parse_time(previous)
+        if last is not None and timing.now - last < timing.heartbeat:
+            return previous
+    return format_time(timing.now)
+
+
+def _failed_status(current: Mapping[str, Any], failure: Failure, *, generation: int, timing: Timing) -> dict[str, Any]:
+    # Everything observed before stays: an error is news about the poll, not about the deployment.
+    new = dict(current)
+    new.setdefault("phase", UNKNOWN_PHASE)
+    new["observedGeneration"] = generation
+    existing = current.get("conditions", [])
+    conditions = [
+        _ready_after_failure(current, failure, timing),
+        Condition(SYNCED, "False", failure.reason, failure.message),
+    ]
+    if failure.transient:
+        reconciling = find(existing, RECONCILING)
+        if reconciling is not None:
+            conditions.append(_as_condition(reconciling))
+    else:
+        conditions.append(Condition(STALLED, "True", failure.reason, failure.message))
+    new["conditions"] = merge_conditions(existing, conditions, generation=generation, now=timing.now)
+    return new
+
+
+def _ready_after_failure(current: Mapping[str, Any], failure: Failure, timing: Timing) -> Condition:
+    if failure.not_found:
+        return Condition(READY, "False", failure.reason, failure.message)
+    if not failure.transient:
+        return Condition(READY, "Unknown", failure.reason, f"Cannot observe the deployment: {failure.message}")
+    previous = find(current.get("conditions", []), READY)
+    last_sync = _parse_time(current.get("lastSyncTime"))
+    if previous is not None and last_sync is not None:
+        if timing.now - last_sync < timing.stale_after:
+            # A blip: keep showing the last good observation until it is actually stale.
+            return _as_condition(previous)
+        return Condition(
+            READY,
+            "Unknown",
+            "StatusStale",
+            f"No successful poll since {format_time(last_sync)}; last error: {failure.message}",
+        )
+    return Condition(READY, "Unknown", failure.reason, f"Not observed yet: {failure.message}")
+
+
+def _as_condition(stored: Mapping[str, Any]) -> Condition:
+    status = stored.get("status")
+    return Condition(
+        type=str(stored.get("type")),
+        status=status if status in ("True", "False", "Unknown") else "Unknown",
+        reason=str(stored.get("reason") or "Unknown"),
+        message=str(stored.get("message") or ""),
+    )
+
+
+def _events(current: Mapping[str, Any], new: Mapping[str, Any]) -> list[Event]:
+    events: list[Event] = []
+    old_phase, new_phase = current.get("phase"), new.get("phase")
+    if new_phase != old_phase and new_phase != UNKNOWN_PHASE:
+        events.append(
+            Event(
+                "Warning" if new_phase == DeploymentStatus.CRASHED else "Normal",
+                "PhaseChanged",
+                f"Northflank reports the deployment as {new_phase} (was {old_phase or 'not observed'}).",
+            )
+        )
+    if old_phase is not None and (current.get("dns"), current.get("ports")) != (new.get("dns"), new.get("ports")):
+        events.append(Event("Normal", "EndpointsChanged", "The deployment's DNS or ports changed at Northflank."))
+    old_synced = find(current.get("conditions", []), SYNCED)
+    new_synced = find(new.get("conditions", []), SYNCED)
+    if new_synced is not None and new_synced["status"] == "False":
+        if old_synced is None or (old_synced["status"], old_synced["reason"]) != ("False", new_synced["reason"]):
+            events.append(Event("Warning", str(new_synced["reason"]), str(new_synced["message"])))
+    elif old_synced is not None and old_synced["status"] == "False":
+        events.append(Event("Normal", "SyncRecovered", "Polling Northflank succeeds again."))
+    return events
+
+
+def _parse_time(value: object) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def _without_nulls(value: Any) -> Any:
+    """Drop JSON nulls: the CRD schema declares no nullable fields and the API server would reject them."""
+    if isinstance(value, Mapping):
+        return {k: _without_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_without_nulls(v) for v in value if v is not None]
+    return value

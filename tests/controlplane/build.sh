@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# Build pinned kube-apiserver, kubectl, etcd and helm from the Go module proxy, once.
+#
+# Binaries land in $NFLLM_TOOLS_DIR (default ~/.cache/northflank-llm-operator/tools/<versions>/bin),
+# outside the repository, and are reused on every later run. Why a wrapper module per binary family:
+# k8s.io/kubernetes and etcd carry replace directives, so `go install pkg@version` refuses them
+# (see ../shared/reference/control-plane.md).
+set -euo pipefail
+
+K8S_VERSION="${K8S_VERSION:-v1.34.4}"
+ETCD_VERSION="${ETCD_VERSION:-v3.6.4}"     # the etcd k8s v1.34.x pins in its go.mod
+HELM_VERSION="${HELM_VERSION:-v3.22.0}"
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+cache_root="${XDG_CACHE_HOME:-$HOME/.cache}/northflank-llm-operator"
+tools_dir="${NFLLM_TOOLS_DIR:-$cache_root/tools/k8s-$K8S_VERSION-etcd-$ETCD_VERSION-helm-$HELM_VERSION}"
+bin="$tools_dir/bin"
+work="$tools_dir/src"
+mkdir -p "$bin" "$work"
+
+export GOWORK=off GOTOOLCHAIN=local GOFLAGS=-mod=mod CGO_ENABLED=0
+log() { printf '[build-tools] %s\n' "$*" >&2; }
+
+have() { [ -x "$bin/$1" ]; }
+
+# One build at a time per tools dir: a second caller (a test session, `make`, CI) waits for the first
+# and then finds the binaries in place. `path` never waits.
+if [ "${1:-all}" != path ] && command -v flock >/dev/null 2>&1; then
+  exec 9>"$tools_dir/.build.lock"
+  if ! flock -n 9; then
+    log "another build is running in $tools_dir; waiting for it"
+    flock 9
+  fi
+fi
+
+build_k8s() {
+  if have kube-apiserver && have kubectl; then return; fi
+  local dir="$work/k8s" minor
+  minor="${K8S_VERSION#v1.}"; minor="${minor%%.*}"
+  mkdir -p "$dir"
+  log "kube-apiserver + kubectl $K8S_VERSION (cold build takes 10-30 min on 2 cores)"
+  if [ -f "$here/k8s/go.mod" ]; then
+    cp "$here/k8s/go.mod" "$here/k8s/go.sum" "$dir/"
+  else
+    (cd "$dir" && rm -f go.mod go.sum && go mod init local/k8sbins >/dev/null 2>&1)
+    local upstream
+    upstream="$(cd "$dir" && go mod download -json "k8s.io/kubernetes@$K8S_VERSION" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')"
+    # Every staging module k8s points at ./staging is replaced by its published v0.<minor>.<patch> twin.
+    local staging_version="v0.${K8S_VERSION#v1.}"
+    for mod in $(sed -n 's#^\s*\(k8s.io/[a-z0-9-]*\) => ./staging/.*#\1#p' "$upstream"); do
+      (cd "$dir" && go mod edit -replace "$mod=$mod@$staging_version")
+    done
+    (cd "$dir" && go mod edit -godebug default=go1.24 \
+      && go get "k8s.io/kubernetes@$K8S_VERSION" \
+      && go get -tool "k8s.io/kubernetes/cmd/kube-apiserver@$K8S_VERSION" "k8s.io/kubernetes/cmd/kubectl@$K8S_VERSION" \
+      && go mod tidy)
+  fi
+  local ldf="-s -w" p date
+  date="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+  for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    ldf+=" -X $p.gitVersion=$K8S_VERSION -X $p.gitMajor=1 -X $p.gitMinor=$minor -X $p.gitTreeState=clean -X $p.buildDate=$date"
+  done
+  (cd "$dir" && go build -mod=readonly -buildvcs=false -trimpath -pgo=off -tags=selinux,notest,grpcnotrace -ldflags="$ldf" \
+      -o "$bin/kube-apiserver.tmp" k8s.io/kubernetes/cmd/kube-apiserver && mv "$bin/kube-apiserver.tmp" "$bin/kube-apiserver")
+  (cd "$dir" && go build -mod=readonly -buildvcs=false -trimpath -pgo=off -tags=selinux,notest,grpcnotrace -ldflags="$ldf" \
+      -o "$bin/kubectl.tmp" k8s.io/kubernetes/cmd/kubectl && mv "$bin/kubectl.tmp" "$bin/kubectl")
+}
+
+build_etcd() {
+  if have etcd; then return; fi
+  # Always pin (`go get pkg` alone means @upgrade and silently drags in a newer etcd).
+  local dir="$work/etcd"
+  mkdir -p "$dir"
+  log "etcd $ETCD_VERSION"
+  if [ -f "$here/etcd/go.mod" ]; then
+    cp "$here/etcd/go.mod" "$here/etcd/go.sum" "$dir/"
+  else
+    (cd "$dir" && rm -f go.mod go.sum && go mod init local/etcdbin >/dev/null 2>&1 \
+      && go get "go.etcd.io/etcd/server/v3@$ETCD_VERSION" \
+      && go get -tool "go.etcd.io/etcd/server/v3@$ETCD_VERSION" && go mod tidy)
+  fi
+  (cd "$dir" && go build -mod=readonly -buildvcs=false -trimpath -ldflags="-s -w" -o "$bin/etcd.tmp" go.etcd.io/etcd/server/v3 && mv "$bin/etcd.tmp" "$bin/etcd")
+}
+
+build_helm() {
+  if have helm; then return; fi
+  log "helm $HELM_VERSION"
+  GOBIN="$work/helm-bin" go install -buildvcs=false -trimpath \
+    -ldflags="-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION -X helm.sh/helm/v3/internal/version.gitTreeState=clean" \
+    "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
+  mv "$work/helm-bin/helm" "$bin/helm"
+}
+
+case "${1:-all}" in
+  all) build_etcd; build_k8s; build_helm ;;
+  etcd) build_etcd ;; k8s) build_k8s ;; helm) build_helm ;;
+  path) ;;
+  *) echo "usage: $0 [all|etcd|k8s|helm|path]" >&2; exit 2 ;;
+esac
+[ "${1:-all}" = path ] || log "tools ready in $bin"
+echo "$bin"

@@ -1,0 +1,223 @@
+"""The pure status mapping: conditions, transitions, last-good-observation and no-op detection."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from northflank_llm_operator.conditions import find
+from northflank_llm_operator.northflank import LLMModelDeployment
+from northflank_llm_operator.status import Failure, Observation, Timing, compute_status
+
+from tests.unit.payloads import full_deployment
+
+T0 = datetime(2026, 11, 26, 10, 0, 0, tzinfo=UTC)
+HEARTBEAT = timedelta(minutes=10)
+STALE = timedelta(seconds=90)
+
+
+def at(seconds: float) -> Timing:
+    return Timing(now=T0 + timedelta(seconds=seconds), heartbeat=HEARTBEAT, stale_after=STALE)
+
+
+def observe(status: str = "running", **overrides: Any) -> Observation:
+    return Observation(LLMModelDeployment.model_validate(full_deployment(status=status, **overrides)))
+
+
+def condition(status: dict[str, Any], kind: str) -> dict[str, Any]:
+    found = find(status.get("conditions", []), kind)
+    assert found is not None, f"no {kind} condition in {status.get('conditions')}"
+    return dict(found)
+
+
+def has_condition(status: dict[str, Any], kind: str) -> bool:
+    return find(status.get("conditions", []), kind) is not None
+
+
+SERVER_ERROR = Failure("ServerError", "Northflank answered with HTTP 500: boom", transient=True)
+UNAUTHORIZED = Failure("AuthenticationFailed", "Northflank answered with HTTP 401: bad token", transient=False)
+NOT_FOUND = Failure("NotFound", "Northflank answered with HTTP 404: gone", transient=False, not_found=True)
+
+
+def test_first_observation_mirrors_the_response() -> None:
+    update = compute_status({}, observe("running"), generation=3, timing=at(0))
+    status = update.status
+    body = full_deployment(status="running")
+    assert update.changed
+    assert status["phase"] == "running"
+    assert status["observedGeneration"] == 3
+    assert status["lastSyncTime"] == "2026-11-26T10:00:00Z"
+    assert status["dns"] == body["dns"]
+    assert status["ports"] == body["ports"]
+    assert status["deploymentSpec"] == body["spec"]
+    assert status["deployment"] == {k: v for k, v in body.items() if k not in ("dns", "ports", "spec")}
+    assert condition(status, "Ready") | {"lastTransitionTime": None} == {
+        "type": "Ready",
+        "status": "True",
+        "reason": "Running",
+        "message": "The deployment is running.",
+        "observedGeneration": 3,
+        "lastTransitionTime": None,
+    }
+    assert condition(status, "Synced")["status"] == "True"
+    assert not has_condition(status, "Reconciling")
+    assert not has_condition(status, "Stalled")
+
+
+@pytest.mark.parametrize(
+    ("phase", "ready", "reconciling", "stalled"),
+    [
+        ("pending", "False", True, False),
+        ("provisioning", "False", True, False),
+        ("starting", "False", True, False),
+        ("deleting", "False", True, False),
+        ("paused", "False", False, False),
+        ("crashed", "False", False, True),
+        ("running", "True", False, False),
+    ],
+)
+def test_each_phase_maps_to_conditions(phase: str, ready: str, reconciling: bool, stalled: bool) -> None:
+    status = compute_status({}, observe(phase), generation=1, timing=at(0)).status
+    assert status["phase"] == phase
+    assert condition(status, "Ready")["status"] == ready
+    assert condition(status, "Ready")["reason"] == phase.capitalize()
+    assert has_condition(status, "Reconciling") is reconciling
+    assert has_condition(status, "Stalled") is stalled
+
+
+def test_unknown_status_keeps_raw_value_and_says_so() -> None:
+    status = compute_status({}, observe("hibernating"), generation=1, timing=at(0)).status
+    assert status["phase"] == "unknown"
+    assert status["deployment"]["status"] == "hibernating"
+    ready = condition(status, "Ready")
+    assert (ready["status"], ready["reason"]) == ("False", "UnknownStatus")
+    assert "hibernating" in ready["message"]
+
+
+def test_unchanged_observation_is_not_a_change_and_keeps_times() -> None:
+    first = compute_status({}, observe(), generation=1, timing=at(0)).status
+    again = compute_status(first, observe(), generation=1, timing=at(300))
+    assert not again.changed
+    assert again.status == first
+    assert again.events == []
+
+
+def test_heartbeat_restamps_last_sync_time_only_when_due() -> None:
+    first = compute_status({}, observe(), generation=1, timing=at(0)).status
+    due = compute_status(first, observe(), generation=1, timing=at(HEARTBEAT.total_seconds()))
+    assert due.changed
+    assert due.status["lastSyncTime"] == "2026-11-26T10:10:00Z"
+    assert condition(due.status, "Ready")["lastTransitionTime"] == "2026-11-26T10:00:00Z"
+    assert due.events == []
+
+
+def test_transition_time_moves_only_when_status_flips() -> None:
+    pending = compute_status({}, observe("pending"), generation=1, timing=at(0)).status
+    starting = compute_status(pending, observe("starting"), generation=1, timing=at(30)).status
+    # Ready stayed False (reason changed): its transition time is kept.
+    assert condition(starting, "Ready")["lastTransitionTime"] == "2026-11-26T10:00:00Z"
+    assert condition(starting, "Ready")["reason"] == "Starting"
+    running = compute_status(starting, observe("running"), generation=1, timing=at(60)).status
+    assert condition(running, "Ready")["lastTransitionTime"] == "2026-11-26T10:01:00Z"
+    assert condition(running, "Synced")["lastTransitionTime"] == "2026-11-26T10:00:00Z"
+
+
+def test_a_new_generation_is_a_change() -> None:
+    first = compute_status({}, observe(), generation=1, timing=at(0)).status
+    update = compute_status(first, observe(), generation=2, timing=at(10))
+    assert update.changed
+    assert update.status["observedGeneration"] == 2
+    assert all(c["observedGeneration"] == 2 for c in update.status["conditions"])
+
+
+def test_transient_error_keeps_the_last_good_observation_and_ready() -> None:
+    good = compute_status({}, observe("running"), generation=1, timing=at(0)).status
+    update = compute_status(good, SERVER_ERROR, generation=1, timing=at(30))
+    status = update.status
+    for key in ("phase", "dns", "ports", "deployment", "deploymentSpec", "lastSyncTime"):
+        assert status[key] == good[key], key
+    synced = condition(status, "Synced")
+    assert (synced["status"], synced["reason"], synced["message"]) == ("False", "ServerError", SERVER_ERROR.message)
+    assert condition(status, "Ready") == condition(good, "Ready")
+    assert not has_condition(status, "Stalled")
+    assert [(e.type, e.reason) for e in update.events] == [("Warning", "ServerError")]
+
+
+def test_repeated_identical_error_writes_nothing_new() -> None:
+    good = compute_status({}, observe(), generation=1, timing=at(0)).status
+    failed = compute_status(good, SERVER_ERROR, generation=1, timing=at(30)).status
+    again = compute_status(failed, SERVER_ERROR, generation=1, timing=at(60))
+    assert not again.changed
+    assert again.events == []
+
+
+def test_ready_turns_unknown_once_the_observation_is_stale() -> None:
+    good = compute_status({}, observe(), generation=1, timing=at(0)).status
+    stale = compute_status(good, SERVER_ERROR, generation=1, timing=at(STALE.total_seconds() + 1)).status
+    ready = condition(stale, "Ready")
+    assert (ready["status"], ready["reason"]) == ("Unknown", "StatusStale")
+    assert "2026-11-26T10:00:00Z" in ready["message"]
+    assert stale["phase"] == "running"
+
+
+def test_authentication_failure_is_stalled_and_ready_unknown() -> None:
+    good = compute_status({}, observe(), generation=1, timing=at(0)).status
+    status = compute_status(good, UNAUTHORIZED, generation=1, timing=at(5)).status
+    assert (condition(status, "Ready")["status"], condition(status, "Ready")["reason"]) == (
+        "Unknown",
+        "AuthenticationFailed",
+    )
+    assert condition(status, "Stalled")["reason"] == "AuthenticationFailed"
+    assert status["dns"] == good["dns"]
+
+
+def test_not_found_is_ready_false() -> None:
+    good = compute_status({}, observe("deleting"), generation=1, timing=at(0)).status
+    status = compute_status(good, NOT_FOUND, generation=1, timing=at(5)).status
+    assert (condition(status, "Ready")["status"], condition(status, "Ready")["reason"]) == ("False", "NotFound")
+    assert condition(status, "Stalled")["status"] == "True"
+    assert status["phase"] == "deleting"
+
+
+def test_error_before_any_observation_has_unknown_phase() -> None:
+    status = compute_status({}, SERVER_ERROR, generation=1, timing=at(0)).status
+    assert status["phase"] == "unknown"
+    assert condition(status, "Ready")["status"] == "Unknown"
+    assert "lastSyncTime" not in status
+    assert "dns" not in status
+
+
+def test_recovery_emits_an_event_and_clears_stalled() -> None:
+    good = compute_status({}, observe(), generation=1, timing=at(0)).status
+    failed = compute_status(good, UNAUTHORIZED, generation=1, timing=at(5)).status
+    recovered = compute_status(failed, observe(), generation=1, timing=at(10))
+    assert not has_condition(recovered.status, "Stalled")
+    assert condition(recovered.status, "Synced")["status"] == "True"
+    assert ("Normal", "SyncRecovered") in [(e.type, e.reason) for e in recovered.events]
+
+
+def test_phase_changes_emit_events_crashes_as_warnings() -> None:
+    running = compute_status({}, observe("running"), generation=1, timing=at(0))
+    assert [(e.type, e.reason) for e in running.events] == [("Normal", "PhaseChanged")]
+    crashed = compute_status(running.status, observe("crashed"), generation=1, timing=at(10))
+    assert [(e.type, e.reason) for e in crashed.events] == [("Warning", "PhaseChanged")]
+    assert "crashed (was running)" in crashed.events[0].message
+
+
+def test_endpoint_changes_emit_an_event() -> None:
+    first = compute_status({}, observe(), generation=1, timing=at(0)).status
+    moved = observe(dns={"base": "moved--default-project--abcd.code.run", "zone": "code.run"})
+    update = compute_status(first, moved, generation=1, timing=at(10))
+    assert [(e.type, e.reason) for e in update.events] == [("Normal", "EndpointsChanged")]
+
+
+def test_nulls_in_the_response_are_dropped() -> None:
+    status = compute_status({}, observe(description=None), generation=1, timing=at(0)).status
+    assert "description" not in status["deployment"]
+
+
+def test_fields_outside_the_owned_set_are_ignored_for_change_detection() -> None:
+    first = compute_status({}, observe(), generation=1, timing=at(0)).status
+    update = compute_status(first | {"somethingElse": 1}, observe(), generation=1, timing=at(5))
+    assert not update.changed
