@@ -54,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["simulator"]:
-        from northflank_api_simulator.__main__ import main as simulator_main  # only needed for local work
+        from northflank_api_simulator.cli import main as simulator_main  # only needed for local work
 
         exit_code: int = simulator_main(argv[1:])
         return exit_code

@@ -25,6 +25,13 @@ def runtime_of(memo: Any) -> Runtime:
     return runtime
 
 
+@kopf.on.login(registry=registry)
+def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+    # A registry of our own does not carry kopf's default login: use the kubernetes client's
+    # (in-cluster service account when in a pod, else the current kubeconfig context).
+    return kopf.login_via_client(**kwargs)
+
+
 @kopf.on.startup(registry=registry)
 async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     # No CRD/namespace watching: the CRD is installed before the operator, namespaces are explicit,

@@ -122,10 +122,14 @@ class Poller:
         """Observe one resource once, write its status if it changed, record Events."""
         async with self._limit:
             outcome, retry_at = await self._observe(resource)
+        now = self._wall_clock()
+        if isinstance(outcome, Observation):
+            resource.last_success = now
         timing = Timing(
-            now=self._wall_clock(),
+            now=now,
             heartbeat=timedelta(seconds=self._settings.status_heartbeat_seconds),
             stale_after=timedelta(seconds=self._interval(resource) * self._settings.stale_after_intervals),
+            last_success=resource.last_success,
         )
         update = compute_status(resource.status, outcome, generation=resource.generation, timing=timing)
         resource.next_due = retry_at if retry_at is not None else self._next_due(resource, outcome)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from .resource import ResourceKey
@@ -20,6 +21,7 @@ class TrackedResource:
     status: Mapping[str, Any]
     resource_version: str
     next_due: float
+    last_success: datetime | None = None
     consecutive_failures: int = 0
     in_flight: bool = False
 

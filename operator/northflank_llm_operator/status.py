@@ -102,6 +102,9 @@ class Timing:
     now: datetime
     heartbeat: timedelta
     stale_after: timedelta
+    #: When this process last polled successfully. status.lastSyncTime lags behind it by up to a
+    #: heartbeat, so staleness is judged from whichever is later.
+    last_success: datetime | None = None
 
 
 def compute_status(current: Mapping[str, Any], outcome: Outcome, *, generation: int, timing: Timing) -> StatusUpdate:
@@ -202,7 +205,8 @@ def _ready_after_failure(current: Mapping[str, Any], failure: Failure, timing: T
     if not failure.transient:
         return Condition(READY, "Unknown", failure.reason, f"Cannot observe the deployment: {failure.message}")
     previous = find(current.get("conditions", []), READY)
-    last_sync = _parse_time(current.get("lastSyncTime"))
+    known_times = [t for t in (_parse_time(current.get("lastSyncTime")), timing.last_success) if t is not None]
+    last_sync = max(known_times, default=None)
     if previous is not None and last_sync is not None:
         if timing.now - last_sync < timing.stale_after:
             # A blip: keep showing the last good observation until it is actually stale.

@@ -91,11 +91,26 @@ build_helm() {
   mv "$work/helm-bin/helm" "$bin/helm"
 }
 
+# helm-docs renders charts/*/README.md from values.yaml comments (tests/chart checks the README is
+# current). Not part of `all`: only `build.sh helm-docs` builds it. Go-installable (no replace directives);
+# the version is recorded next to the binary so that bumping HELM_DOCS_VERSION rebuilds it.
+HELM_DOCS_VERSION="${HELM_DOCS_VERSION:-v1.14.2}"
+build_helm_docs() {
+  if have helm-docs && [ "$(cat "$bin/.helm-docs.version" 2>/dev/null)" = "$HELM_DOCS_VERSION" ]; then return; fi
+  log "helm-docs $HELM_DOCS_VERSION"
+  GOBIN="$work/helm-docs-bin" go install -buildvcs=false -trimpath \
+    -ldflags="-s -w -X main.version=${HELM_DOCS_VERSION#v}" \
+    "github.com/norwoodj/helm-docs/cmd/helm-docs@$HELM_DOCS_VERSION"
+  mv "$work/helm-docs-bin/helm-docs" "$bin/helm-docs"
+  printf '%s\n' "$HELM_DOCS_VERSION" >"$bin/.helm-docs.version"
+}
+
 case "${1:-all}" in
   all) build_etcd; build_k8s; build_helm ;;
   etcd) build_etcd ;; k8s) build_k8s ;; helm) build_helm ;;
+  helm-docs) build_helm_docs ;;
   path) ;;
-  *) echo "usage: $0 [all|etcd|k8s|helm|path]" >&2; exit 2 ;;
+  *) echo "usage: $0 [all|etcd|k8s|helm|helm-docs|path]" >&2; exit 2 ;;
 esac
 [ "${1:-all}" = path ] || log "tools ready in $bin"
 echo "$bin"

@@ -44,9 +44,7 @@ SEED_PAGE_EXAMPLE: dict[str, Any] = {
     "data": {
         "name": "deepseek-v3-deployment",
         "description": "A deployment for DeepSeek V3 model",
-        "spec": {
-            "configuration": {"nodeConfiguration": {"storage": {"storageClass": "nvme", "storageSize": 6144}}}
-        },
+        "spec": {"configuration": {"nodeConfiguration": {"storage": {"storageClass": "nvme", "storageSize": 6144}}}},
         "projectId": "default-project",
     }
 }

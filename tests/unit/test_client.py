@@ -319,6 +319,8 @@ async def test_list_page_size_is_bounded_by_the_documented_maximum() -> None:
 def test_rate_limit_parsing_is_robust() -> None:
     from northflank_llm_operator.northflank import RateLimit
 
-    parsed = RateLimit.from_headers({"x-ratelimit-limit": " 1000 ", "x-ratelimit-remaining": "-1", "x-ratelimit-reset": "2.5"})
+    parsed = RateLimit.from_headers(
+        {"x-ratelimit-limit": " 1000 ", "x-ratelimit-remaining": "-1", "x-ratelimit-reset": "2.5"}
+    )
     assert (parsed.limit, parsed.remaining, parsed.reset_seconds) == (1000, None, 2.5)
     assert json.dumps(parsed.__dict__)  # plain data, safe to log

@@ -77,7 +77,15 @@ def test_description_allows_any_characters() -> None:
 
 @pytest.mark.parametrize(
     ("tag", "valid"),
-    [("gpu", True), ("gp", False), ("t" * 100, True), ("t" * 101, False), ("a-b-c", True), ("a b", False), ("a--b", False)],
+    [
+        ("gpu", True),
+        ("gp", False),
+        ("t" * 100, True),
+        ("t" * 101, False),
+        ("a-b-c", True),
+        ("a b", False),
+        ("a--b", False),
+    ],
 )
 def test_tag_length_and_pattern(tag: str, valid: bool) -> None:
     check(full_deployment(tags=[tag]), valid)
@@ -120,7 +128,8 @@ def test_port_id_pattern(port_id: str, valid: bool) -> None:
 
 
 @pytest.mark.parametrize(
-    ("name", "valid"), [("http", True), ("h", True), ("Http-2", True), ("2http", False), ("http-", False), ("h_t", False)]
+    ("name", "valid"),
+    [("http", True), ("h", True), ("Http-2", True), ("2http", False), ("http-", False), ("h_t", False)],
 )
 def test_port_name_pattern(name: str, valid: bool) -> None:
     check(full_deployment(ports=[port(name=name)]), valid)

@@ -127,7 +127,13 @@ class Harness:
     def add(self, name: str, *, deployment: str | None = None, **spec: Any) -> TrackedResource:
         key = ResourceKey("ns", name)
         body = {
-            "metadata": {"namespace": "ns", "name": name, "uid": f"uid-{name}", "generation": 1, "resourceVersion": "1"},
+            "metadata": {
+                "namespace": "ns",
+                "name": name,
+                "uid": f"uid-{name}",
+                "generation": 1,
+                "resourceVersion": "1",
+            },
             "spec": {"projectId": "proj", "llmModelDeploymentId": deployment or name, **spec},
         }
         self.kube.objects[key] = body
@@ -187,9 +193,7 @@ async def test_per_resource_interval_wins_over_the_default() -> None:
 
 async def test_transient_errors_back_off_exponentially_up_to_the_interval() -> None:
     h = Harness(interval=30)
-    h.northflank.answers[("proj", "dep")] = ServerError(
-        "HTTP 500", status_code=500, rate_limit=PLENTY
-    )
+    h.northflank.answers[("proj", "dep")] = ServerError("HTTP 500", status_code=500, rate_limit=PLENTY)
     resource = h.add("dep")
     delays = []
     for _ in range(5):

@@ -221,3 +221,17 @@ def test_fields_outside_the_owned_set_are_ignored_for_change_detection() -> None
     first = compute_status({}, observe(), generation=1, timing=at(0)).status
     update = compute_status(first | {"somethingElse": 1}, observe(), generation=1, timing=at(5))
     assert not update.changed
+
+
+def test_staleness_counts_from_the_last_successful_poll_not_the_heartbeat_stamp() -> None:
+    good = compute_status({}, observe(), generation=1, timing=at(0)).status
+    # Polls kept succeeding until t=200 without rewriting lastSyncTime (heartbeat not due).
+    later = Timing(now=T0 + timedelta(seconds=230), heartbeat=HEARTBEAT, stale_after=STALE,
+                   last_success=T0 + timedelta(seconds=200))  # fmt: skip
+    status = compute_status(good, SERVER_ERROR, generation=1, timing=later).status
+    assert condition(status, "Ready")["status"] == "True"
+    stale = Timing(now=T0 + timedelta(seconds=300), heartbeat=HEARTBEAT, stale_after=STALE,
+                   last_success=T0 + timedelta(seconds=200))  # fmt: skip
+    status = compute_status(good, SERVER_ERROR, generation=1, timing=stale).status
+    assert condition(status, "Ready")["reason"] == "StatusStale"
+    assert "2026-11-26T10:03:20Z" in condition(status, "Ready")["message"]

@@ -1,0 +1,352 @@
+"""The operator as a real process, against the real kube-apiserver and the simulator as a real server."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from northflank_api_simulator.control import SimulatorControl
+
+from tests.controlplane.controlplane import ControlPlane
+from tests.simulator.fixtures import RunningSimulator
+from tests.support.operator_process import OperatorProcess, run_operator, wait_for
+from tests.unit.payloads import SEED_PAGE_EXAMPLE
+
+pytestmark = pytest.mark.integration
+
+OPERATOR_TOKEN = "nf-operator-wide-token"
+TEAM = "team-one"
+PROJECT = "llm-project"
+# Polls run every second in these tests; a few intervals plus watch latency on a loaded 2-core box.
+DEADLINE = 30.0
+
+
+@pytest.fixture(scope="module")
+def operator(
+    control_plane: ControlPlane,
+    crd_installed: object,
+    simulator_process: RunningSimulator,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[OperatorProcess]:
+    log_path = tmp_path_factory.mktemp("operator") / "operator.log"
+    with run_operator(
+        kubeconfig=control_plane.kubeconfig,
+        namespaces=None,
+        api_base_url=simulator_process.base_url,
+        api_token=OPERATOR_TOKEN,
+        log_path=log_path,
+        poll_interval_seconds=1.0,
+    ) as process:
+        yield process
+    # Secrets never reach the log, whatever happened in the tests.
+    assert OPERATOR_TOKEN not in log_path.read_text(errors="replace")
+
+
+@pytest.fixture
+def nf(simulator: RunningSimulator) -> SimulatorControl:
+    control = simulator.control
+    control.add_token(OPERATOR_TOKEN, team_id=TEAM)
+    control.put_project(PROJECT, team_id=TEAM)
+    control.set_rate_limit(100_000, 3600)  # the budget is its own test; keep it out of the others' way
+    return control
+
+
+@dataclass
+class Cluster:
+    plane: ControlPlane
+    namespace: str
+    operator: OperatorProcess
+
+    def apply(self, name: str, deployment_id: str, **spec: Any) -> None:
+        manifest = {
+            "apiVersion": "northflank-llm-operator.dev/v1alpha1",
+            "kind": "LLMModelDeployment",
+            "metadata": {"name": name, "namespace": self.namespace},
+            "spec": {"projectId": PROJECT, "llmModelDeploymentId": deployment_id, **spec},
+        }
+        self.plane.kubectl("apply", "-f", "-", input=json.dumps(manifest))
+
+    def get(self, name: str) -> dict[str, Any]:
+        result = self.plane.kubectl("get", "llmd", name, "-n", self.namespace, "-o", "json")
+        body: dict[str, Any] = json.loads(result.stdout)
+        return body
+
+    def status(self, name: str) -> dict[str, Any]:
+        return dict(self.get(name).get("status") or {})
+
+    def condition(self, name: str, kind: str) -> dict[str, Any]:
+        return next((c for c in self.status(name).get("conditions", []) if c["type"] == kind), {})
+
+    def wait_status(self, name: str, check: Callable[[dict[str, Any]], bool], what: str) -> dict[str, Any]:
+        def satisfied() -> dict[str, Any] | None:
+            self.operator.assert_alive()
+            status = self.status(name)
+            return status if check(status) else None
+
+        try:
+            return wait_for(satisfied, timeout=DEADLINE, message=f"{name}: {what}")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\nlast status: {json.dumps(self.status(name), indent=1)}") from None
+
+    def wait_condition(self, name: str, kind: str, status: str, reason: str | None = None) -> dict[str, Any]:
+        def matches(current: dict[str, Any]) -> bool:
+            found = conditions_by_type(current).get(kind, {})
+            return found.get("status") == status and (reason is None or found.get("reason") == reason)
+
+        return self.wait_status(name, matches, f"{kind}={status} ({reason or 'any reason'})")
+
+    def events(self, name: str) -> list[dict[str, Any]]:
+        result = self.plane.kubectl(
+            "get", "events", "-n", self.namespace, "--field-selector", f"involvedObject.name={name}", "-o", "json"
+        )
+        items: list[dict[str, Any]] = json.loads(result.stdout)["items"]
+        return items
+
+
+def without_nulls(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: without_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [without_nulls(v) for v in value if v is not None]
+    return value
+
+
+def conditions_by_type(status: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {c["type"]: c for c in status.get("conditions", [])}
+
+
+@pytest.fixture
+def cluster(control_plane: ControlPlane, namespace: str, operator: OperatorProcess) -> Iterator[Cluster]:
+    yield Cluster(control_plane, namespace, operator)
+    # Resources left behind would keep polling (and spending the budget) during later tests.
+    control_plane.kubectl("delete", "llmd", "--all", "-n", namespace, "--wait=false")
+
+
+def test_resource_follows_its_deployment_through_every_phase(cluster: Cluster, nf: SimulatorControl) -> None:
+    nf.put_deployment(PROJECT, "qwen", status="pending")
+    cluster.apply("qwen", "qwen")
+    cluster.wait_status("qwen", lambda s: s.get("phase") == "pending", "phase pending")
+
+    for phase in ("provisioning", "starting", "running", "paused", "crashed", "deleting"):
+        nf.patch_deployment(PROJECT, "qwen", status=phase)
+        status = cluster.wait_status("qwen", lambda s, p=phase: s.get("phase") == p, f"phase {phase}")
+        ready = conditions_by_type(status)["Ready"]
+        assert ready["status"] == ("True" if phase == "running" else "False")
+        assert conditions_by_type(status)["Synced"]["status"] == "True"
+        assert ("Stalled" in conditions_by_type(status)) is (phase == "crashed")
+        assert ("Reconciling" in conditions_by_type(status)) is (phase in ("provisioning", "starting", "deleting"))
+
+    reasons = [e["reason"] for e in cluster.events("qwen")]
+    assert reasons.count("PhaseChanged") >= 7
+
+
+def test_ports_dns_and_the_rest_of_the_response_match_the_api_exactly(cluster: Cluster, nf: SimulatorControl) -> None:
+    served = nf.put_deployment(
+        PROJECT,
+        "llama",
+        status="running",
+        description="Llama on two GPUs",
+        tags=["prod", "gpu-a100"],
+        ports=[
+            {"id": "p01", "name": "http", "internalPort": 8000, "protocol": "HTTP", "public": True,
+             "dns": "http--llama--llm-project--x1y2.code.run"},
+            {"id": "p02", "name": "metrics", "internalPort": 9090, "protocol": "HTTP", "public": False},
+        ],
+    )  # fmt: skip
+    cluster.apply("llama", "llama")
+    status = cluster.wait_status("llama", lambda s: s.get("phase") == "running", "phase running")
+    # JSON nulls (e.g. spec...storage.shmSize) are the one thing not mirrored: the CRD has no nullable fields.
+    served = without_nulls(served)
+    assert status["dns"] == served["dns"]
+    assert status["ports"] == served["ports"]
+    assert status["deploymentSpec"] == served["spec"]
+    expected_rest = {k: v for k, v in served.items() if k not in ("dns", "ports", "spec")}
+    assert status["deployment"] == expected_rest
+    assert status["observedGeneration"] == cluster.get("llama")["metadata"]["generation"]
+
+
+def test_kubectl_get_prints_the_columns(cluster: Cluster, nf: SimulatorControl) -> None:
+    served = nf.put_deployment(PROJECT, "mistral", status="running")
+    cluster.apply("mistral", "mistral")
+    cluster.wait_condition("mistral", "Ready", "True")
+
+    table = cluster.plane.kubectl("get", "llmd", "-n", cluster.namespace).stdout.splitlines()
+    assert table[0].split() == ["NAME", "READY", "PHASE", "DNS", "LAST", "SYNC", "AGE"]
+    assert table[1].split()[:4] == ["mistral", "True", "running", served["dns"]["base"]]
+
+    wide = cluster.plane.kubectl("get", "llmd", "-n", cluster.namespace, "-o", "wide").stdout.splitlines()
+    assert wide[0].split()[7:] == ["PROJECT", "DEPLOYMENT", "MESSAGE"]
+    assert wide[1].split()[-6:] == [PROJECT, "mistral", "The", "deployment", "is", "running."]
+
+    by_category = cluster.plane.kubectl("get", "northflank", "-n", cluster.namespace).stdout
+    assert [line.split()[0] for line in by_category.splitlines()] == ["NAME", "mistral"]
+
+
+def test_an_unchanged_deployment_produces_no_status_writes(cluster: Cluster, nf: SimulatorControl) -> None:
+    nf.put_deployment(PROJECT, "steady", status="running")
+    cluster.apply("steady", "steady")
+    cluster.wait_condition("steady", "Ready", "True")
+    # Let the first write's echo settle, then watch several polls go by.
+    before = cluster.get("steady")
+    polls_before = len(nf.requests(path_contains="/llm-model-deployments/steady"))
+    wait_for(
+        lambda: len(nf.requests(path_contains="/llm-model-deployments/steady")) >= polls_before + 4,
+        timeout=DEADLINE,
+        message="four more polls of the steady deployment",
+    )
+    after = cluster.get("steady")
+    assert after["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]
+    assert after["status"]["lastSyncTime"] == before["status"]["lastSyncTime"]
+
+
+def test_kubectl_wait_gates_on_ready(cluster: Cluster, nf: SimulatorControl) -> None:
+    nf.put_deployment(PROJECT, "gated", status="starting")
+    nf.run_script(PROJECT, "gated", [{"afterSeconds": 3, "status": "running"}])
+    cluster.apply("gated", "gated")
+    cluster.plane.kubectl(
+        "wait", "--for=condition=Ready", "llmd/gated", "-n", cluster.namespace, f"--timeout={DEADLINE:.0f}s",
+        timeout=DEADLINE + 10,
+    )  # fmt: skip
+    assert cluster.status("gated")["phase"] == "running"
+
+
+def test_the_reference_pages_example_response_explains_itself(cluster: Cluster, nf: SimulatorControl) -> None:
+    nf.put_deployment(PROJECT, "healthy", status="running")
+    nf.put_deployment(PROJECT, "deepseek-v3-deployment", status="running")
+    nf.add_fault(status=200, json_body=SEED_PAGE_EXAMPLE, deployment_id="deepseek-v3-deployment")
+    cluster.apply("deepseek", "deepseek-v3-deployment")
+    cluster.apply("healthy", "healthy")
+
+    synced = cluster.wait_condition("deepseek", "Synced", "False", "InvalidResponse")
+    message = conditions_by_type(synced)["Synced"]["message"]
+    assert "does not match the API contract" in message
+    assert "data.id: Field required" in message
+    assert conditions_by_type(synced)["Ready"]["status"] == "Unknown"
+    assert synced["phase"] == "unknown"
+    cluster.wait_condition("healthy", "Ready", "True")
+    cluster.operator.assert_alive()
+    assert any(e["reason"] == "InvalidResponse" and e["type"] == "Warning" for e in cluster.events("deepseek"))
+
+
+@dataclass(frozen=True)
+class FaultCase:
+    name: str
+    inject: Callable[[SimulatorControl, str], None]
+    undo: Callable[[SimulatorControl, str], None]
+    reason: str
+    ready: str
+
+
+def _revoke(nf: SimulatorControl, _: str) -> None:
+    nf.revoke_token(OPERATOR_TOKEN)
+
+
+def _restore_token(nf: SimulatorControl, _: str) -> None:
+    nf.add_token(OPERATOR_TOKEN, team_id=TEAM)
+
+
+def _delete(nf: SimulatorControl, deployment: str) -> None:
+    nf.delete_deployment(PROJECT, deployment)
+
+
+def _recreate(nf: SimulatorControl, deployment: str) -> None:
+    nf.put_deployment(PROJECT, deployment, status="running")
+
+
+def _exhaust_budget(nf: SimulatorControl, _: str) -> None:
+    # A real window of the simulator's rate limiter: three requests, then 429 until it resets.
+    nf.set_rate_limit(3, 12)
+
+
+def _restore_budget(nf: SimulatorControl, _: str) -> None:
+    nf.set_rate_limit(100_000, 3600)
+
+
+def _server_error(nf: SimulatorControl, deployment: str) -> None:
+    nf.add_fault(
+        status=500, json_body={"error": {"status": 500, "message": "Internal error"}}, deployment_id=deployment
+    )
+
+
+def _clear_faults(nf: SimulatorControl, _: str) -> None:
+    nf.clear_faults()
+
+
+FAULTS = [
+    FaultCase("401", _revoke, _restore_token, "AuthenticationFailed", "Unknown"),
+    FaultCase("404", _delete, _recreate, "NotFound", "False"),
+    FaultCase("429", _exhaust_budget, _restore_budget, "RateLimited", "True"),
+    FaultCase("500", _server_error, _clear_faults, "ServerError", "True"),
+]
+
+
+@pytest.mark.parametrize("case", FAULTS, ids=[case.name for case in FAULTS])
+def test_errors_end_in_the_documented_condition_and_keep_the_last_observation(
+    cluster: Cluster, nf: SimulatorControl, case: FaultCase
+) -> None:
+    deployment = f"fault-{case.name}"
+    nf.put_deployment(PROJECT, deployment, status="running")
+    cluster.apply(deployment, deployment)
+    good = cluster.wait_condition(deployment, "Ready", "True")
+
+    case.inject(nf, deployment)
+    failed = cluster.wait_condition(deployment, "Synced", "False", case.reason)
+    conditions = conditions_by_type(failed)
+    assert conditions["Ready"]["status"] == case.ready
+    for key in ("phase", "dns", "ports", "deployment", "deploymentSpec", "lastSyncTime"):
+        assert failed[key] == good[key], f"{key} must keep the last good observation"
+    assert OPERATOR_TOKEN not in json.dumps(failed)
+    warnings = [e for e in cluster.events(deployment) if e["type"] == "Warning"]
+    assert case.reason in [e["reason"] for e in warnings]
+
+    case.undo(nf, deployment)
+    cluster.wait_condition(deployment, "Synced", "True")
+    cluster.wait_condition(deployment, "Ready", "True")
+
+
+def test_credentials_from_a_secret_in_the_resources_namespace(cluster: Cluster, nf: SimulatorControl) -> None:
+    nf.put_project("other-project", team_id="team-two")
+    nf.put_deployment("other-project", "phi", status="running")
+    nf.add_token("team-two-token", team_id="team-two")
+    cluster.plane.kubectl(
+        "create", "secret", "generic", "team-two", "-n", cluster.namespace, "--from-literal=apiToken=team-two-token"
+    )
+    manifest = {
+        "apiVersion": "northflank-llm-operator.dev/v1alpha1",
+        "kind": "LLMModelDeployment",
+        "metadata": {"name": "phi", "namespace": cluster.namespace},
+        "spec": {
+            "projectId": "other-project",
+            "llmModelDeploymentId": "phi",
+            "credentialsSecretRef": {"name": "team-two", "key": "apiToken"},
+        },
+    }
+    cluster.plane.kubectl("apply", "-f", "-", input=json.dumps(manifest))
+    cluster.wait_condition("phi", "Ready", "True")
+
+
+def test_a_missing_secret_is_explained_and_picked_up_once_created(cluster: Cluster, nf: SimulatorControl) -> None:
+    nf.put_deployment(PROJECT, "later", status="running")
+    cluster.apply("later", "later", credentialsSecretRef={"name": "not-yet"})
+    failed = cluster.wait_condition("later", "Synced", "False", "CredentialsNotFound")
+    assert "not-yet" in conditions_by_type(failed)["Synced"]["message"]
+    assert conditions_by_type(failed)["Stalled"]["status"] == "True"
+    cluster.plane.kubectl(
+        "create", "secret", "generic", "not-yet", "-n", cluster.namespace, f"--from-literal=token={OPERATOR_TOKEN}"
+    )
+    cluster.wait_condition("later", "Ready", "True")
+
+
+def test_organisation_token_uses_the_team_scoped_route(cluster: Cluster, nf: SimulatorControl) -> None:
+    nf.put_deployment(PROJECT, "org-owned", status="running")
+    nf.add_token("org-token", scope="org", team_ids=[TEAM])
+    cluster.plane.kubectl(
+        "create", "secret", "generic", "org", "-n", cluster.namespace, "--from-literal=token=org-token"
+    )
+    cluster.apply("org-owned", "org-owned", teamId=TEAM, credentialsSecretRef={"name": "org"})
+    cluster.wait_condition("org-owned", "Ready", "True")
+    paths = {r["path"] for r in nf.requests(path_contains="org-owned")}
+    assert f"/v1/teams/{TEAM}/projects/{PROJECT}/llm-model-deployments/org-owned" in paths

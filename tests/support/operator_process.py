@@ -1,0 +1,93 @@
+"""Run the real operator (``northflank-llm-operator run``) as a subprocess for integration tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+T = TypeVar("T")
+
+
+def wait_for(predicate: Callable[[], T | None | bool], *, timeout: float, message: str, interval: float = 0.2) -> T:
+    """Poll ``predicate`` until it returns something truthy, or fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    last_error: Exception | None = None
+    while True:
+        try:
+            value = predicate()
+        except Exception as exc:  # a transient kubectl/HTTP failure while waiting is not the answer
+            last_error = exc
+            value = None
+        if value:
+            return value  # type: ignore[return-value]
+        if time.monotonic() > deadline:
+            detail = f" (last error: {last_error!r})" if last_error else ""
+            raise AssertionError(f"timed out after {timeout:g}s waiting for {message}{detail}")
+        time.sleep(interval)
+
+
+@dataclass
+class OperatorProcess:
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def assert_alive(self) -> None:
+        if self.process.poll() is not None:
+            raise AssertionError(f"operator exited with {self.process.returncode}:\n{self.log()[-4000:]}")
+
+
+@contextmanager
+def run_operator(
+    *,
+    kubeconfig: Path,
+    namespaces: list[str] | None,
+    api_base_url: str,
+    api_token: str | None,
+    log_path: Path,
+    poll_interval_seconds: float = 1.0,
+    extra_env: dict[str, str] | None = None,
+    liveness_port: int | None = None,
+) -> Iterator[OperatorProcess]:
+    """Start the operator, yield it, and stop it with SIGTERM (SIGKILL after a deadline)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("NORTHFLANK_", "NF_"))}
+    env.update(
+        KUBECONFIG=str(kubeconfig),
+        NORTHFLANK_API_BASE_URL=api_base_url,
+        NORTHFLANK_LLM_OPERATOR_POLL_INTERVAL_SECONDS=str(poll_interval_seconds),
+        NORTHFLANK_LLM_OPERATOR_REQUEST_TIMEOUT_SECONDS="5",
+        PYTHONUNBUFFERED="1",
+    )
+    if api_token is not None:
+        env["NORTHFLANK_API_TOKEN"] = api_token
+    env.update(extra_env or {})
+    scope = ["-A"] if namespaces is None else [arg for ns in namespaces for arg in ("-n", ns)]
+    # The installed console script, exactly as users and the container run it.
+    console_script = Path(sys.executable).with_name("northflank-llm-operator")
+    command = [str(console_script), "run", "--standalone", "--verbose", *scope]
+    if liveness_port is not None:
+        command.append(f"--liveness=http://127.0.0.1:{liveness_port}/healthz")
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("wb") as log_file:
+        process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, env=env)
+    handle = OperatorProcess(process, log_path)
+    try:
+        yield handle
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=10)
