@@ -16,7 +16,7 @@ from typing import TypeVar
 T = TypeVar("T")
 
 
-def wait_for(predicate: Callable[[], T | None | bool], *, timeout: float, message: str, interval: float = 0.2) -> T:
+def wait_for(predicate: Callable[[], T | bool | None], *, timeout: float, message: str, interval: float = 0.2) -> T:
     """Poll ``predicate`` until it returns something truthy, or fail after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     last_error: Exception | None = None

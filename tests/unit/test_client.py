@@ -8,6 +8,8 @@ from typing import Any
 
 import httpx
 import pytest
+from tests.unit.payloads import SEED_PAGE_EXAMPLE, full_deployment
+
 from northflank_llm_operator.northflank import (
     APIConnectionError,
     APIStatusError,
@@ -22,8 +24,6 @@ from northflank_llm_operator.northflank import (
     RateLimitError,
     ServerError,
 )
-
-from tests.unit.payloads import SEED_PAGE_EXAMPLE, full_deployment
 
 TOKEN = "nf-secret-token-value"
 RATE_HEADERS = {"x-ratelimit-limit": "1000", "x-ratelimit-remaining": "998", "x-ratelimit-reset": "3541"}

@@ -8,6 +8,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from pydantic import SecretStr
+from tests.unit.payloads import full_deployment
+
 from northflank_llm_operator.credentials import CredentialResolver, CredentialsError
 from northflank_llm_operator.kube import ResourceGoneError, merge_patch
 from northflank_llm_operator.northflank import (
@@ -24,9 +27,6 @@ from northflank_llm_operator.registry import Registry, TrackedResource
 from northflank_llm_operator.resource import ResourceKey
 from northflank_llm_operator.settings import OperatorSettings
 from northflank_llm_operator.status import Event
-from pydantic import SecretStr
-
-from tests.unit.payloads import full_deployment
 
 PLENTY = RateLimit(limit=1000, remaining=900, reset_seconds=1200)
 
@@ -65,6 +65,7 @@ class FakeKubernetes:
         self.secrets: dict[tuple[str, str, str], str] = {}
         self.secret_reads = 0
         self.resource_version = 100
+        self.patched = asyncio.Event()
 
     async def patch_status(self, key: ResourceKey, patch: Mapping[str, Any]) -> Mapping[str, Any]:
         if key not in self.objects:
@@ -74,6 +75,7 @@ class FakeKubernetes:
         obj["status"] = apply_merge_patch(obj.get("status", {}), patch)
         self.resource_version += 1
         obj["metadata"]["resourceVersion"] = str(self.resource_version)
+        self.patched.set()
         return obj
 
     async def record_event(self, key: ResourceKey, uid: str, event: Event) -> None:
@@ -332,7 +334,8 @@ async def test_run_loop_polls_due_resources_and_survives_a_broken_one() -> None:
     try:
         async with asyncio.timeout(5):
             while h.kube.objects[good.key].get("status", {}).get("phase") != "running":
-                await asyncio.sleep(0.01)
+                await h.kube.patched.wait()
+                h.kube.patched.clear()
         assert len(h.kube.patches) == 1  # the broken one logged and was rescheduled, nothing written
     finally:
         task.cancel()
