@@ -1,0 +1,7 @@
+"""``python -m northflank_api_simulator``."""
+
+import sys
+
+from northflank_api_simulator.cli import main
+
+sys.exit(main())

@@ -1,0 +1,219 @@
+"""The Northflank routes, served as Northflank documents them.
+
+Routes (JSON, ``Authorization: Bearer <token>``)::
+
+    GET /v1/auth
+    GET /v1/projects/{projectId}/llm-model-deployments?per_page=&page=&cursor=
+    GET /v1/projects/{projectId}/llm-model-deployments/{llmModelDeploymentId}
+    GET /v1/teams/{teamId}/projects/{projectId}/llm-model-deployments?per_page=&page=&cursor=
+    GET /v1/teams/{teamId}/projects/{projectId}/llm-model-deployments/{llmModelDeploymentId}
+
+Every ``/v1`` request goes through, in order: an injected fault (which may delay it and may answer
+instead of the API), authentication (401, no rate-limit headers because the caller is unknown), the
+per-token rate limit (429), then routing and scope checks (403/404/400). Every answer to a known token
+carries ``x-ratelimit-limit``, ``x-ratelimit-remaining`` and ``x-ratelimit-reset``, and every request
+is written to the request log.
+
+The write endpoints (create, update, delete) are not served: the operator only reads, and the control
+API is how tests change state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from typing import Any, Final
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from northflank_api_simulator.models import FaultSpec
+from northflank_api_simulator.pagination import (
+    PER_PAGE_DEFAULT,
+    PER_PAGE_MAX,
+    InvalidCursorError,
+    encode_cursor,
+    select_page,
+)
+from northflank_api_simulator.state import Project, SimulatorState, TokenRecord
+from northflank_api_simulator.web_support import STATE, ApiError, error_response, response_for_exception
+
+logger = logging.getLogger(__name__)
+
+SIMULATED_ORG_ID = "sim-org"
+"""Entity id ``GET /v1/auth`` reports for organisation-scoped tokens."""
+
+_TOKEN: Final = web.RequestKey("token_record", TokenRecord)
+
+_PROJECT_ROUTE = "/projects/{projectId}/llm-model-deployments"
+_DEPLOYMENT_ROUTE = _PROJECT_ROUTE + "/{llmModelDeploymentId}"
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/v1/auth", _get_auth, allow_head=False)
+    for prefix in ("/v1", "/v1/teams/{teamId}"):
+        app.router.add_get(prefix + _PROJECT_ROUTE, _list_deployments, allow_head=False)
+        app.router.add_get(prefix + _DEPLOYMENT_ROUTE, _get_deployment, allow_head=False)
+
+
+@web.middleware
+async def northflank_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Apply faults, authentication, the rate limit and the request log to ``/v1`` requests."""
+    if request.path != "/v1" and not request.path.startswith("/v1/"):
+        return await handler(request)
+    state = request.app[STATE]
+    token = _bearer_token(request)
+    record = state.token(token) if token is not None else None
+    fault = state.faults.take(
+        request.method,
+        request.path,
+        request.match_info.get("projectId"),
+        request.match_info.get("llmModelDeploymentId"),
+    )
+    if fault is not None and fault.spec.latency_seconds > 0:
+        await asyncio.sleep(fault.spec.latency_seconds)
+    if fault is not None and fault.spec.status is not None:
+        charge_to = token if record is not None and fault.spec.count_against_rate_limit else None
+        response: web.StreamResponse = _fault_response(state, fault.spec, fault.spec.status, charge_to)
+    else:
+        response = await _answer(request, handler, state, token, record)
+    state.record_request(
+        method=request.method,
+        path=request.path,
+        query=dict(request.query),
+        token_known=record is not None,
+        status=response.status,
+        fault_id=fault.id if fault is not None else None,
+    )
+    return response
+
+
+def _bearer_token(request: web.Request) -> str | None:
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    return token.strip() or None
+
+
+def _fault_response(state: SimulatorState, spec: FaultSpec, status: int, charge_to: str | None) -> web.Response:
+    headers: dict[str, str] = {}
+    if charge_to is not None:
+        headers.update(state.rate_limiter.charge(charge_to).headers())
+    if spec.has_json_body:
+        response = web.json_response(spec.json_body, status=status, headers=headers)
+    else:
+        headers["Content-Type"] = "text/plain; charset=utf-8"
+        response = web.Response(body=(spec.body or "").encode(), status=status, headers=headers)
+    if spec.content_type is not None:
+        response.headers["Content-Type"] = spec.content_type
+    response.headers.update(spec.headers)
+    return response
+
+
+async def _answer(
+    request: web.Request,
+    handler: Handler,
+    state: SimulatorState,
+    token: str | None,
+    record: TokenRecord | None,
+) -> web.StreamResponse:
+    if token is None or record is None:
+        message = "Invalid API token." if token else "Missing API token: send 'Authorization: Bearer <token>'."
+        return error_response(401, message)
+    limit = state.rate_limiter.charge(token)
+    if not limit.allowed:
+        headers = limit.headers()
+        if state.rate_limiter.config.retry_after_header:
+            headers["Retry-After"] = str(limit.reset_seconds)
+        message = f"Rate limit exceeded: try again in {limit.reset_seconds} seconds."
+        return error_response(429, message, headers=headers)
+    request[_TOKEN] = record
+    try:
+        response = await handler(request)
+    except (ApiError, web.HTTPException) as error:
+        if isinstance(error, web.HTTPException) and error.status < 400:
+            raise
+        response = response_for_exception(error)
+    except Exception:
+        logger.exception("unexpected error serving %s %s", request.method, request.path)
+        response = error_response(500, "Internal simulator error.")
+    response.headers.update(limit.headers())
+    return response
+
+
+def _project(request: web.Request) -> Project:
+    """The project the request names, after the token's team and project scope are checked."""
+    grant = request[_TOKEN].grant
+    project_id = request.match_info["projectId"]
+    team_in_path = request.match_info.get("teamId")
+    if team_in_path is None:
+        if grant.team_id is None:
+            raise ApiError(
+                403,
+                "This API token is scoped to an organisation: use the team-scoped route "
+                f"/v1/teams/{{teamId}}/projects/{project_id}/... instead.",
+            )
+        team_id = grant.team_id
+    elif team_in_path in grant.teams:
+        team_id = team_in_path
+    else:
+        raise ApiError(403, f"This API token has no access to team {team_in_path}.")
+    if not grant.allows_project(project_id):
+        raise ApiError(403, f"This API token has no access to project {project_id}.")
+    project = request.app[STATE].project(project_id)
+    if project is None or project.team_id != team_id:
+        raise ApiError(404, f"Project {project_id} not found.")
+    return project
+
+
+async def _get_auth(request: web.Request) -> web.Response:
+    record = request[_TOKEN]
+    grant = record.grant
+    data: dict[str, Any] = {
+        "tokenKind": "api",
+        "id": record.auth_id,
+        "entityId": grant.team_id if grant.team_id is not None else SIMULATED_ORG_ID,
+        "entityType": grant.scope,
+        "createdAt": record.created_at,
+    }
+    return web.json_response({"data": data})
+
+
+async def _get_deployment(request: web.Request) -> web.Response:
+    project = _project(request)
+    deployment_id = request.match_info["llmModelDeploymentId"]
+    deployment = request.app[STATE].deployment(project.id, deployment_id)
+    if deployment is None:
+        raise ApiError(404, f"LLM model deployment {deployment_id} not found.")
+    return web.json_response({"data": deployment})
+
+
+async def _list_deployments(request: web.Request) -> web.Response:
+    project = _project(request)
+    per_page = _int_query(request, "per_page", PER_PAGE_DEFAULT, maximum=PER_PAGE_MAX)
+    page_number = _int_query(request, "page", 1)
+    cursor = request.query.get("cursor") or None
+    deployments = request.app[STATE].deployments(project.id)
+    try:
+        page = select_page(
+            [deployment["id"] for deployment in deployments], per_page=per_page, page=page_number, cursor=cursor
+        )
+    except InvalidCursorError as error:
+        raise ApiError(400, "Invalid cursor.", {"cursor": cursor}) from error
+    items = deployments[page.start : page.stop]
+    pagination: dict[str, Any] = {"hasNextPage": page.has_next_page, "count": len(items)}
+    if page.has_next_page:
+        pagination["cursor"] = encode_cursor(items[-1]["id"])
+    return web.json_response({"data": {"llmModelDeployments": items}, "pagination": pagination})
+
+
+def _int_query(request: web.Request, name: str, default: int, *, maximum: int | None = None) -> int:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    value = int(raw) if re.fullmatch(r"[0-9]{1,9}", raw) else 0
+    if value < 1 or (maximum is not None and value > maximum):
+        bounds = f"between 1 and {maximum}" if maximum is not None else "at least 1"
+        raise ApiError(400, f"Query parameter {name} must be an integer {bounds}.", {name: raw})
+    return value

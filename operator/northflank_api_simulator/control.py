@@ -1,0 +1,219 @@
+"""A small synchronous client for the simulator's control API, for tests and demos.
+
+Every method maps to one route documented in :mod:`northflank_api_simulator.control_api` and raises
+:class:`SimulatorControlError` when the simulator refuses the call, so a mistake in a test's setup
+fails right there instead of showing up later as a puzzling assertion.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from types import TracebackType
+from typing import Any, Final, Literal, Self
+from urllib.parse import quote
+
+import httpx
+
+_UNSET: Final = object()
+
+
+class SimulatorControlError(RuntimeError):
+    """The control API answered with a non-2xx status."""
+
+    def __init__(self, method: str, path: str, status_code: int, body: str) -> None:
+        super().__init__(f"{method} {path} -> {status_code}: {body}")
+        self.status_code = status_code
+        self.body = body
+
+
+def _segment(value: str) -> str:
+    return quote(value, safe="")
+
+
+class SimulatorControl:
+    """Drive a running simulator: tokens, projects, deployments, scripts, faults, rate limit, log."""
+
+    def __init__(self, base_url: str, *, timeout: float = 10.0) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._http = httpx.Client(base_url=self.base_url + "/_simulator", timeout=timeout)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _call(self, method: str, path: str, body: Mapping[str, Any] | None = None) -> Any:
+        response = self._http.request(method, path, json=body)
+        if not response.is_success:
+            raise SimulatorControlError(method, path, response.status_code, response.text)
+        return response.json()
+
+    def wait_healthy(self, timeout: float = 10.0) -> None:
+        """Poll ``/healthz`` until it answers 200; :class:`TimeoutError` after ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                if self._http.get("/healthz").status_code == 200:
+                    return
+                problem = "not healthy yet"
+            except httpx.TransportError as error:
+                problem = repr(error)
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"simulator at {self.base_url} not healthy after {timeout}s: {problem}")
+            time.sleep(0.05)
+
+    def reset(self) -> None:
+        """Back to the start-up state: no faults, scripts, log or spent budget."""
+        self._call("POST", "/reset")
+
+    # Tokens and projects
+
+    def add_token(
+        self,
+        token: str,
+        *,
+        team_id: str | None = None,
+        team_ids: Sequence[str] | None = None,
+        scope: Literal["team", "org"] = "team",
+        projects: Iterable[str] | None = None,
+    ) -> None:
+        """Register a token: ``scope="team"`` needs ``team_id``, ``scope="org"`` needs ``team_ids``.
+
+        ``projects`` restricts the token to those projects (403 elsewhere).
+        """
+        body: dict[str, Any] = {"scope": scope}
+        if team_id is not None:
+            body["teamId"] = team_id
+        if team_ids is not None:
+            body["teamIds"] = list(team_ids)
+        if projects is not None:
+            body["projects"] = list(projects)
+        self._call("PUT", f"/tokens/{_segment(token)}", body)
+
+    def revoke_token(self, token: str) -> None:
+        """The token gets 401 from now on."""
+        self._call("DELETE", f"/tokens/{_segment(token)}")
+
+    def put_project(self, project_id: str, *, team_id: str) -> None:
+        """Create the project in ``team_id``, or move it there."""
+        self._call("PUT", f"/projects/{_segment(project_id)}", {"teamId": team_id})
+
+    # Deployments
+
+    def _deployment_path(self, project_id: str, deployment_id: str) -> str:
+        return f"/projects/{_segment(project_id)}/deployments/{_segment(deployment_id)}"
+
+    def put_deployment(self, project_id: str, deployment_id: str, **fields: Any) -> dict[str, Any]:
+        """Create or replace a deployment; ``fields`` are top-level JSON keys (camelCase), the rest
+        gets defaults. Returns the full object as the API will serve it."""
+        result: dict[str, Any] = self._call("PUT", self._deployment_path(project_id, deployment_id), fields)
+        return result
+
+    def patch_deployment(self, project_id: str, deployment_id: str, **fields: Any) -> dict[str, Any]:
+        """Shallow-merge top-level fields (e.g. ``status="running"``); returns the full object."""
+        result: dict[str, Any] = self._call("PATCH", self._deployment_path(project_id, deployment_id), fields)
+        return result
+
+    def delete_deployment(self, project_id: str, deployment_id: str) -> None:
+        """Remove it: the API answers 404 for it from now on."""
+        self._call("DELETE", self._deployment_path(project_id, deployment_id))
+
+    def get_deployment(self, project_id: str, deployment_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("GET", self._deployment_path(project_id, deployment_id))
+        return result
+
+    def run_script(self, project_id: str, deployment_id: str, steps: Sequence[Mapping[str, Any]]) -> None:
+        """Apply timed changes in the background, e.g.
+        ``[{"afterSeconds": 0.2, "status": "starting"}, {"afterSeconds": 0.3, "status": "running"}]``.
+
+        A step has ``afterSeconds`` (counted from the previous step) and ``status``, ``patch`` (a
+        shallow merge) or, last, ``"delete": True``. Replaces the deployment's running script.
+        """
+        path = self._deployment_path(project_id, deployment_id) + "/script"
+        self._call("POST", path, {"steps": [dict(step) for step in steps]})
+
+    # Faults
+
+    def add_fault(
+        self,
+        *,
+        status: int | None = None,
+        json_body: object = _UNSET,
+        body: str | None = None,
+        method: str = "GET",
+        path: str | None = None,
+        project_id: str | None = None,
+        deployment_id: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        content_type: str | None = None,
+        latency_seconds: float = 0.0,
+        times: int | None = None,
+        count_against_rate_limit: bool = True,
+    ) -> str:
+        """Make matching ``/v1`` requests misbehave; returns the fault id.
+
+        With ``status``, the simulator answers ``json_body`` (any JSON value, verbatim) or the raw text
+        ``body`` instead of the API; with only ``latency_seconds`` it answers normally, late. ``path``
+        is a regular expression searched in the request path; ``method="*"`` matches any method.
+        ``times`` limits how many requests it applies to (``None``: until removed).
+        """
+        spec: dict[str, Any] = {
+            "method": method,
+            "latencySeconds": latency_seconds,
+            "countAgainstRateLimit": count_against_rate_limit,
+        }
+        optional: dict[str, Any] = {
+            "status": status,
+            "body": body,
+            "path": path,
+            "projectId": project_id,
+            "deploymentId": deployment_id,
+            "headers": dict(headers) if headers is not None else None,
+            "contentType": content_type,
+            "times": times,
+        }
+        spec.update({key: value for key, value in optional.items() if value is not None})
+        if json_body is not _UNSET:
+            spec["json"] = json_body
+        fault_id: str = self._call("POST", "/faults", spec)["id"]
+        return fault_id
+
+    def remove_fault(self, fault_id: str) -> None:
+        self._call("DELETE", f"/faults/{_segment(fault_id)}")
+
+    def clear_faults(self) -> None:
+        self._call("DELETE", "/faults")
+
+    # Request log and rate limit
+
+    def requests(self, path_contains: str | None = None) -> list[dict[str, Any]]:
+        """Logged ``/v1`` requests, oldest first, optionally only those whose path contains a string.
+
+        Each has ``time``, ``method``, ``path``, ``query``, ``tokenKnown``, ``status`` and ``faultId``.
+        """
+        logged: list[dict[str, Any]] = self._call("GET", "/requests")["requests"]
+        if path_contains is None:
+            return logged
+        return [entry for entry in logged if path_contains in entry["path"]]
+
+    def clear_requests(self) -> None:
+        self._call("DELETE", "/requests")
+
+    def set_rate_limit(self, limit: int, window_seconds: float, retry_after_header: bool = False) -> None:
+        """Give every token ``limit`` requests per ``window_seconds``; restarts all windows."""
+        body = {"limit": limit, "windowSeconds": window_seconds, "retryAfterHeader": retry_after_header}
+        self._call("PUT", "/rate-limit", body)
+
+    def reset_rate_limit(self) -> None:
+        """Give every token a fresh window with its full budget."""
+        self._call("POST", "/rate-limit/reset")

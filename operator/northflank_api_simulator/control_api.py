@@ -1,0 +1,201 @@
+"""The control API: how tests and demos script the simulated Northflank.
+
+It is unauthenticated, so bind the simulator to loopback (the default). JSON in and out; errors use the
+same envelope as the Northflank routes. Camel-case keys throughout, like Northflank's own.
+
+``POST /_simulator/reset``
+    Forget everything (tokens, projects, deployments, scripts, faults, request log, rate-limit
+    counters) and restore the start-up state from ``--token``, ``--rate-limit*`` and ``--seed``.
+``PUT /_simulator/tokens/{token}``
+    Register or re-scope a token: ``{"scope": "team", "teamId": "t"}`` or
+    ``{"scope": "org", "teamIds": ["t1", "t2"]}``, optionally ``"projects": ["p1"]`` (allow-list).
+    A re-scoped token keeps its rate-limit window.
+``DELETE /_simulator/tokens/{token}``
+    Revoke: the token gets 401 from then on. 404 if unknown.
+``PUT /_simulator/projects/{projectId}``
+    Create a project or move it to a team: ``{"teamId": "t"}``.
+``PUT /_simulator/projects/{projectId}/deployments/{deploymentId}``
+    Create or replace a deployment from a partial object; missing fields get realistic defaults
+    (status ``pending``). Creates the project in ``default-team`` if needed. Returns the full object.
+    Given values are stored verbatim, not checked against the contract, so a test can serve a status
+    or field Northflank may add later.
+``PATCH /_simulator/projects/{projectId}/deployments/{deploymentId}``
+    Shallow-merge top-level fields, e.g. ``{"status": "running"}``; bumps ``updatedAt``, and a new
+    ``spec`` gets a new ``deploymentConfiguration``. Returns the full object.
+``GET`` / ``DELETE /_simulator/projects/{projectId}/deployments/{deploymentId}``
+    Read or remove a deployment (removal also stops its script). 404 if unknown.
+``POST /_simulator/projects/{projectId}/deployments/{deploymentId}/script``
+    ``{"steps": [{"afterSeconds": 2, "status": "provisioning"}, {"afterSeconds": 3, "patch": {...}},
+    {"afterSeconds": 1, "delete": true}]}``: applied in the background, each delay counted from the
+    previous step. Replaces the deployment's running script. Answers 202.
+``POST /_simulator/faults``
+    Add a fault (see :class:`~northflank_api_simulator.models.FaultSpec`), e.g.
+    ``{"status": 503, "body": "<html>bad gateway</html>", "times": 2}``; answers 201 ``{"id": "fault-1"}``.
+``DELETE /_simulator/faults`` and ``DELETE /_simulator/faults/{faultId}``
+    Remove all faults, or one (404 if unknown or already used up).
+``GET /_simulator/requests`` / ``DELETE /_simulator/requests``
+    The ``/v1`` request log, oldest first: ``{"requests": [{"time", "method", "path", "query",
+    "tokenKnown", "status", "faultId"}]}``; or clear it.
+``PUT /_simulator/rate-limit``
+    ``{"limit": 5, "windowSeconds": 2, "retryAfterHeader": false}``; also restarts every window.
+``POST /_simulator/rate-limit/reset``
+    Restart every token's window with a full budget.
+``GET /_simulator/healthz``
+    200 ``{"status": "ok"}`` once the server is serving.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from northflank_api_simulator.models import FaultSpec, ProjectBody, RateLimitConfig, Script, TokenGrant
+from northflank_api_simulator.state import SimulatorState
+from northflank_api_simulator.web_support import STATE, ApiError, read_json_object, read_model
+
+PREFIX = "/_simulator"
+
+routes = web.RouteTableDef()
+
+_DEPLOYMENT = PREFIX + "/projects/{projectId}/deployments/{deploymentId}"
+
+
+def _state(request: web.Request) -> SimulatorState:
+    return request.app[STATE]
+
+
+def _deployment_address(request: web.Request) -> tuple[str, str]:
+    return request.match_info["projectId"], request.match_info["deploymentId"]
+
+
+def _ok() -> web.Response:
+    return web.json_response({})
+
+
+def _not_found(what: str) -> ApiError:
+    return ApiError(404, f"{what} not found.")
+
+
+@routes.get(PREFIX + "/healthz", allow_head=False)
+async def _healthz(_request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+@routes.post(PREFIX + "/reset")
+async def _reset(request: web.Request) -> web.Response:
+    _state(request).reset()
+    return _ok()
+
+
+@routes.put(PREFIX + "/tokens/{token}")
+async def _put_token(request: web.Request) -> web.Response:
+    grant = await read_model(request, TokenGrant)
+    _state(request).put_token(request.match_info["token"], grant)
+    return web.json_response(grant.model_dump(exclude_none=True))
+
+
+@routes.delete(PREFIX + "/tokens/{token}")
+async def _revoke_token(request: web.Request) -> web.Response:
+    if not _state(request).revoke_token(request.match_info["token"]):
+        raise _not_found("Token")
+    return _ok()
+
+
+@routes.put(PREFIX + "/projects/{projectId}")
+async def _put_project(request: web.Request) -> web.Response:
+    body = await read_model(request, ProjectBody)
+    project = _state(request).put_project(request.match_info["projectId"], body.team_id)
+    return web.json_response({"id": project.id, "teamId": project.team_id})
+
+
+@routes.put(_DEPLOYMENT)
+async def _put_deployment(request: web.Request) -> web.Response:
+    fields = await read_json_object(request)
+    try:
+        deployment = _state(request).put_deployment(*_deployment_address(request), fields)
+    except ValueError as error:
+        raise ApiError(400, str(error)) from error
+    return web.json_response(deployment)
+
+
+@routes.patch(_DEPLOYMENT)
+async def _patch_deployment(request: web.Request) -> web.Response:
+    changes = await read_json_object(request)
+    try:
+        deployment = _state(request).patch_deployment(*_deployment_address(request), changes)
+    except ValueError as error:
+        raise ApiError(400, str(error)) from error
+    if deployment is None:
+        raise _not_found("Deployment")
+    return web.json_response(deployment)
+
+
+@routes.get(_DEPLOYMENT, allow_head=False)
+async def _get_deployment(request: web.Request) -> web.Response:
+    deployment = _state(request).deployment(*_deployment_address(request))
+    if deployment is None:
+        raise _not_found("Deployment")
+    return web.json_response(deployment)
+
+
+@routes.delete(_DEPLOYMENT)
+async def _delete_deployment(request: web.Request) -> web.Response:
+    if not _state(request).delete_deployment(*_deployment_address(request)):
+        raise _not_found("Deployment")
+    return _ok()
+
+
+@routes.post(_DEPLOYMENT + "/script")
+async def _run_script(request: web.Request) -> web.Response:
+    script = await read_model(request, Script)
+    state = _state(request)
+    project_id, deployment_id = _deployment_address(request)
+    if state.deployment(project_id, deployment_id) is None:
+        raise _not_found("Deployment")
+    state.start_script(project_id, deployment_id, script.steps)
+    return web.json_response({"steps": len(script.steps)}, status=202)
+
+
+@routes.post(PREFIX + "/faults")
+async def _add_fault(request: web.Request) -> web.Response:
+    spec = await read_model(request, FaultSpec)
+    return web.json_response({"id": _state(request).faults.add(spec)}, status=201)
+
+
+@routes.delete(PREFIX + "/faults")
+async def _clear_faults(request: web.Request) -> web.Response:
+    _state(request).faults.clear()
+    return _ok()
+
+
+@routes.delete(PREFIX + "/faults/{faultId}")
+async def _remove_fault(request: web.Request) -> web.Response:
+    if not _state(request).faults.remove(request.match_info["faultId"]):
+        raise _not_found("Fault")
+    return _ok()
+
+
+@routes.get(PREFIX + "/requests", allow_head=False)
+async def _requests(request: web.Request) -> web.Response:
+    logged: list[dict[str, Any]] = list(_state(request).request_log)
+    return web.json_response({"requests": logged})
+
+
+@routes.delete(PREFIX + "/requests")
+async def _clear_requests(request: web.Request) -> web.Response:
+    _state(request).request_log.clear()
+    return _ok()
+
+
+@routes.put(PREFIX + "/rate-limit")
+async def _set_rate_limit(request: web.Request) -> web.Response:
+    config = await read_model(request, RateLimitConfig)
+    _state(request).rate_limiter.configure(config)
+    return web.json_response(config.model_dump())
+
+
+@routes.post(PREFIX + "/rate-limit/reset")
+async def _reset_rate_limit(request: web.Request) -> web.Response:
+    _state(request).rate_limiter.reset()
+    return _ok()

@@ -1,0 +1,204 @@
+"""Typed payloads of the control API and the seed file.
+
+These models describe the simulator's own knobs, not Northflank objects: deployments stay plain JSON
+dictionaries so a test can store anything, including values the contract does not (yet) allow.
+Unknown keys are rejected, so a typo in a test fails loudly instead of being ignored.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic.alias_generators import to_camel
+
+DEFAULT_RATE_LIMIT = 1000
+"""Requests per window: Northflank's documented default account rate limit."""
+
+DEFAULT_RATE_LIMIT_WINDOW_SECONDS = 3600.0
+"""Northflank's window is one hour from the first request."""
+
+
+class ControlModel(BaseModel):
+    """Base for control payloads: camelCase on the wire, snake_case in Python, no unknown keys."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        validate_by_name=True,
+        validate_by_alias=True,
+        serialize_by_alias=True,
+        extra="forbid",
+        frozen=True,
+    )
+
+
+class TokenGrant(ControlModel):
+    """What an API token may reach.
+
+    A ``team`` token stands for one team and may use the plain ``/v1/projects/...`` routes. An ``org``
+    token spans several teams and, as on Northflank, must name the team in the path.
+    """
+
+    scope: Literal["team", "org"] = "team"
+    team_id: str | None = Field(default=None, min_length=1)
+    team_ids: list[str] | None = Field(default=None, min_length=1)
+    projects: list[str] | None = None
+    """Project allow-list, like an API role limited to chosen projects; ``None`` allows every project."""
+
+    @model_validator(mode="after")
+    def _teams_match_scope(self) -> TokenGrant:
+        if self.scope == "team" and (self.team_id is None or self.team_ids is not None):
+            raise ValueError('a "team" token needs "teamId" and no "teamIds"')
+        if self.scope == "org" and (self.team_ids is None or self.team_id is not None):
+            raise ValueError('an "org" token needs "teamIds" and no "teamId"')
+        return self
+
+    @property
+    def teams(self) -> list[str]:
+        """Every team the token may act for."""
+        return [self.team_id] if self.team_id is not None else list(self.team_ids or [])
+
+    def allows_project(self, project_id: str) -> bool:
+        return self.projects is None or project_id in self.projects
+
+
+class ProjectBody(ControlModel):
+    team_id: str = Field(min_length=1)
+
+
+class RateLimitConfig(ControlModel):
+    """Budget per token; the window is compressible so tests need not wait an hour."""
+
+    limit: int = Field(default=DEFAULT_RATE_LIMIT, ge=1)
+    window_seconds: float = Field(default=DEFAULT_RATE_LIMIT_WINDOW_SECONDS, gt=0)
+    retry_after_header: bool = False
+    """Northflank documents no ``Retry-After``; off by default so clients cannot come to rely on it."""
+
+
+class FaultSpec(ControlModel):
+    """A scripted misbehaviour for matching ``/v1`` requests.
+
+    A fault with a ``status`` answers instead of the API; one with only ``latency_seconds`` delays the
+    request and then lets the API answer normally.
+    """
+
+    method: str = "GET"
+    """HTTP method to match, or ``*`` for any."""
+    path: str | None = None
+    """Regular expression searched in the request path."""
+    project_id: str | None = None
+    deployment_id: str | None = None
+    status: int | None = Field(default=None, ge=100, le=599)
+    json_body: Any = Field(default=None, alias="json")
+    """Served verbatim as JSON when given (even ``null``)."""
+    body: str | None = None
+    """Served verbatim as text, e.g. truncated JSON or a proxy's HTML page."""
+    content_type: str | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+    latency_seconds: float = Field(default=0.0, ge=0)
+    times: int | None = Field(default=None, ge=1)
+    """How many matching requests the fault applies to; ``None`` keeps it until removed."""
+    count_against_rate_limit: bool = True
+    """Whether the faulted response spends rate-limit budget and carries the rate-limit headers."""
+
+    @field_validator("method")
+    @classmethod
+    def _upper_method(cls, method: str) -> str:
+        return method.upper()
+
+    @field_validator("path")
+    @classmethod
+    def _path_compiles(cls, path: str | None) -> str | None:
+        if path is not None:
+            try:
+                re.compile(path)
+            except re.error as error:
+                raise ValueError(f"invalid regular expression: {error}") from error
+        return path
+
+    @model_validator(mode="after")
+    def _has_an_effect(self) -> FaultSpec:
+        if self.has_json_body and self.body is not None:
+            raise ValueError('give either "json" or "body", not both')
+        if self.status is None and (self.has_json_body or self.body is not None):
+            raise ValueError('a response body needs a "status"')
+        if self.status is None and self.latency_seconds == 0:
+            raise ValueError('a fault needs a "status", a "latencySeconds" or both')
+        return self
+
+    @property
+    def has_json_body(self) -> bool:
+        return "json_body" in self.model_fields_set
+
+    def matches(self, method: str, path: str, project_id: str | None, deployment_id: str | None) -> bool:
+        return (
+            self.method in ("*", method)
+            and (self.path is None or re.search(self.path, path) is not None)
+            and (self.project_id is None or self.project_id == project_id)
+            and (self.deployment_id is None or self.deployment_id == deployment_id)
+        )
+
+
+class ScriptStep(ControlModel):
+    """One timed change; its delay counts from the previous step."""
+
+    after_seconds: float = Field(ge=0)
+    status: str | None = None
+    patch: dict[str, Any] | None = None
+    delete: bool = False
+    """Remove the deployment, as when Northflank finishes ``deleting``."""
+
+    @model_validator(mode="after")
+    def _does_one_thing(self) -> ScriptStep:
+        changes = self.status is not None or self.patch is not None
+        if self.delete and changes:
+            raise ValueError('a "delete" step cannot also change fields')
+        if not self.delete and not changes:
+            raise ValueError('a step needs "status", "patch" or "delete"')
+        return self
+
+    def changes(self) -> dict[str, Any]:
+        """The shallow patch this step applies (``status`` wins over ``patch.status``)."""
+        merged = dict(self.patch or {})
+        if self.status is not None:
+            merged["status"] = self.status
+        return merged
+
+
+class Script(ControlModel):
+    steps: list[ScriptStep] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _delete_is_last(self) -> Script:
+        if any(step.delete for step in self.steps[:-1]):
+            raise ValueError('only the last step may "delete"')
+        return self
+
+
+class SeedToken(TokenGrant):
+    token: str = Field(min_length=1)
+
+
+class SeedProject(ControlModel):
+    id: str = Field(min_length=1)
+    team_id: str = Field(min_length=1)
+
+
+class Seed(ControlModel):
+    """The starting state, loaded from ``--seed`` and restored by ``POST /_simulator/reset``."""
+
+    tokens: list[SeedToken] = Field(default_factory=list)
+    projects: list[SeedProject] = Field(default_factory=list)
+    deployments: list[dict[str, Any]] = Field(default_factory=list)
+    """Partial deployment objects; each needs ``projectId`` and ``id``, the rest gets defaults."""
+    rate_limit: RateLimitConfig = Field(default_factory=RateLimitConfig)
+
+    @field_validator("deployments")
+    @classmethod
+    def _deployments_are_addressed(cls, deployments: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        for index, deployment in enumerate(deployments):
+            for key in ("projectId", "id"):
+                if not isinstance(deployment.get(key), str) or not deployment[key]:
+                    raise ValueError(f'deployment {index} needs a non-empty string "{key}"')
+        return deployments

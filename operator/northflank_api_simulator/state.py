@@ -1,0 +1,376 @@
+"""The simulator's in-memory world: tokens, projects, deployments, faults, rate limits, request log.
+
+Everything here runs on the server's single event loop, so no locks are needed. Clocks are injectable
+so the rate limiter can be tested without waiting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import itertools
+import logging
+import math
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from northflank_api_simulator.defaults import (
+    DEFAULT_TEAM_ID,
+    complete_deployment,
+    new_deployment_configuration,
+    timestamp,
+)
+from northflank_api_simulator.models import (
+    FaultSpec,
+    RateLimitConfig,
+    ScriptStep,
+    Seed,
+    TokenGrant,
+)
+
+logger = logging.getLogger(__name__)
+
+REQUEST_LOG_SIZE = 10_000
+"""Newest requests kept; a long demo must not grow the simulator without bound."""
+
+
+@dataclass(frozen=True)
+class RateLimitStatus:
+    """The outcome of charging one request, and the headers Northflank sends with it."""
+
+    allowed: bool
+    limit: int
+    remaining: int
+    reset_seconds: int
+
+    def headers(self) -> dict[str, str]:
+        return {
+            "x-ratelimit-limit": str(self.limit),
+            "x-ratelimit-remaining": str(self.remaining),
+            "x-ratelimit-reset": str(self.reset_seconds),
+        }
+
+
+@dataclass
+class _Window:
+    started_at: float
+    used: int = 0
+
+
+class RateLimiter:
+    """Fixed window per token that starts at the token's first counted request.
+
+    Northflank documents that the limit "resets one hour after the first request is sent". Requests
+    refused with 429 do not spend budget.
+    """
+
+    def __init__(self, config: RateLimitConfig, clock: Callable[[], float] = time.monotonic) -> None:
+        self._config = config
+        self._clock = clock
+        self._windows: dict[str, _Window] = {}
+
+    @property
+    def config(self) -> RateLimitConfig:
+        return self._config
+
+    def configure(self, config: RateLimitConfig) -> None:
+        """Apply a new budget; counters restart so the new numbers are easy to reason about."""
+        self._config = config
+        self.reset()
+
+    def reset(self) -> None:
+        self._windows.clear()
+
+    def forget(self, key: str) -> None:
+        self._windows.pop(key, None)
+
+    def charge(self, key: str) -> RateLimitStatus:
+        """Spend one request of ``key``'s budget if any is left."""
+        now = self._clock()
+        window = self._windows.get(key)
+        if window is None or now >= window.started_at + self._config.window_seconds:
+            window = self._windows[key] = _Window(started_at=now)
+        allowed = window.used < self._config.limit
+        if allowed:
+            window.used += 1
+        reset_seconds = max(0, math.ceil(window.started_at + self._config.window_seconds - now))
+        return RateLimitStatus(
+            allowed=allowed,
+            limit=self._config.limit,
+            remaining=self._config.limit - window.used,
+            reset_seconds=reset_seconds,
+        )
+
+
+@dataclass(frozen=True)
+class ActiveFault:
+    id: str
+    spec: FaultSpec
+
+
+@dataclass
+class _FaultEntry:
+    fault: ActiveFault
+    remaining: int | None
+
+
+class FaultBook:
+    """Injected faults in the order they were added; the first match wins."""
+
+    def __init__(self) -> None:
+        self._entries: dict[str, _FaultEntry] = {}
+        self._ids = itertools.count(1)
+
+    def add(self, spec: FaultSpec) -> str:
+        fault_id = f"fault-{next(self._ids)}"
+        self._entries[fault_id] = _FaultEntry(ActiveFault(fault_id, spec), spec.times)
+        return fault_id
+
+    def remove(self, fault_id: str) -> bool:
+        return self._entries.pop(fault_id, None) is not None
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+    def take(self, method: str, path: str, project_id: str | None, deployment_id: str | None) -> ActiveFault | None:
+        """Return the first fault matching the request and use up one of its ``times``."""
+        for fault_id, entry in self._entries.items():
+            if entry.fault.spec.matches(method, path, project_id, deployment_id):
+                if entry.remaining is not None:
+                    entry.remaining -= 1
+                    if entry.remaining == 0:
+                        del self._entries[fault_id]
+                return entry.fault
+        return None
+
+
+@dataclass
+class Project:
+    id: str
+    team_id: str
+    deployments: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TokenRecord:
+    """A registered token; ``auth_id`` stands in for it wherever an id is shown (never the token)."""
+
+    grant: TokenGrant
+    auth_id: str
+    created_at: str
+
+
+class SimulatorState:
+    """All simulated Northflank state plus the test-facing knobs.
+
+    ``seed`` is the baseline that :meth:`reset` restores: empty unless the simulator was started with
+    ``--token``, ``--rate-limit*`` or ``--seed``.
+    """
+
+    def __init__(
+        self,
+        seed: Seed | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        request_log_size: int = REQUEST_LOG_SIZE,
+    ) -> None:
+        self._seed = seed or Seed()
+        self._wall_clock = wall_clock
+        self._tokens: dict[str, TokenRecord] = {}
+        self._token_ids = itertools.count(1)
+        self._projects: dict[str, Project] = {}
+        self._scripts: dict[tuple[str, str], asyncio.Task[None]] = {}
+        self.rate_limiter = RateLimiter(self._seed.rate_limit, clock)
+        self.faults = FaultBook()
+        self.request_log: deque[dict[str, Any]] = deque(maxlen=request_log_size)
+        self.reset()
+
+    def now(self) -> str:
+        return timestamp(self._wall_clock())
+
+    def reset(self) -> None:
+        """Forget everything, cancel scripts, then restore the seed."""
+        for task in self._scripts.values():
+            task.cancel()
+        self._scripts.clear()
+        self._tokens.clear()
+        self._projects.clear()
+        self.faults.clear()
+        self.request_log.clear()
+        self.rate_limiter.configure(self._seed.rate_limit)
+        for seed_token in self._seed.tokens:
+            grant = TokenGrant.model_validate(seed_token.model_dump(exclude={"token"}))
+            self.put_token(seed_token.token, grant)
+        for seed_project in self._seed.projects:
+            self.put_project(seed_project.id, seed_project.team_id)
+        for deployment in self._seed.deployments:
+            self.put_deployment(deployment["projectId"], deployment["id"], deployment)
+
+    # Tokens
+
+    def put_token(self, token: str, grant: TokenGrant) -> TokenRecord:
+        """Register or re-scope a token; a re-scoped token keeps its rate-limit window."""
+        previous = self._tokens.get(token)
+        record = TokenRecord(
+            grant=grant,
+            auth_id=previous.auth_id if previous else f"token-{next(self._token_ids)}",
+            created_at=previous.created_at if previous else self.now(),
+        )
+        self._tokens[token] = record
+        return record
+
+    def revoke_token(self, token: str) -> bool:
+        self.rate_limiter.forget(token)
+        return self._tokens.pop(token, None) is not None
+
+    def token(self, token: str) -> TokenRecord | None:
+        return self._tokens.get(token)
+
+    # Projects and deployments
+
+    def put_project(self, project_id: str, team_id: str) -> Project:
+        project = self._projects.get(project_id)
+        if project is None:
+            project = self._projects[project_id] = Project(project_id, team_id)
+        project.team_id = team_id
+        return project
+
+    def project(self, project_id: str) -> Project | None:
+        return self._projects.get(project_id)
+
+    def put_deployment(self, project_id: str, deployment_id: str, fields: dict[str, Any]) -> dict[str, Any]:
+        """Create or replace a deployment, defaulting what ``fields`` leaves out.
+
+        Replacing keeps the original ``createdAt`` unless ``fields`` sets one. The project is created
+        in :data:`DEFAULT_TEAM_ID` if it does not exist yet.
+        """
+        project = self._projects.get(project_id) or self.put_project(project_id, DEFAULT_TEAM_ID)
+        now = self.now()
+        previous = project.deployments.get(deployment_id)
+        if previous is not None and "createdAt" not in fields:
+            fields = {**fields, "createdAt": previous["createdAt"]}
+        deployment = complete_deployment(
+            fields, project_id=project_id, deployment_id=deployment_id, team_id=project.team_id, now=now
+        )
+        project.deployments[deployment_id] = deployment
+        return copy.deepcopy(deployment)
+
+    def patch_deployment(self, project_id: str, deployment_id: str, changes: dict[str, Any]) -> dict[str, Any] | None:
+        """Shallow-merge ``changes``; ``None`` if there is no such deployment.
+
+        ``updatedAt`` moves to now unless ``changes`` sets it, and a new ``spec`` starts a new
+        deployment configuration, as a redeploy would.
+        """
+        deployment = self._deployment(project_id, deployment_id)
+        if deployment is None:
+            return None
+        for key, expected in (("id", deployment_id), ("projectId", project_id)):
+            if key in changes and changes[key] != expected:
+                raise ValueError(f'"{key}" cannot change')
+        now = self.now()
+        merged = {"updatedAt": now, **copy.deepcopy(changes)}
+        if "spec" in changes and "deploymentConfiguration" not in changes:
+            merged["deploymentConfiguration"] = new_deployment_configuration(now)
+        deployment.update(merged)
+        return copy.deepcopy(deployment)
+
+    def delete_deployment(self, project_id: str, deployment_id: str) -> bool:
+        """Remove a deployment and stop its script."""
+        self._cancel_script(project_id, deployment_id)
+        return self._remove_deployment(project_id, deployment_id)
+
+    def deployment(self, project_id: str, deployment_id: str) -> dict[str, Any] | None:
+        deployment = self._deployment(project_id, deployment_id)
+        return copy.deepcopy(deployment) if deployment is not None else None
+
+    def deployments(self, project_id: str) -> list[dict[str, Any]]:
+        """A project's deployments in a stable order (by id), which pagination relies on."""
+        project = self._projects.get(project_id)
+        if project is None:
+            return []
+        return [copy.deepcopy(project.deployments[key]) for key in sorted(project.deployments)]
+
+    def _deployment(self, project_id: str, deployment_id: str) -> dict[str, Any] | None:
+        project = self._projects.get(project_id)
+        return project.deployments.get(deployment_id) if project is not None else None
+
+    def _remove_deployment(self, project_id: str, deployment_id: str) -> bool:
+        project = self._projects.get(project_id)
+        return project is not None and project.deployments.pop(deployment_id, None) is not None
+
+    # Scripts
+
+    def start_script(self, project_id: str, deployment_id: str, steps: Iterable[ScriptStep]) -> None:
+        """Run ``steps`` in the background, replacing the deployment's running script if any.
+
+        Must be called from the server's event loop.
+        """
+        self._cancel_script(project_id, deployment_id)
+        key = (project_id, deployment_id)
+        task = asyncio.get_running_loop().create_task(
+            self._run_script(project_id, deployment_id, list(steps)),
+            name=f"script {project_id}/{deployment_id}",
+        )
+        self._scripts[key] = task
+        task.add_done_callback(lambda done: self._script_finished(key, done))
+
+    async def stop_scripts(self) -> None:
+        """Cancel every script and wait for them, for a clean shutdown."""
+        tasks = list(self._scripts.values())
+        self._scripts.clear()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _run_script(self, project_id: str, deployment_id: str, steps: list[ScriptStep]) -> None:
+        for step in steps:
+            await asyncio.sleep(step.after_seconds)
+            if step.delete:
+                self._remove_deployment(project_id, deployment_id)
+                logger.info("script deleted %s/%s", project_id, deployment_id)
+                return
+            if self.patch_deployment(project_id, deployment_id, step.changes()) is None:
+                logger.info("script for %s/%s stopped: the deployment is gone", project_id, deployment_id)
+                return
+            logger.info("script patched %s/%s: %s", project_id, deployment_id, sorted(step.changes()))
+
+    def _cancel_script(self, project_id: str, deployment_id: str) -> None:
+        task = self._scripts.pop((project_id, deployment_id), None)
+        if task is not None:
+            task.cancel()
+
+    def _script_finished(self, key: tuple[str, str], task: asyncio.Task[None]) -> None:
+        if self._scripts.get(key) is task:
+            del self._scripts[key]
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("script for %s/%s failed", *key, exc_info=task.exception())
+
+    # Request log
+
+    def record_request(
+        self,
+        *,
+        method: str,
+        path: str,
+        query: dict[str, str],
+        token_known: bool,
+        status: int,
+        fault_id: str | None,
+    ) -> None:
+        """Remember a ``/v1`` request so tests can count calls; the token itself is never kept."""
+        self.request_log.append(
+            {
+                "time": self.now(),
+                "method": method,
+                "path": path,
+                "query": query,
+                "tokenKnown": token_known,
+                "status": status,
+                "faultId": fault_id,
+            }
+        )

@@ -1,0 +1,119 @@
+"""Pytest plugin: a real Northflank API simulator subprocess, shared by the session.
+
+Registered from the root conftest (``pytest_plugins = ["tests.simulator.fixtures"]``).
+
+``simulator_process`` (session) starts ``python -m northflank_api_simulator`` on a free port and stops it
+at the end; ``simulator`` (function) resets it before each test. When a test using ``simulator`` fails,
+the simulator's log lines written during that test are attached to the report.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Generator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+import northflank_api_simulator
+from northflank_api_simulator.control import SimulatorControl
+
+START_TIMEOUT_SECONDS = 15.0
+STOP_TIMEOUT_SECONDS = 10.0
+
+_log_offset = pytest.StashKey[int]()
+
+
+@dataclass(frozen=True)
+class RunningSimulator:
+    """A simulator subprocess: where it listens, how to drive it, where it logs."""
+
+    base_url: str
+    control: SimulatorControl
+    log_path: Path
+
+    def api(self, token: str | None = None, *, timeout: float = 10.0) -> httpx.Client:
+        """An HTTP client for the simulated Northflank API, authenticated with ``token`` if given."""
+        headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
+        return httpx.Client(base_url=self.base_url, headers=headers, timeout=timeout)
+
+    def log_text(self, since: int = 0) -> str:
+        """The subprocess's combined output, from byte offset ``since``."""
+        with self.log_path.open("rb") as log:
+            log.seek(since)
+            return log.read().decode(errors="replace")
+
+
+def _wait_for_port_file(process: subprocess.Popen[bytes], port_file: Path, log_path: Path) -> str:
+    deadline = time.monotonic() + START_TIMEOUT_SECONDS
+    while time.monotonic() < deadline:
+        if port_file.exists():
+            return port_file.read_text().strip()
+        if process.poll() is not None:
+            pytest.fail(f"simulator exited with {process.returncode}:\n{log_path.read_text()}")
+        time.sleep(0.05)
+    pytest.fail(f"simulator did not start within {START_TIMEOUT_SECONDS}s:\n{log_path.read_text()}")
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=STOP_TIMEOUT_SECONDS)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+@pytest.fixture(scope="session")
+def simulator_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningSimulator]:
+    """One simulator for the whole session, as a real subprocess on a free loopback port."""
+    directory = tmp_path_factory.mktemp("simulator")
+    port_file = directory / "base-url"
+    log_path = directory / "simulator.log"
+    # The package's parent folder (operator/) must be importable however pytest itself found it.
+    package_root = Path(northflank_api_simulator.__file__).resolve().parent.parent
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(package_root), os.environ.get("PYTHONPATH")]))}
+    command = [
+        sys.executable,
+        "-m",
+        "northflank_api_simulator",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "0",
+        "--port-file",
+        str(port_file),
+    ]
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+    try:
+        base_url = _wait_for_port_file(process, port_file, log_path)
+        with SimulatorControl(base_url) as control:
+            control.wait_healthy(timeout=START_TIMEOUT_SECONDS)
+            yield RunningSimulator(base_url=base_url, control=control, log_path=log_path)
+    finally:
+        _stop(process)
+
+
+@pytest.fixture
+def simulator(simulator_process: RunningSimulator, request: pytest.FixtureRequest) -> RunningSimulator:
+    """The session's simulator, reset to its empty start-up state for this test."""
+    simulator_process.control.reset()
+    request.node.stash[_log_offset] = simulator_process.log_path.stat().st_size
+    return simulator_process
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    if report.failed and _log_offset in item.stash:
+        funcargs = getattr(item, "funcargs", {})
+        running = funcargs.get("simulator")
+        if isinstance(running, RunningSimulator):
+            report.sections.append(("simulator log", running.log_text(since=item.stash[_log_offset])))
+    return report
