@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Final
 
 import pytest
+
 from tests.controlplane.controlplane import ControlPlane
 
 __all__ = [

@@ -18,7 +18,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from northflank_api_simulator.control import SimulatorControl
-
 from tests.controlplane.controlplane import ControlPlane
 
 REPO = Path(__file__).resolve().parents[2]

@@ -13,6 +13,7 @@ from typing import Any, Final
 
 import pytest
 import yaml
+
 from tests.controlplane.controlplane import ControlPlane
 from tests.controlplane.fixtures import CRD_NAME
 

@@ -8,12 +8,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+
+from northflank_api_simulator.control import SimulatorControl
 from tests.controlplane.controlplane import ControlPlane
 from tests.simulator.fixtures import RunningSimulator
 from tests.support.operator_process import OperatorProcess, run_operator, wait_for
 from tests.unit.payloads import SEED_PAGE_EXAMPLE
-
-from northflank_api_simulator.control import SimulatorControl
 
 pytestmark = pytest.mark.integration
 

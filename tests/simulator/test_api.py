@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 import pytest
+
 from tests.simulator.fixtures import RunningSimulator
 
 TOKEN = "team-a-token"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from tests.simulator.fixtures import RunningSimulator
 from tests.simulator.test_api import assert_error
 

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from tests.simulator.waiting import wait_until
 
 import northflank_api_simulator
 from northflank_api_simulator.control import SimulatorControl
+from tests.simulator.waiting import wait_until
 
 ROUTE = "/v1/projects/inference/llm-model-deployments"
 

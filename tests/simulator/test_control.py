@@ -7,10 +7,10 @@ from collections.abc import Callable
 
 import httpx
 import pytest
-from tests.simulator.fixtures import RunningSimulator
-from tests.simulator.test_api import assert_error
 
 from northflank_api_simulator.control import SimulatorControl, SimulatorControlError
+from tests.simulator.fixtures import RunningSimulator
+from tests.simulator.test_api import assert_error
 
 SECRET = "eyJhbGciOiJIUzI1NiJ9.c2VjcmV0.c2lnbmF0dXJl"
 

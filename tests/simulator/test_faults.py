@@ -8,9 +8,9 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from tests.simulator.fixtures import RunningSimulator
 
 from northflank_api_simulator.control import SimulatorControlError
+from tests.simulator.fixtures import RunningSimulator
 
 ROUTE = "/v1/projects/inference/llm-model-deployments"
 ENVELOPE = {"error": {"status": 503, "message": "Service unavailable", "id": "fault-envelope"}}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import httpx
 import pytest
+
 from tests.simulator.fixtures import RunningSimulator
 from tests.simulator.test_api import assert_error
 from tests.simulator.waiting import wait_until

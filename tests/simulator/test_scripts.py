@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
-from tests.simulator.fixtures import RunningSimulator
-from tests.simulator.waiting import wait_until
 
 from northflank_api_simulator.control import SimulatorControlError
+from tests.simulator.fixtures import RunningSimulator
+from tests.simulator.waiting import wait_until
 
 PROJECT = "inference"
 

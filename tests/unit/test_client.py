@@ -8,7 +8,6 @@ from typing import Any
 
 import httpx
 import pytest
-from tests.unit.payloads import SEED_PAGE_EXAMPLE, full_deployment
 
 from northflank_llm_operator.northflank import (
     APIConnectionError,
@@ -24,6 +23,7 @@ from northflank_llm_operator.northflank import (
     RateLimitError,
     ServerError,
 )
+from tests.unit.payloads import SEED_PAGE_EXAMPLE, full_deployment
 
 TOKEN = "nf-secret-token-value"
 RATE_HEADERS = {"x-ratelimit-limit": "1000", "x-ratelimit-remaining": "998", "x-ratelimit-reset": "3541"}

@@ -6,13 +6,13 @@ from typing import Any
 
 import pydantic
 import pytest
-from tests.unit.payloads import SEED_PAGE_EXAMPLE, full_deployment
 
 from northflank_llm_operator.northflank.models import (
     DeploymentStatus,
     GetLLMModelDeploymentResponse,
     LLMModelDeployment,
 )
+from tests.unit.payloads import SEED_PAGE_EXAMPLE, full_deployment
 
 
 def validate(body: dict[str, Any]) -> LLMModelDeployment:

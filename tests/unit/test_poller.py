@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 from pydantic import SecretStr
-from tests.unit.payloads import full_deployment
 
 from northflank_llm_operator.credentials import CredentialResolver, CredentialsError
 from northflank_llm_operator.kube import ResourceGoneError, merge_patch
@@ -27,6 +26,7 @@ from northflank_llm_operator.registry import Registry, TrackedResource
 from northflank_llm_operator.resource import ResourceKey
 from northflank_llm_operator.settings import OperatorSettings
 from northflank_llm_operator.status import Event
+from tests.unit.payloads import full_deployment
 
 PLENTY = RateLimit(limit=1000, remaining=900, reset_seconds=1200)
 

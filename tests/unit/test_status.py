@@ -6,11 +6,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from tests.unit.payloads import full_deployment
 
 from northflank_llm_operator.conditions import find
 from northflank_llm_operator.northflank import LLMModelDeployment
 from northflank_llm_operator.status import Failure, Observation, Timing, compute_status
+from tests.unit.payloads import full_deployment
 
 T0 = datetime(2026, 11, 26, 10, 0, 0, tzinfo=UTC)
 HEARTBEAT = timedelta(minutes=10)
