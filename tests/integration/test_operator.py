@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from northflank_api_simulator.control import SimulatorControl
+from northflank_llm_operator.status import OWNED_KEYS as OWNED_STATUS_KEYS
 from tests.controlplane.controlplane import ControlPlane
 from tests.simulator.fixtures import RunningSimulator
 from tests.support.operator_process import OperatorProcess, run_operator, wait_for
@@ -42,7 +43,9 @@ def operator(
     ) as process:
         yield process
     # Secrets never reach the log, whatever happened in the tests.
-    assert OPERATOR_TOKEN not in log_path.read_text(errors="replace")
+    log = log_path.read_text(errors="replace")
+    for token in (OPERATOR_TOKEN, "team-two-token", "org-token"):
+        assert token not in log
 
 
 @pytest.fixture
@@ -141,6 +144,12 @@ def test_resource_follows_its_deployment_through_every_phase(cluster: Cluster, n
 
     reasons = [e["reason"] for e in cluster.events("qwen")]
     assert reasons.count("PhaseChanged") >= 7
+
+    # The operator only ever writes its own status fields: no kopf bookkeeping, finalizers or annotations.
+    body = cluster.get("qwen")
+    assert set(body["status"]) <= set(OWNED_STATUS_KEYS)
+    assert "finalizers" not in body["metadata"]
+    assert not [a for a in body["metadata"].get("annotations", {}) if "kopf" in a]
 
 
 def test_ports_dns_and_the_rest_of_the_response_match_the_api_exactly(cluster: Cluster, nf: SimulatorControl) -> None:

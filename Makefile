@@ -1,0 +1,71 @@
+# Developer entry points. The two that matter on a fresh machine:
+#   make demo   - local control plane + Northflank API simulator + operator + sample resources
+#   make test   - lint, type-check and the whole test suite (what CI runs via .ci/run)
+
+SHELL := bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+UV_VERSION := 0.13.8
+UV := $(PYTHON) -m uv
+# Use the machine's Python; never download an interpreter.
+export UV_PYTHON_DOWNLOADS := never
+
+CONTROL_PLANE_DIR ?= .tmp/control-plane
+CHART := charts/northflank-llm-operator
+CRD := crds/llmmodeldeployments.northflank-llm-operator.dev.yaml
+
+.PHONY: help
+help: ## list the targets
+	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-20s %s\n", $$1, $$2}'
+
+.PHONY: setup
+setup: ## install uv (if missing) and the locked Python environment into .venv
+	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
+	$(UV) sync --frozen
+
+.PHONY: tools
+tools: ## build pinned kube-apiserver, etcd, kubectl, helm from Go modules (cached outside the repo)
+	tests/controlplane/build.sh all
+
+.PHONY: lint
+lint: setup ## ruff lint + format check
+	$(UV) run ruff check .
+	$(UV) run ruff format --check .
+
+.PHONY: typecheck
+typecheck: setup ## mypy --strict on the operator and the simulator
+	$(UV) run mypy
+
+.PHONY: test
+test: setup tools lint typecheck ## everything CI runs: lint, types, unit, simulator, chart and integration tests
+	$(UV) run pytest
+
+.PHONY: test-fast
+test-fast: setup ## tests that need no control plane
+	$(UV) run pytest -m "not integration"
+
+.PHONY: demo
+demo: setup tools ## run the local demo and watch kubectl get llmd move through the phases
+	$(UV) run python -m tests.demo.run_demo
+
+.PHONY: control-plane-up
+control-plane-up: setup tools ## start a local kube-apiserver + etcd in $(CONTROL_PLANE_DIR) (source its env file)
+	$(UV) run python tests/controlplane/controlplane.py start --dir $(CONTROL_PLANE_DIR)
+
+.PHONY: control-plane-down
+control-plane-down: ## stop the control plane started by control-plane-up
+	$(UV) run python tests/controlplane/controlplane.py stop --dir $(CONTROL_PLANE_DIR)
+
+.PHONY: sync-crds
+sync-crds: ## copy the CRD (single source: crds/) into the chart
+	cp $(CRD) $(CHART)/files/crds/
+
+.PHONY: chart-docs
+chart-docs: ## regenerate the chart README's values table with the pinned helm-docs
+	"$$(tests/controlplane/build.sh helm-docs)/helm-docs" --chart-search-root charts
+
+.PHONY: clean
+clean: ## remove local build and test state (the tools cache outside the repo stays)
+	rm -rf .tmp .pytest_cache .mypy_cache .ruff_cache dist
