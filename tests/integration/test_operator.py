@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import socket
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import httpx
 import pytest
 
 from northflank_api_simulator.control import SimulatorControl
@@ -33,6 +35,9 @@ def operator(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[OperatorProcess]:
     log_path = tmp_path_factory.mktemp("operator") / "operator.log"
+    with socket.socket() as probe:  # a free loopback port for kopf's liveness endpoint
+        probe.bind(("127.0.0.1", 0))
+        liveness_port = probe.getsockname()[1]
     with run_operator(
         kubeconfig=control_plane.kubeconfig,
         namespaces=None,
@@ -40,6 +45,7 @@ def operator(
         api_token=OPERATOR_TOKEN,
         log_path=log_path,
         poll_interval_seconds=1.0,
+        liveness_port=liveness_port,
     ) as process:
         yield process
     # Secrets never reach the log, whatever happened in the tests.
@@ -94,6 +100,9 @@ class Cluster:
         except AssertionError as exc:
             raise AssertionError(f"{exc}\nlast status: {json.dumps(self.status(name), indent=1)}") from None
 
+    def wait_phase(self, name: str, phase: str) -> dict[str, Any]:
+        return self.wait_status(name, lambda status: status.get("phase") == phase, f"phase {phase}")
+
     def wait_condition(self, name: str, kind: str, status: str, reason: str | None = None) -> dict[str, Any]:
         def matches(current: dict[str, Any]) -> bool:
             found = conditions_by_type(current).get(kind, {})
@@ -131,11 +140,11 @@ def cluster(control_plane: ControlPlane, namespace: str, operator: OperatorProce
 def test_resource_follows_its_deployment_through_every_phase(cluster: Cluster, nf: SimulatorControl) -> None:
     nf.put_deployment(PROJECT, "qwen", status="pending")
     cluster.apply("qwen", "qwen")
-    cluster.wait_status("qwen", lambda s: s.get("phase") == "pending", "phase pending")
+    cluster.wait_phase("qwen", "pending")
 
     for phase in ("provisioning", "starting", "running", "paused", "crashed", "deleting"):
         nf.patch_deployment(PROJECT, "qwen", status=phase)
-        status = cluster.wait_status("qwen", lambda s, p=phase: s.get("phase") == p, f"phase {phase}")
+        status = cluster.wait_phase("qwen", phase)
         ready = conditions_by_type(status)["Ready"]
         assert ready["status"] == ("True" if phase == "running" else "False")
         assert conditions_by_type(status)["Synced"]["status"] == "True"
@@ -166,7 +175,7 @@ def test_ports_dns_and_the_rest_of_the_response_match_the_api_exactly(cluster: C
         ],
     )  # fmt: skip
     cluster.apply("llama", "llama")
-    status = cluster.wait_status("llama", lambda s: s.get("phase") == "running", "phase running")
+    status = cluster.wait_phase("llama", "running")
     # JSON nulls (e.g. spec...storage.shmSize) are the one thing not mirrored: the CRD has no nullable fields.
     served = without_nulls(served)
     assert status["dns"] == served["dns"]
@@ -359,3 +368,18 @@ def test_organisation_token_uses_the_team_scoped_route(cluster: Cluster, nf: Sim
     cluster.wait_condition("org-owned", "Ready", "True")
     paths = {r["path"] for r in nf.requests(path_contains="org-owned")}
     assert f"/v1/teams/{TEAM}/projects/{PROJECT}/llm-model-deployments/org-owned" in paths
+
+
+def test_liveness_endpoint_reports_the_poll_loop(cluster: Cluster, nf: SimulatorControl) -> None:
+    nf.put_deployment(PROJECT, "probed", status="running")
+    cluster.apply("probed", "probed")
+    cluster.wait_condition("probed", "Ready", "True")
+    url = cluster.operator.liveness_url
+    assert url is not None
+
+    def healthy() -> dict[str, Any] | None:
+        response = httpx.get(url, timeout=5)
+        return response.json() if response.status_code == 200 else None
+
+    report = wait_for(healthy, timeout=DEADLINE, message="a 200 from the liveness endpoint")
+    assert report["trackedResources"] >= 1

@@ -38,6 +38,7 @@ def wait_for(predicate: Callable[[], T | bool | None], *, timeout: float, messag
 class OperatorProcess:
     process: subprocess.Popen[bytes]
     log_path: Path
+    liveness_url: str | None = None
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -80,7 +81,8 @@ def run_operator(
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("wb") as log_file:
         process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, env=env)
-    handle = OperatorProcess(process, log_path)
+    liveness_url = f"http://127.0.0.1:{liveness_port}/healthz" if liveness_port is not None else None
+    handle = OperatorProcess(process, log_path, liveness_url)
     try:
         yield handle
     finally:
