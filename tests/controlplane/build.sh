@@ -82,17 +82,26 @@ build_etcd() {
   (cd "$dir" && go build -mod=readonly -buildvcs=false -trimpath -ldflags="-s -w" -o "$bin/etcd.tmp" go.etcd.io/etcd/server/v3 && mv "$bin/etcd.tmp" "$bin/etcd")
 }
 
+# Helm's release builds stamp the Kubernetes version `helm template`/`helm lint` assume without a
+# cluster (from its client-go: v0.37 -> 1.37 for v3.22.0); unstamped it would claim v1.20 and fail
+# every chart's kubeVersion constraint. The stamp is recorded so changing it rebuilds helm.
+HELM_K8S_MINOR="${HELM_K8S_MINOR:-37}"
 build_helm() {
-  if have helm; then return; fi
+  local stamp="$HELM_VERSION k8s-1.$HELM_K8S_MINOR"
+  if have helm && [ "$(cat "$bin/.helm.build" 2>/dev/null)" = "$stamp" ]; then return; fi
   log "helm $HELM_VERSION"
-  GOBIN="$work/helm-bin" go install -buildvcs=false -trimpath \
-    -ldflags="-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION -X helm.sh/helm/v3/internal/version.gitTreeState=clean" \
-    "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
+  local ldf="-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION -X helm.sh/helm/v3/internal/version.gitTreeState=clean"
+  local pkg
+  for pkg in helm.sh/helm/v3/pkg/chartutil helm.sh/helm/v3/pkg/lint/rules; do
+    ldf+=" -X $pkg.k8sVersionMajor=1 -X $pkg.k8sVersionMinor=$HELM_K8S_MINOR"
+  done
+  GOBIN="$work/helm-bin" go install -buildvcs=false -trimpath -ldflags="$ldf" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
   mv "$work/helm-bin/helm" "$bin/helm"
+  printf '%s\n' "$stamp" >"$bin/.helm.build"
 }
 
 # helm-docs renders charts/*/README.md from values.yaml comments (tests/chart checks the README is
-# current). Not part of `all`: only `build.sh helm-docs` builds it. Go-installable (no replace directives);
+# current). Go-installable (no replace directives);
 # the version is recorded next to the binary so that bumping HELM_DOCS_VERSION rebuilds it.
 HELM_DOCS_VERSION="${HELM_DOCS_VERSION:-v1.14.2}"
 build_helm_docs() {
@@ -106,7 +115,7 @@ build_helm_docs() {
 }
 
 case "${1:-all}" in
-  all) build_etcd; build_k8s; build_helm ;;
+  all) build_etcd; build_k8s; build_helm; build_helm_docs ;;
   etcd) build_etcd ;; k8s) build_k8s ;; helm) build_helm ;;
   helm-docs) build_helm_docs ;;
   path) ;;
