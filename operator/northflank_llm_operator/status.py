@@ -127,7 +127,7 @@ def _observed_status(
     current: Mapping[str, Any], observation: Observation, *, generation: int, timing: Timing
 ) -> dict[str, Any]:
     deployment = observation.deployment
-    raw = _without_nulls(observation.raw)
+    raw = without_nulls(observation.raw)
     phase = phase_of(deployment)
     new: dict[str, Any] = {
         "phase": phase,
@@ -262,10 +262,10 @@ def _parse_time(value: object) -> datetime | None:
         return None
 
 
-def _without_nulls(value: Any) -> Any:
+def without_nulls(value: Any) -> Any:
     """Drop JSON nulls: the CRD schema declares no nullable fields and the API server would reject them."""
     if isinstance(value, Mapping):
-        return {k: _without_nulls(v) for k, v in value.items() if v is not None}
+        return {k: without_nulls(v) for k, v in value.items() if v is not None}
     if isinstance(value, list):
-        return [_without_nulls(v) for v in value if v is not None]
+        return [without_nulls(v) for v in value if v is not None]
     return value

@@ -14,7 +14,6 @@ import json
 import re
 import secrets
 import shutil
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -39,7 +38,7 @@ from tests.chart.chart import (
 from tests.controlplane.controlplane import ControlPlane
 from tests.controlplane.fixtures import TEST_NAMESPACE_LABEL
 from tests.simulator.fixtures import RunningSimulator
-from tests.support.operator_process import run_operator, wait_for
+from tests.support.operator_process import free_port, run_operator, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.helm]
 
@@ -411,13 +410,6 @@ def _kubectl_with(plane: ControlPlane, kubeconfig: Path, *args: str) -> subproce
     )
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def _helm_test_command(plane: ControlPlane, release: str, namespace: str) -> list[str]:
     """The command of the release's `helm test` Pod, as Helm stored it in the release."""
     manifest = plane.helm("get", "hooks", release, "--namespace", namespace).stdout
@@ -494,7 +486,7 @@ def test_operator_syncs_end_to_end_with_only_the_charts_service_account(
     )
 
     log_path = tmp_path / "operator.log"
-    liveness_port = _free_port()
+    liveness_port = free_port()
     with run_operator(
         kubeconfig=kubeconfig,
         namespaces=[watched],

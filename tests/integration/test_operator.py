@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -13,9 +12,10 @@ import pytest
 
 from northflank_api_simulator.control import SimulatorControl
 from northflank_llm_operator.status import OWNED_KEYS as OWNED_STATUS_KEYS
+from northflank_llm_operator.status import without_nulls
 from tests.controlplane.controlplane import ControlPlane
 from tests.simulator.fixtures import RunningSimulator
-from tests.support.operator_process import OperatorProcess, run_operator, wait_for
+from tests.support.operator_process import OperatorProcess, free_port, run_operator, wait_for
 from tests.unit.payloads import SEED_PAGE_EXAMPLE
 
 pytestmark = pytest.mark.integration
@@ -35,9 +35,6 @@ def operator(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[OperatorProcess]:
     log_path = tmp_path_factory.mktemp("operator") / "operator.log"
-    with socket.socket() as probe:  # a free loopback port for kopf's liveness endpoint
-        probe.bind(("127.0.0.1", 0))
-        liveness_port = probe.getsockname()[1]
     with run_operator(
         kubeconfig=control_plane.kubeconfig,
         namespaces=None,
@@ -45,7 +42,7 @@ def operator(
         api_token=OPERATOR_TOKEN,
         log_path=log_path,
         poll_interval_seconds=1.0,
-        liveness_port=liveness_port,
+        liveness_port=free_port(),
     ) as process:
         yield process
     # Secrets never reach the log, whatever happened in the tests.
@@ -116,14 +113,6 @@ class Cluster:
         )
         items: list[dict[str, Any]] = json.loads(result.stdout)["items"]
         return items
-
-
-def without_nulls(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: without_nulls(v) for k, v in value.items() if v is not None}
-    if isinstance(value, list):
-        return [without_nulls(v) for v in value if v is not None]
-    return value
 
 
 def conditions_by_type(status: dict[str, Any]) -> dict[str, dict[str, Any]]:

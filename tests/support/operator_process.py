@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -32,6 +33,14 @@ def wait_for(predicate: Callable[[], T | bool | None], *, timeout: float, messag
             detail = f" (last error: {last_error!r})" if last_error else ""
             raise AssertionError(f"timed out after {timeout:g}s waiting for {message}{detail}")
         time.sleep(interval)
+
+
+def free_port() -> int:
+    """A currently free loopback port (for kopf's liveness endpoint)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
 
 
 @dataclass
