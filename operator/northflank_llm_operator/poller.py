@@ -13,18 +13,19 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pydantic
 
 from .credentials import Credential, CredentialResolver, CredentialsError
 from .kube import KubernetesGateway, ResourceGoneError, merge_patch
-from .northflank import AuthenticationError, NorthflankClient, NorthflankError, RateLimit
+from .northflank import AuthenticationError, NorthflankClient, NorthflankError, RateLimit, RateLimitError
 from .northflank.client import summarize_validation_error
 from .registry import Registry, TrackedResource
-from .resource import LLMModelDeploymentSpec
+from .resource import LLMModelDeploymentSpec, ResourceKey
 from .settings import OperatorSettings
 from .status import OWNED_KEYS, Failure, Observation, Outcome, Timing, compute_status
 
@@ -120,8 +121,11 @@ class Poller:
 
     async def poll(self, resource: TrackedResource) -> None:
         """Observe one resource once, write its status if it changed, record Events."""
+        # The spec may change while the request is in flight; the status must name the generation
+        # that was actually observed.
+        generation, spec = resource.generation, resource.spec
         async with self._limit:
-            outcome, retry_at = await self._observe(resource)
+            outcome, retry_at = await self._observe(resource.key, spec)
         now = self._wall_clock()
         if isinstance(outcome, Observation):
             resource.last_success = now
@@ -131,8 +135,11 @@ class Poller:
             stale_after=timedelta(seconds=self._interval(resource) * self._settings.stale_after_intervals),
             last_success=resource.last_success,
         )
-        update = compute_status(resource.status, outcome, generation=resource.generation, timing=timing)
-        resource.next_due = retry_at if retry_at is not None else self._next_due(resource, outcome)
+        update = compute_status(resource.status, outcome, generation=generation, timing=timing)
+        if resource.generation != generation:
+            resource.next_due = self._clock()  # observe the new spec right away
+        else:
+            resource.next_due = retry_at if retry_at is not None else self._next_due(resource, outcome)
         if not update.changed:
             return
         current = {key: resource.status[key] for key in OWNED_KEYS if key in resource.status}
@@ -148,14 +155,14 @@ class Poller:
             except Exception:
                 logger.warning("Could not record event %s on %s", event.reason, resource.key, exc_info=True)
 
-    async def _observe(self, resource: TrackedResource) -> tuple[Outcome, float | None]:
+    async def _observe(self, key: ResourceKey, raw_spec: Mapping[str, Any]) -> tuple[Outcome, float | None]:
         """What Northflank says about the resource's deployment, and an explicit retry time if any."""
         try:
-            spec = LLMModelDeploymentSpec.model_validate(resource.spec)
+            spec = LLMModelDeploymentSpec.model_validate(raw_spec)
         except pydantic.ValidationError as exc:
             return Failure("InvalidSpec", f"spec is invalid: {summarize_validation_error(exc)}", transient=False), None
         try:
-            credential = await self._credentials.resolve(resource.key.namespace, spec)
+            credential = await self._credentials.resolve(key.namespace, spec)
         except CredentialsError as exc:
             return Failure(exc.reason, exc.message, transient=False), None
         blocked_until = self._gate.blocked_until(credential)
@@ -166,11 +173,10 @@ class Poller:
                 spec.project_id, spec.llm_model_deployment_id, token=credential.token, team_id=spec.team_id
             )
         except NorthflankError as exc:
-            rate_limit = getattr(exc, "rate_limit", None)
-            if isinstance(rate_limit, RateLimit):
-                self._gate.record(credential, rate_limit, rejected=getattr(exc, "status_code", None) == 429)
+            if exc.rate_limit is not None:
+                self._gate.record(credential, exc.rate_limit, rejected=isinstance(exc, RateLimitError))
             if isinstance(exc, AuthenticationError):
-                self._credentials.forget(resource.key.namespace, spec)
+                self._credentials.forget(key.namespace, spec)
             return Failure.from_error(exc), self._gate.blocked_until(credential)
         self._gate.record(credential, result.rate_limit, rejected=False)
         return Observation(result.data), None

@@ -355,3 +355,22 @@ def test_northflank_errors_are_transient_or_not_as_documented() -> None:
     assert RateLimitError("x", status_code=429, rate_limit=RateLimit()).transient
     assert not AuthenticationError("x", status_code=401, rate_limit=RateLimit()).transient
     assert NorthflankError("x").transient
+
+
+async def test_a_spec_change_during_a_poll_is_observed_right_after_it() -> None:
+    h = Harness()
+    h.northflank.answers[("proj", "dep")] = full_deployment(id="dep")
+    resource = h.add("dep")
+    original = h.northflank.get_llm_model_deployment
+
+    async def change_spec_mid_flight(*args: Any, **kwargs: Any) -> Any:
+        body = h.kube.objects[resource.key]
+        body["metadata"] |= {"generation": 2, "resourceVersion": "2"}
+        body["spec"] = body["spec"] | {"pollIntervalSeconds": 600}
+        h.registry.observe("MODIFIED", body)
+        return await original(*args, **kwargs)
+
+    h.northflank.get_llm_model_deployment = change_spec_mid_flight  # type: ignore[method-assign]
+    await h.poll(resource)
+    assert h.kube.objects[resource.key]["status"]["observedGeneration"] == 1
+    assert resource.next_due == h.clock.now

@@ -18,9 +18,11 @@ class NorthflankError(Exception):
     #: Whether retrying the same request later can succeed without anyone changing anything.
     transient: ClassVar[bool] = True
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, *, rate_limit: RateLimit | None = None) -> None:
         super().__init__(message)
         self.message = message
+        #: The rate-limit headers of the response, when there was one.
+        self.rate_limit = rate_limit
 
 
 class APIConnectionError(NorthflankError):
@@ -39,11 +41,11 @@ class InvalidResponseError(NorthflankError):
     """Northflank answered, but the body does not match the documented contract."""
 
     reason = "InvalidResponse"
+    rate_limit: RateLimit  # always known: there was a response
 
     def __init__(self, message: str, *, status_code: int, rate_limit: RateLimit) -> None:
-        super().__init__(message)
+        super().__init__(message, rate_limit=rate_limit)
         self.status_code = status_code
-        self.rate_limit = rate_limit
 
 
 class APIStatusError(NorthflankError):
@@ -51,6 +53,7 @@ class APIStatusError(NorthflankError):
 
     reason = "UnexpectedStatus"
     transient = False
+    rate_limit: RateLimit  # always known: there was a response
 
     def __init__(
         self,
@@ -61,9 +64,8 @@ class APIStatusError(NorthflankError):
         error_id: str | None = None,
         details: Any = None,
     ) -> None:
-        super().__init__(message)
+        super().__init__(message, rate_limit=rate_limit)
         self.status_code = status_code
-        self.rate_limit = rate_limit
         self.error_id = error_id
         self.details = details
 
