@@ -150,6 +150,9 @@ class Poller:
             return
         self._registry.record_written(resource.key, stored)
         for event in update.events:
+            # Transitions only (never every poll), so this log stays readable with thousands of resources.
+            level = logging.WARNING if event.type == "Warning" else logging.INFO
+            logger.log(level, "%s: %s: %s", resource.key, event.reason, event.message)
             try:
                 await self._kube.record_event(resource.key, resource.uid, event)
             except Exception:
