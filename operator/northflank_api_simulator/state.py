@@ -97,7 +97,10 @@ class RateLimiter:
         allowed = window.used < self._config.limit
         if allowed:
             window.used += 1
-        reset_seconds = max(0, math.ceil(window.started_at + self._config.window_seconds - now))
+        # Subtract the elapsed time (not `started_at + window - now`): with large monotonic readings the
+        # latter picks up float error and rounds 3600 up to 3601 on a window's first request.
+        elapsed = now - window.started_at
+        reset_seconds = max(0, math.ceil(self._config.window_seconds - elapsed))
         return RateLimitStatus(
             allowed=allowed,
             limit=self._config.limit,

@@ -114,12 +114,29 @@ build_helm_docs() {
   printf '%s\n' "$HELM_DOCS_VERSION" >"$bin/.helm-docs.version"
 }
 
+# tests/gitops/evaluators: kstatus (Flux) and Argo CD's Lua engine as one small Go program that
+# tests/gitops runs against statuses the operator's mapping produces. Built from the committed go.sum
+# with -mod=readonly; a hash of its sources is recorded next to the binary so that any change to
+# go.mod, go.sum or main.go rebuilds it (tests/gitops recomputes the same hash to find a stale binary).
+gitops_src="$here/../gitops/evaluators"
+gitops_sources_hash() { (cd "$gitops_src" && cat go.mod go.sum main.go) | sha256sum | cut -d' ' -f1; }
+build_gitops_evaluators() {
+  local stamp
+  stamp="$(gitops_sources_hash)"
+  if have gitops-evaluators && [ "$(cat "$bin/.gitops-evaluators.build" 2>/dev/null)" = "$stamp" ]; then return; fi
+  log "gitops-evaluators (kstatus + gopher-lua; cold build takes about a minute)"
+  (cd "$gitops_src" && go build -mod=readonly -buildvcs=false -trimpath -ldflags="-s -w" \
+      -o "$bin/gitops-evaluators.tmp" . && mv "$bin/gitops-evaluators.tmp" "$bin/gitops-evaluators")
+  printf '%s\n' "$stamp" >"$bin/.gitops-evaluators.build"
+}
+
 case "${1:-all}" in
-  all) build_etcd; build_k8s; build_helm; build_helm_docs ;;
+  all) build_etcd; build_k8s; build_helm; build_helm_docs; build_gitops_evaluators ;;
   etcd) build_etcd ;; k8s) build_k8s ;; helm) build_helm ;;
   helm-docs) build_helm_docs ;;
+  gitops) build_gitops_evaluators ;;
   path) ;;
-  *) echo "usage: $0 [all|etcd|k8s|helm|helm-docs|path]" >&2; exit 2 ;;
+  *) echo "usage: $0 [all|etcd|k8s|helm|helm-docs|gitops|path]" >&2; exit 2 ;;
 esac
 [ "${1:-all}" = path ] || log "tools ready in $bin"
 echo "$bin"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 from northflank_api_simulator.models import RateLimitConfig
 from northflank_api_simulator.state import RateLimiter
 
@@ -71,3 +73,10 @@ def test_headers_use_northflank_names() -> None:
         "x-ratelimit-remaining": "2",
         "x-ratelimit-reset": "10",
     }
+
+
+def test_first_request_reports_the_whole_window_even_at_large_clock_readings() -> None:
+    # 1e6 + 3600 - 1e6 is not exactly 3600 in floating point at some magnitudes; the header must be.
+    for reading in (2094369.7126947192, 31710.01914415661, 523725.96064729214, 0.3):
+        limiter = RateLimiter(RateLimitConfig(limit=1000, window_seconds=3600), clock=functools.partial(float, reading))
+        assert limiter.charge("token").reset_seconds == 3600
