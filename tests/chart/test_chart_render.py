@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import functools
 import json
+import os
 import tarfile
 from pathlib import Path
 from typing import Any
@@ -155,6 +156,34 @@ def test_settings_reach_the_operator_as_environment(render: Any) -> None:
     assert defaults["NORTHFLANK_LLM_OPERATOR_REQUEST_TIMEOUT_SECONDS"]["value"] == "10"
     assert defaults["NORTHFLANK_LLM_OPERATOR_STATUS_HEARTBEAT_SECONDS"]["value"] == "600"
     assert defaults["NORTHFLANK_LLM_OPERATOR_MAX_CONCURRENT_REQUESTS"]["value"] == "4"
+
+
+def test_the_chart_defaults_are_the_operators_defaults_and_every_variable_is_read(
+    render: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The chart speaks the operator's language: each variable it sets is a setting the operator reads."""
+    from northflank_llm_operator.settings import OperatorSettings
+
+    rendered = {name: item["value"] for name, item in render("default").env().items() if "value" in item}
+    for name in list(os.environ):
+        if name.startswith(("NORTHFLANK_", "NF_")):
+            monkeypatch.delenv(name)
+    built_in = OperatorSettings().model_dump()
+    for name, value in rendered.items():
+        monkeypatch.setenv(name, value)
+    from_chart = OperatorSettings().model_dump()
+    assert from_chart == built_in, "a chart default differs from the operator's own default"
+    for name, item in render("everything").env().items():
+        if "value" in item:
+            monkeypatch.setenv(name, item["value"])
+    changed = {k for k, v in OperatorSettings().model_dump().items() if v != built_in[k]}
+    assert changed == {
+        "api_base_url",
+        "poll_interval_seconds",
+        "request_timeout_seconds",
+        "status_heartbeat_seconds",
+        "max_concurrent_requests",
+    }, "a variable the chart sets is not read by the operator"
 
 
 def test_everything_reaches_the_pod(render: Any) -> None:
