@@ -65,8 +65,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 def run(args: argparse.Namespace) -> int:
     kopf.configure(debug=args.debug, verbose=args.verbose, quiet=args.quiet, log_format=_LOG_FORMATS[args.log_format])
     if not args.debug:
-        # httpx logs every request at INFO; the poll loop would drown the operator's own messages.
-        logging.getLogger("httpx").setLevel(logging.WARNING)
+        # httpx logs every request at INFO and httpcore every socket step at DEBUG; the poll loop
+        # would drown the operator's own messages.
+        for chatty in ("httpx", "httpcore"):
+            logging.getLogger(chatty).setLevel(logging.WARNING)
     try:
         settings = OperatorSettings()
     except pydantic.ValidationError as exc:
