@@ -38,7 +38,7 @@ build_k8s() {
   local dir="$work/k8s" minor
   minor="${K8S_VERSION#v1.}"; minor="${minor%%.*}"
   mkdir -p "$dir"
-  log "kube-apiserver + kubectl $K8S_VERSION (cold build takes 10-30 min on 2 cores)"
+  log "kube-apiserver + kubectl $K8S_VERSION (a cold build takes about 5 minutes on 2 cores)"
   if [ -f "$here/k8s/go.mod" ]; then
     cp "$here/k8s/go.mod" "$here/k8s/go.sum" "$dir/"
   else
