@@ -26,7 +26,7 @@ setup: ## install uv (if missing) and the locked Python environment into .venv
 	$(UV) sync --frozen
 
 .PHONY: tools
-tools: ## build pinned kube-apiserver, etcd, kubectl, helm from Go modules (cached outside the repo)
+tools: ## build pinned kube-apiserver, etcd, kubectl, helm, helm-docs and the GitOps evaluators (cached outside the repo)
 	tests/controlplane/build.sh all
 
 .PHONY: lint
@@ -35,11 +35,11 @@ lint: setup ## ruff lint + format check
 	$(UV) run ruff format --check .
 
 .PHONY: typecheck
-typecheck: setup ## mypy --strict on the operator and the simulator
+typecheck: setup ## mypy --strict on the operator, the simulator and the tests
 	$(UV) run mypy
 
 .PHONY: test
-test: setup tools lint typecheck ## everything CI runs: lint, types, unit, simulator, chart and integration tests
+test: setup tools lint typecheck ## everything CI runs: lint, types, unit, simulator, chart, GitOps and integration tests
 	$(UV) run pytest
 
 .PHONY: test-fast
