@@ -185,10 +185,7 @@ class Poller:
         return Observation(result.data), None
 
     def _interval(self, resource: TrackedResource) -> float:
-        configured = resource.spec.get("pollIntervalSeconds")
-        if isinstance(configured, int) and configured > 0:
-            return float(configured)
-        return float(self._settings.poll_interval_seconds)
+        return poll_interval(resource.spec, self._settings)
 
     def _next_due(self, resource: TrackedResource, outcome: Outcome) -> float:
         interval = self._interval(resource)
@@ -199,6 +196,29 @@ class Poller:
         resource.consecutive_failures = 0
         jitter = random.uniform(1 - _JITTER, 1 + _JITTER)  # noqa: S311 - spreading load, not security
         return self._clock() + interval * jitter
+
+
+def first_poll_delay(body: Mapping[str, Any], settings: OperatorSettings) -> float:
+    """Delay before a newly seen resource's first poll.
+
+    A resource whose status already describes its current generation (the operator restarted, or
+    kopf re-listed) is spread over one interval instead of polled at once: a restart with a thousand
+    resources would otherwise spend a thousand requests, the whole default hourly budget, in one
+    burst. Resources not yet observed at their current generation are polled right away.
+    """
+    status = body.get("status") or {}
+    generation = (body.get("metadata") or {}).get("generation")
+    if status.get("observedGeneration") != generation or "lastSyncTime" not in status:
+        return 0.0
+    return random.uniform(0, poll_interval(body.get("spec") or {}, settings))  # noqa: S311 - load spreading
+
+
+def poll_interval(spec: Mapping[str, Any], settings: OperatorSettings) -> float:
+    """``spec.pollIntervalSeconds``, or the operator-wide default."""
+    configured = spec.get("pollIntervalSeconds")
+    if isinstance(configured, int) and configured > 0:
+        return float(configured)
+    return float(settings.poll_interval_seconds)
 
 
 def _rate_limited_failure() -> Failure:

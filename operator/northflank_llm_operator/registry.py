@@ -41,8 +41,13 @@ def _newer(candidate: str, known: str) -> bool:
 class Registry:
     """Tracks resources and when each is next due; wakes the poller when that changes."""
 
-    def __init__(self, clock: Callable[[], float]) -> None:
+    def __init__(
+        self,
+        clock: Callable[[], float],
+        first_delay: Callable[[Mapping[str, Any]], float] = lambda _: 0.0,
+    ) -> None:
         self._clock = clock
+        self._first_delay = first_delay
         self._resources: dict[ResourceKey, TrackedResource] = {}
         self.changed = asyncio.Event()
 
@@ -71,7 +76,7 @@ class Registry:
                 spec=dict(body.get("spec") or {}),
                 status=dict(body.get("status") or {}),
                 resource_version=resource_version,
-                next_due=self._clock(),
+                next_due=self._clock() + self._first_delay(body),
             )
             self.changed.set()
             return

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import socket
 import time
 from dataclasses import dataclass, field
@@ -11,7 +12,7 @@ from typing import Any
 from .credentials import CredentialResolver
 from .kube import KubernetesGateway, load_api_client
 from .northflank import NorthflankClient
-from .poller import Poller
+from .poller import Poller, first_poll_delay
 from .registry import Registry
 from .settings import OperatorSettings
 
@@ -31,7 +32,7 @@ class Runtime:
         kubernetes_api = load_api_client()
         gateway = KubernetesGateway(kubernetes_api, instance=socket.gethostname())
         northflank = NorthflankClient(str(settings.api_base_url), timeout_seconds=settings.request_timeout_seconds)
-        registry = Registry(time.monotonic)
+        registry = Registry(time.monotonic, first_delay=functools.partial(first_poll_delay, settings=settings))
         credentials = CredentialResolver(
             gateway, default_token=settings.api_token, cache_seconds=settings.credentials_cache_seconds
         )

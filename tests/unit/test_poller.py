@@ -374,3 +374,31 @@ async def test_a_spec_change_during_a_poll_is_observed_right_after_it() -> None:
     await h.poll(resource)
     assert h.kube.objects[resource.key]["status"]["observedGeneration"] == 1
     assert resource.next_due == h.clock.now
+
+
+def test_first_poll_is_immediate_for_new_resources_and_spread_for_observed_ones() -> None:
+    from northflank_llm_operator.poller import first_poll_delay
+
+    settings = OperatorSettings(poll_interval_seconds=60)
+    new = {"metadata": {"generation": 1}, "status": {"observedGeneration": -1}, "spec": {}}
+    changed = {"metadata": {"generation": 3}, "status": {"observedGeneration": 2, "lastSyncTime": "x"}, "spec": {}}
+    assert first_poll_delay(new, settings) == 0
+    assert first_poll_delay(changed, settings) == 0
+    observed = {
+        "metadata": {"generation": 2},
+        "status": {"observedGeneration": 2, "lastSyncTime": "2026-11-26T10:00:00Z"},
+        "spec": {"pollIntervalSeconds": 600},
+    }
+    delays = [first_poll_delay(observed, settings) for _ in range(200)]
+    assert all(0 <= d <= 600 for d in delays)
+    assert max(delays) - min(delays) > 300, "a restart's first polls are spread over the interval"
+
+
+def test_registry_applies_the_first_delay() -> None:
+    clock = Clock()
+    registry = Registry(clock, first_delay=lambda body: 42.0)
+    body = {"metadata": {"namespace": "ns", "name": "a", "uid": "u", "generation": 1, "resourceVersion": "1"}}
+    registry.observe(None, body)
+    resource = registry.get(ResourceKey("ns", "a"))
+    assert resource is not None
+    assert resource.next_due == clock.now + 42.0
