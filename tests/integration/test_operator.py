@@ -282,11 +282,23 @@ def _clear_faults(nf: SimulatorControl, _: str) -> None:
     nf.clear_faults()
 
 
+def _malformed_body(nf: SimulatorControl, deployment: str) -> None:
+    nf.add_fault(status=200, body='{"data": {"name": "truncated', deployment_id=deployment)
+
+
+def _slower_than_the_timeout(nf: SimulatorControl, deployment: str) -> None:
+    # run_operator sets a 5 s request timeout.
+    nf.add_fault(latency_seconds=8, deployment_id=deployment)
+
+
 FAULTS = [
     FaultCase("401", _revoke, _restore_token, "AuthenticationFailed", "Unknown"),
     FaultCase("404", _delete, _recreate, "NotFound", "False"),
     FaultCase("429", _exhaust_budget, _restore_budget, "RateLimited", "True"),
     FaultCase("500", _server_error, _clear_faults, "ServerError", "True"),
+    FaultCase("malformed-json", _malformed_body, _clear_faults, "InvalidResponse", "True"),
+    # With polls every second, a 5 s timeout alone outlasts the 3-interval staleness window.
+    FaultCase("timeout", _slower_than_the_timeout, _clear_faults, "Timeout", "Unknown"),
 ]
 
 
