@@ -19,6 +19,17 @@ logger = logging.getLogger("northflank_llm_operator")
 _LOG_FORMATS = {"plain": kopf.LogFormat.PLAIN, "full": kopf.LogFormat.FULL, "json": kopf.LogFormat.JSON}
 
 
+class _DropRoutineSuccess(logging.Filter):
+    """Drops kopf's "Handler 'track' succeeded." line, logged at INFO for every watch event.
+
+    The event handler only feeds the registry, and every status write echoes back as an event, so the
+    line would otherwise dominate the log without saying anything. Failures are still logged.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage() != "Handler 'track' succeeded."
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="northflank-llm-operator", description=__doc__)
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -69,6 +80,7 @@ def run(args: argparse.Namespace) -> int:
         # would drown the operator's own messages.
         for chatty in ("httpx", "httpcore"):
             logging.getLogger(chatty).setLevel(logging.WARNING)
+        logging.getLogger("kopf.objects").addFilter(_DropRoutineSuccess())
     try:
         settings = OperatorSettings()
     except pydantic.ValidationError as exc:

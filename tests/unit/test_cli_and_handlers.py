@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from typing import Any
 
@@ -111,3 +112,14 @@ async def test_liveness_probe_fails_once_the_poll_loop_is_gone() -> None:
 async def test_handlers_refuse_to_run_without_a_runtime() -> None:
     with pytest.raises(RuntimeError, match="runtime"):
         await probe(memo=kopf.Memo())
+
+
+def test_the_routine_event_handler_success_line_is_dropped_and_nothing_else() -> None:
+    drop = cli._DropRoutineSuccess()
+
+    def record(message: str) -> logging.LogRecord:
+        return logging.LogRecord("kopf.objects", logging.INFO, __file__, 1, message, None, None)
+
+    assert not drop.filter(record("Handler 'track' succeeded."))
+    assert drop.filter(record("Handler 'track' failed with an exception. Will retry."))
+    assert drop.filter(record("Handler 'login' succeeded."))
