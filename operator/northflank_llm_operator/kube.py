@@ -38,22 +38,6 @@ def load_api_client() -> Any:
     return kubernetes.client.ApiClient(configuration)
 
 
-def merge_patch(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
-    """RFC 7386 merge patch turning ``old`` into ``new``: removed keys become null, lists are replaced."""
-    patch: dict[str, Any] = {}
-    for key in old.keys() - new.keys():
-        patch[key] = None
-    for key, value in new.items():
-        previous = old.get(key)
-        if isinstance(value, Mapping) and isinstance(previous, Mapping):
-            nested = merge_patch(previous, value)
-            if nested:
-                patch[key] = nested
-        elif value != previous or key not in old:
-            patch[key] = value
-    return patch
-
-
 class KubernetesGateway:
     """Status patches, Events and Secret reads for LLMModelDeployment resources."""
 

@@ -14,20 +14,19 @@ import logging
 import random
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pydantic
 
 from .credentials import Credential, CredentialResolver, CredentialsError
-from .kube import KubernetesGateway, ResourceGoneError, merge_patch
+from .kube import KubernetesGateway, ResourceGoneError
 from .northflank import AuthenticationError, NorthflankClient, NorthflankError, RateLimit, RateLimitError
 from .northflank.client import summarize_validation_error
 from .registry import Registry, TrackedResource
 from .resource import LLMModelDeploymentSpec, ResourceKey
 from .settings import OperatorSettings
-from .status import OWNED_KEYS, Failure, Observation, Outcome, Timing, compute_status
+from .status import Failure, Observation, Outcome, Timing, compute_status
 
 logger = logging.getLogger(__name__)
 
@@ -36,32 +35,23 @@ _DEFAULT_RATE_LIMIT_WAIT_SECONDS = 60.0
 _JITTER = 0.1
 
 
-@dataclass
-class _CredentialState:
-    blocked_until: float = 0.0
-    last_rate_limit: RateLimit | None = None
-
-
 class RateLimitGate:
     """Per-credential hold-off learned from Northflank's rate-limit headers."""
 
     def __init__(self, clock: Callable[[], float]) -> None:
         self._clock = clock
-        self._states: dict[str, _CredentialState] = {}
+        self._blocked_until: dict[str, float] = {}
 
     def blocked_until(self, credential: Credential) -> float | None:
-        state = self._states.get(credential.identity)
-        if state is not None and state.blocked_until > self._clock():
-            return state.blocked_until
-        return None
+        until = self._blocked_until.get(credential.identity)
+        return until if until is not None and until > self._clock() else None
 
     def record(self, credential: Credential, rate_limit: RateLimit, *, rejected: bool) -> None:
         """Note the headers of a response; hold the credential if the budget is spent."""
-        state = self._states.setdefault(credential.identity, _CredentialState())
-        state.last_rate_limit = rate_limit
         if rejected or rate_limit.exhausted:
             wait = rate_limit.wait_seconds()
-            state.blocked_until = self._clock() + (wait if wait is not None else _DEFAULT_RATE_LIMIT_WAIT_SECONDS)
+            delay = wait if wait is not None else _DEFAULT_RATE_LIMIT_WAIT_SECONDS
+            self._blocked_until[credential.identity] = self._clock() + delay
 
 
 class Poller:
@@ -142,9 +132,8 @@ class Poller:
             resource.next_due = retry_at if retry_at is not None else self._next_due(resource, outcome)
         if not update.changed:
             return
-        current = {key: resource.status[key] for key in OWNED_KEYS if key in resource.status}
         try:
-            stored = await self._kube.patch_status(resource.key, merge_patch(current, update.status))
+            stored = await self._kube.patch_status(resource.key, update.patch)
         except ResourceGoneError:
             self._registry.forget(resource.key)
             return

@@ -91,8 +91,13 @@ class Event:
 @dataclass(frozen=True)
 class StatusUpdate:
     status: dict[str, Any]
-    changed: bool
+    #: RFC 7386 merge patch from the stored status to ``status``; empty when nothing changed.
+    patch: dict[str, Any]
     events: list[Event] = field(default_factory=list)
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.patch)
 
 
 @dataclass(frozen=True)
@@ -114,8 +119,8 @@ def compute_status(current: Mapping[str, Any], outcome: Outcome, *, generation: 
         new = _observed_status(current_owned, outcome, generation=generation, timing=timing)
     else:
         new = _failed_status(current_owned, outcome, generation=generation, timing=timing)
-    changed = new != current_owned
-    return StatusUpdate(status=new, changed=changed, events=_events(current_owned, new) if changed else [])
+    patch = merge_patch(current_owned, new)
+    return StatusUpdate(status=new, patch=patch, events=_events(current_owned, new) if patch else [])
 
 
 def phase_of(deployment: LLMModelDeployment) -> str:
@@ -251,6 +256,22 @@ def _events(current: Mapping[str, Any], new: Mapping[str, Any]) -> list[Event]:
     elif old_synced is not None and old_synced["status"] == "False":
         events.append(Event("Normal", "SyncRecovered", "Polling Northflank succeeds again."))
     return events
+
+
+def merge_patch(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
+    """RFC 7386 merge patch turning ``old`` into ``new``: removed keys become null, lists are replaced."""
+    patch: dict[str, Any] = {}
+    for key in old.keys() - new.keys():
+        patch[key] = None
+    for key, value in new.items():
+        previous = old.get(key)
+        if isinstance(value, Mapping) and isinstance(previous, Mapping):
+            nested = merge_patch(previous, value)
+            if nested:
+                patch[key] = nested
+        elif value != previous or key not in old:
+            patch[key] = value
+    return patch
 
 
 def _parse_time(value: object) -> datetime | None:

@@ -11,7 +11,7 @@ import pytest
 from pydantic import SecretStr
 
 from northflank_llm_operator.credentials import CredentialResolver, CredentialsError
-from northflank_llm_operator.kube import ResourceGoneError, merge_patch
+from northflank_llm_operator.kube import ResourceGoneError
 from northflank_llm_operator.northflank import (
     ApiResult,
     AuthenticationError,
@@ -25,7 +25,7 @@ from northflank_llm_operator.poller import Poller
 from northflank_llm_operator.registry import Registry, TrackedResource
 from northflank_llm_operator.resource import ResourceKey
 from northflank_llm_operator.settings import OperatorSettings
-from northflank_llm_operator.status import Event
+from northflank_llm_operator.status import Event, merge_patch
 from tests.unit.payloads import full_deployment
 
 PLENTY = RateLimit(limit=1000, remaining=900, reset_seconds=1200)
