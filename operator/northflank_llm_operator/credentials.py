@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from pydantic import SecretStr
@@ -36,12 +36,9 @@ class CredentialsError(Exception):
 
 @dataclass(frozen=True)
 class Credential:
-    token: str = ""
+    token: str = field(repr=False)
     #: Opaque, stable identity of the token (a digest) for rate-limit bookkeeping; never the token.
-    identity: str = ""
-
-    def __repr__(self) -> str:
-        return f"Credential(identity={self.identity!r})"
+    identity: str
 
     @classmethod
     def of(cls, token: str) -> Credential:

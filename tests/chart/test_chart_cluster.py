@@ -38,7 +38,8 @@ from tests.chart.chart import (
 from tests.controlplane.controlplane import ControlPlane
 from tests.controlplane.fixtures import TEST_NAMESPACE_LABEL
 from tests.simulator.fixtures import RunningSimulator
-from tests.support.operator_process import free_port, run_operator, wait_for
+from tests.support.operator_process import free_port, run_operator
+from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.helm]
 

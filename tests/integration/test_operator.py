@@ -15,7 +15,8 @@ from northflank_llm_operator.status import OWNED_KEYS as OWNED_STATUS_KEYS
 from northflank_llm_operator.status import without_nulls
 from tests.controlplane.controlplane import ControlPlane
 from tests.simulator.fixtures import RunningSimulator
-from tests.support.operator_process import OperatorProcess, free_port, run_operator, wait_for
+from tests.support.operator_process import OperatorProcess, free_port, run_operator
+from tests.support.waiting import wait_for
 from tests.unit.payloads import SEED_PAGE_EXAMPLE
 
 pytestmark = pytest.mark.integration

@@ -11,7 +11,8 @@ import pytest
 
 from tests.controlplane.controlplane import ControlPlane
 from tests.simulator.fixtures import RunningSimulator
-from tests.support.operator_process import OperatorProcess, run_operator, wait_for
+from tests.support.operator_process import OperatorProcess, run_operator
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 

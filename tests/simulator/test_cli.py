@@ -16,7 +16,7 @@ import pytest
 
 import northflank_api_simulator
 from northflank_api_simulator.control import SimulatorControl
-from tests.simulator.waiting import wait_until
+from tests.support.waiting import wait_for
 
 ROUTE = "/v1/projects/inference/llm-model-deployments"
 
@@ -34,7 +34,7 @@ def start(tmp_path: Path, *flags: str) -> subprocess.Popen[str]:
 
 def base_url(process: subprocess.Popen[str], tmp_path: Path) -> str:
     port_file = tmp_path / "url"
-    wait_until(lambda: port_file.exists() or process.poll() is not None, timeout=15, what="the port file")
+    wait_for(lambda: port_file.exists() or process.poll() is not None, timeout=15, message="the port file")
     assert process.poll() is None, process.communicate()
     return port_file.read_text().strip()
 

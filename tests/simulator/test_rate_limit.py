@@ -7,7 +7,7 @@ import pytest
 
 from tests.simulator.fixtures import RunningSimulator
 from tests.simulator.test_api import assert_error
-from tests.simulator.waiting import wait_until
+from tests.support.waiting import wait_for
 
 ROUTE = "/v1/projects/inference/llm-model-deployments"
 
@@ -46,7 +46,7 @@ def test_budget_counts_down_refuses_and_recovers(simulator: RunningSimulator) ->
             response = client.get(ROUTE)
             return response if response.status_code == 200 else None
 
-        recovered = wait_until(answered, timeout=5, what="a fresh window")
+        recovered = wait_for(answered, timeout=5, message="a fresh window")
         assert budget(recovered)[:2] == (5, 4)
 
     statuses = [entry["status"] for entry in simulator.control.requests()]

@@ -8,7 +8,7 @@ import pytest
 
 from northflank_api_simulator.control import SimulatorControlError
 from tests.simulator.fixtures import RunningSimulator
-from tests.simulator.waiting import wait_until
+from tests.support.waiting import wait_for
 
 PROJECT = "inference"
 
@@ -43,9 +43,9 @@ def test_status_moves_through_the_steps(simulator: RunningSimulator) -> None:
     )
     assert created["status"] == "pending"
     status = served_status(simulator, "model")
-    wait_until(lambda: status() == "provisioning", timeout=5, what="provisioning")
-    wait_until(lambda: status() == "starting", timeout=5, what="starting")
-    wait_until(lambda: status() == "running", timeout=5, what="running")
+    wait_for(lambda: status() == "provisioning", timeout=5, message="provisioning")
+    wait_for(lambda: status() == "starting", timeout=5, message="starting")
+    wait_for(lambda: status() == "running", timeout=5, message="running")
     final = simulator.control.get_deployment(PROJECT, "model")
     assert final["description"] == "warming up"
     assert final["updatedAt"] >= created["updatedAt"]
@@ -57,8 +57,8 @@ def test_delete_step_removes_the_deployment(simulator: RunningSimulator) -> None
         PROJECT, "model", [{"afterSeconds": 0.05, "status": "deleting"}, {"afterSeconds": 0.3, "delete": True}]
     )
     status = served_status(simulator, "model")
-    wait_until(lambda: status() == "deleting", timeout=5, what="deleting")
-    wait_until(lambda: status() == 404, timeout=5, what="404 after deletion")
+    wait_for(lambda: status() == "deleting", timeout=5, message="deleting")
+    wait_for(lambda: status() == 404, timeout=5, message="404 after deletion")
 
 
 def test_a_new_script_replaces_the_running_one(simulator: RunningSimulator) -> None:
@@ -70,7 +70,11 @@ def test_a_new_script_replaces_the_running_one(simulator: RunningSimulator) -> N
         [{"afterSeconds": 0.05, "status": "running"}, {"afterSeconds": 0.8, "patch": {"description": "done"}}],
     )
     # The replacement's last step comes after the moment the first script would have crashed it.
-    wait_until(lambda: simulator.control.get_deployment(PROJECT, "model").get("description") == "done", timeout=5)
+    wait_for(
+        lambda: simulator.control.get_deployment(PROJECT, "model").get("description") == "done",
+        timeout=5,
+        message="the scripted patch",
+    )
     assert simulator.control.get_deployment(PROJECT, "model")["status"] == "running"
 
 
@@ -86,7 +90,9 @@ def test_reset_and_delete_cancel_scripts(simulator: RunningSimulator, stop: str)
     # A second deployment's script acts as a clock that ticks after the cancelled step was due.
     simulator.control.put_deployment(PROJECT, "clock")
     simulator.control.run_script(PROJECT, "clock", [{"afterSeconds": 0.6, "status": "running"}])
-    wait_until(lambda: simulator.control.get_deployment(PROJECT, "clock")["status"] == "running", timeout=5)
+    wait_for(
+        lambda: simulator.control.get_deployment(PROJECT, "clock")["status"] == "running", timeout=5, message="running"
+    )
     assert simulator.control.get_deployment(PROJECT, "model")["status"] == "pending"
 
 

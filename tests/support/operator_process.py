@@ -7,32 +7,10 @@ import signal
 import socket
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
-
-T = TypeVar("T")
-
-
-def wait_for(predicate: Callable[[], T | bool | None], *, timeout: float, message: str, interval: float = 0.2) -> T:
-    """Poll ``predicate`` until it returns something truthy, or fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    last_error: Exception | None = None
-    while True:
-        try:
-            value = predicate()
-        except Exception as exc:  # a transient kubectl/HTTP failure while waiting is not the answer
-            last_error = exc
-            value = None
-        if value:
-            return value  # type: ignore[return-value]
-        if time.monotonic() > deadline:
-            detail = f" (last error: {last_error!r})" if last_error else ""
-            raise AssertionError(f"timed out after {timeout:g}s waiting for {message}{detail}")
-        time.sleep(interval)
 
 
 def free_port() -> int:

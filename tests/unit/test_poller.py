@@ -402,3 +402,11 @@ def test_registry_applies_the_first_delay() -> None:
     resource = registry.get(ResourceKey("ns", "a"))
     assert resource is not None
     assert resource.next_due == clock.now + 42.0
+
+
+def test_a_credential_never_shows_its_token() -> None:
+    from northflank_llm_operator.credentials import Credential
+
+    credential = Credential.of("super-secret-token-value")
+    assert "super-secret-token-value" not in repr(credential)
+    assert credential.identity == Credential.of("super-secret-token-value").identity
