@@ -50,6 +50,11 @@ test-fast: setup ## tests that need no control plane
 demo: setup tools ## run the local demo and watch kubectl get llmd move through the phases
 	$(UV) run python -m tests.demo.run_demo
 
+BENCH_ARGS ?=
+.PHONY: bench
+bench: setup tools ## benchmark this operator against a timer-per-resource kopf design (N=100, 1000; BENCH_ARGS="--n 10000")
+	$(UV) run --frozen --group bench python -m tests.bench.run_bench $(BENCH_ARGS)
+
 .PHONY: control-plane-up
 control-plane-up: setup tools ## start a local kube-apiserver + etcd in $(CONTROL_PLANE_DIR) (source its env file)
 	$(UV) run python tests/controlplane/controlplane.py start --dir $(CONTROL_PLANE_DIR)

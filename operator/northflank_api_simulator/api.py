@@ -85,8 +85,19 @@ async def northflank_middleware(request: web.Request, handler: Handler) -> web.S
         token_known=record is not None,
         status=response.status,
         fault_id=fault.id if fault is not None else None,
+        token_id=record.auth_id if record is not None else None,
+        route=_route_kind(request),
     )
     return response
+
+
+def _route_kind(request: web.Request) -> str:
+    """``get``, ``list``, ``auth`` or ``other``: how the request log's counters group requests."""
+    if "llmModelDeploymentId" in request.match_info:
+        return "get"
+    if "projectId" in request.match_info:
+        return "list"
+    return "auth" if request.path == "/v1/auth" else "other"
 
 
 def _bearer_token(request: web.Request) -> str | None:

@@ -86,10 +86,11 @@ class SimulatorControl:
         team_ids: Sequence[str] | None = None,
         scope: Literal["team", "org"] = "team",
         projects: Iterable[str] | None = None,
-    ) -> None:
+    ) -> str:
         """Register a token: ``scope="team"`` needs ``team_id``, ``scope="org"`` needs ``team_ids``.
 
-        ``projects`` restricts the token to those projects (403 elsewhere).
+        ``projects`` restricts the token to those projects (403 elsewhere). Returns the token's public id
+        (what :meth:`stats` reports instead of the token).
         """
         body: dict[str, Any] = {"scope": scope}
         if team_id is not None:
@@ -98,7 +99,8 @@ class SimulatorControl:
             body["teamIds"] = list(team_ids)
         if projects is not None:
             body["projects"] = list(projects)
-        self._call("PUT", f"/tokens/{_segment(token)}", body)
+        token_id: str = self._call("PUT", f"/tokens/{_segment(token)}", body)["id"]
+        return token_id
 
     def revoke_token(self, token: str) -> None:
         """The token gets 401 from now on."""
@@ -208,6 +210,15 @@ class SimulatorControl:
 
     def clear_requests(self) -> None:
         self._call("DELETE", "/requests")
+
+    def stats(self) -> list[dict[str, Any]]:
+        """Counts of every ``/v1`` request since the last reset, never truncated like :meth:`requests`:
+        rows ``{"tokenId", "route", "status", "count"}``, ``route`` one of get, list, auth, other."""
+        rows: list[dict[str, Any]] = self._call("GET", "/stats")["requests"]
+        return rows
+
+    def clear_stats(self) -> None:
+        self._call("DELETE", "/stats")
 
     def set_rate_limit(self, limit: int, window_seconds: float, retry_after_header: bool = False) -> None:
         """Give every token ``limit`` requests per ``window_seconds``; restarts all windows."""

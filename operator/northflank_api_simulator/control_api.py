@@ -9,7 +9,8 @@ same envelope as the Northflank routes. Camel-case keys throughout, like Northfl
 ``PUT /_simulator/tokens/{token}``
     Register or re-scope a token: ``{"scope": "team", "teamId": "t"}`` or
     ``{"scope": "org", "teamIds": ["t1", "t2"]}``, optionally ``"projects": ["p1"]`` (allow-list).
-    A re-scoped token keeps its rate-limit window.
+    A re-scoped token keeps its rate-limit window. The answer adds the token's public ``"id"``
+    (as ``GET /v1/auth`` reports it), which ``/_simulator/stats`` uses instead of the token.
 ``DELETE /_simulator/tokens/{token}``
     Revoke: the token gets 401 from then on. 404 if unknown.
 ``PUT /_simulator/projects/{projectId}``
@@ -36,6 +37,11 @@ same envelope as the Northflank routes. Camel-case keys throughout, like Northfl
 ``GET /_simulator/requests`` / ``DELETE /_simulator/requests``
     The ``/v1`` request log, oldest first: ``{"requests": [{"time", "method", "path", "query",
     "tokenKnown", "status", "faultId"}]}``; or clear it.
+``GET /_simulator/stats`` / ``DELETE /_simulator/stats``
+    Counters of every ``/v1`` request since the last reset, never truncated (unlike the log):
+    ``{"requests": [{"tokenId": "token-1", "route": "get", "status": 200, "count": 42}]}`` with
+    ``route`` one of ``get``, ``list``, ``auth``, ``other`` and ``tokenId`` ``"unknown"`` for unknown
+    tokens (the token itself is never shown); or reset them.
 ``PUT /_simulator/rate-limit``
     ``{"limit": 5, "windowSeconds": 2, "retryAfterHeader": false}``; also restarts every window.
 ``POST /_simulator/rate-limit/reset``
@@ -91,8 +97,8 @@ async def _reset(request: web.Request) -> web.Response:
 @routes.put(PREFIX + "/tokens/{token}")
 async def _put_token(request: web.Request) -> web.Response:
     grant = await read_model(request, TokenGrant)
-    _state(request).put_token(request.match_info["token"], grant)
-    return web.json_response(grant.model_dump(exclude_none=True))
+    record = _state(request).put_token(request.match_info["token"], grant)
+    return web.json_response({**grant.model_dump(exclude_none=True), "id": record.auth_id})
 
 
 @routes.delete(PREFIX + "/tokens/{token}")
@@ -185,6 +191,17 @@ async def _requests(request: web.Request) -> web.Response:
 @routes.delete(PREFIX + "/requests")
 async def _clear_requests(request: web.Request) -> web.Response:
     _state(request).request_log.clear()
+    return _ok()
+
+
+@routes.get(PREFIX + "/stats", allow_head=False)
+async def _stats(request: web.Request) -> web.Response:
+    return web.json_response({"requests": _state(request).request_stats()})
+
+
+@routes.delete(PREFIX + "/stats")
+async def _clear_stats(request: web.Request) -> web.Response:
+    _state(request).request_counts.clear()
     return _ok()
 
 

@@ -12,7 +12,7 @@ import itertools
 import logging
 import math
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -191,6 +191,8 @@ class SimulatorState:
         self.rate_limiter = RateLimiter(self._seed.rate_limit, clock)
         self.faults = FaultBook()
         self.request_log: deque[dict[str, Any]] = deque(maxlen=request_log_size)
+        self.request_counts: Counter[tuple[str, str, int]] = Counter()
+        """Every ``/v1`` request ever answered, by (token id, route kind, status): unbounded, unlike the log."""
         self.reset()
 
     def now(self) -> str:
@@ -205,6 +207,7 @@ class SimulatorState:
         self._projects.clear()
         self.faults.clear()
         self.request_log.clear()
+        self.request_counts.clear()
         self.rate_limiter.configure(self._seed.rate_limit)
         for seed_token in self._seed.tokens:
             grant = TokenGrant.model_validate(seed_token.model_dump(exclude={"token"}))
@@ -364,8 +367,16 @@ class SimulatorState:
         token_known: bool,
         status: int,
         fault_id: str | None,
+        token_id: str | None = None,
+        route: str = "other",
     ) -> None:
-        """Remember a ``/v1`` request so tests can count calls; the token itself is never kept."""
+        """Remember a ``/v1`` request so tests can count calls; the token itself is never kept.
+
+        ``token_id`` is the token's public id (``GET /v1/auth``'s ``id``; ``None`` for an unknown token) and
+        ``route`` the kind of route (``get``, ``list``, ``auth`` or ``other``); both only feed
+        :attr:`request_counts`, which keeps counting after the log has dropped old entries.
+        """
+        self.request_counts[(token_id or "unknown", route, status)] += 1
         self.request_log.append(
             {
                 "time": self.now(),
@@ -377,3 +388,10 @@ class SimulatorState:
                 "faultId": fault_id,
             }
         )
+
+    def request_stats(self) -> list[dict[str, Any]]:
+        """:attr:`request_counts` as JSON rows, sorted: ``{"tokenId", "route", "status", "count"}``."""
+        return [
+            {"tokenId": token_id, "route": route, "status": status, "count": count}
+            for (token_id, route, status), count in sorted(self.request_counts.items())
+        ]

@@ -48,6 +48,11 @@ def build_parser() -> argparse.ArgumentParser:
     scope.add_argument("-A", "--all-namespaces", action="store_true", help="watch every namespace")
     run.add_argument("--standalone", action="store_true", help="do not coordinate with other replicas (peering)")
     run.add_argument("--liveness", metavar="URL", help="serve a liveness probe, e.g. http://0.0.0.0:8080/healthz")
+    run.add_argument(
+        "--selector", "-l", metavar="SELECTOR",
+        help="only track resources whose labels match this label selector, e.g. 'shard=a' or 'shard in (a,b)' "
+        "(overrides NORTHFLANK_LLM_OPERATOR_LABEL_SELECTOR; '' tracks every resource)",
+    )  # fmt: skip
     run.add_argument("--log-format", choices=sorted(_LOG_FORMATS), default="full")
     verbosity = run.add_mutually_exclusive_group()
     verbosity.add_argument("-v", "--verbose", action="store_true")
@@ -82,7 +87,8 @@ def run(args: argparse.Namespace) -> int:
             logging.getLogger(chatty).setLevel(logging.WARNING)
         logging.getLogger("kopf.objects").addFilter(_DropRoutineSuccess())
     try:
-        settings = OperatorSettings()
+        # The flag, when given, wins over the environment (init arguments come first in pydantic-settings).
+        settings = OperatorSettings() if args.selector is None else OperatorSettings(label_selector=args.selector)
     except pydantic.ValidationError as exc:
         print(f"northflank-llm-operator: invalid settings:\n{exc}", file=sys.stderr)
         return 2
@@ -109,6 +115,8 @@ async def _operate(args: argparse.Namespace, settings: OperatorSettings) -> int:
         settings.poll_interval_seconds,
         "operator-wide token set" if settings.api_token else "no operator-wide token",
     )
+    if settings.label_selector is not None:
+        logger.info("Tracking only resources whose labels match %r", settings.label_selector)
     try:
         await kopf.operator(
             registry=handlers.registry,

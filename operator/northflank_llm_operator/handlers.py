@@ -8,12 +8,14 @@ for the operator.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 import kopf
 
 from .resource import GROUP, PLURAL, VERSION
 from .runtime import Runtime
+from .selector import selector_for
 
 registry = kopf.OperatorRegistry()
 
@@ -45,7 +47,18 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
 
 @kopf.on.event(GROUP, VERSION, PLURAL, registry=registry)
 async def track(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    runtime_of(memo).registry.observe(type, body)
+    runtime = runtime_of(memo)
+    selector = selector_for(runtime.settings)
+    if selector is not None and not selector.matches(labels_of(body)):
+        # Another shard's resource, or one whose labels no longer match: forget it as if it were deleted.
+        runtime.registry.observe("DELETED", body)
+        return
+    runtime.registry.observe(type, body)
+
+
+def labels_of(body: Mapping[str, Any]) -> Mapping[str, str]:
+    labels = body.get("metadata", {}).get("labels")
+    return labels if isinstance(labels, Mapping) else {}
 
 
 @kopf.on.probe(id="trackedResources", registry=registry)

@@ -9,9 +9,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import kubernetes
 from kubernetes.client.exceptions import ApiException
@@ -19,6 +20,8 @@ from kubernetes.client.exceptions import ApiException
 from .credentials import CredentialsError
 from .resource import API_VERSION, GROUP, KIND, PLURAL, VERSION, ResourceKey
 from .status import Event
+
+T = TypeVar("T")
 
 COMPONENT = "northflank-llm-operator"
 _MAX_EVENT_MESSAGE = 1024
@@ -41,10 +44,19 @@ def load_api_client() -> Any:
 class KubernetesGateway:
     """Status patches, Events and Secret reads for LLMModelDeployment resources."""
 
-    def __init__(self, api_client: Any, *, instance: str) -> None:
+    def __init__(self, api_client: Any, *, instance: str, max_concurrent_calls: int = 16) -> None:
         self._custom = kubernetes.client.CustomObjectsApi(api_client)
         self._core = kubernetes.client.CoreV1Api(api_client)
         self._instance = instance
+        # The client blocks; its own worker threads keep a burst of status writes (a listing of a
+        # hundred changed deployments) from queueing behind asyncio's small default pool.
+        self._executor = ThreadPoolExecutor(max_workers=max_concurrent_calls, thread_name_prefix="kubernetes")
+
+    async def _call(self, function: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, function, *args)
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
 
     async def patch_status(self, key: ResourceKey, patch: Mapping[str, Any]) -> Mapping[str, Any]:
         """Merge-patch the status subresource; returns the object as the API server stored it."""
@@ -65,7 +77,7 @@ class KubernetesGateway:
             return result
 
         try:
-            return await asyncio.to_thread(call)
+            return await self._call(call)
         except ApiException as exc:
             if exc.status == 404:
                 raise ResourceGoneError(str(key)) from None
@@ -88,12 +100,12 @@ class KubernetesGateway:
             last_timestamp=now,
             count=1,
         )
-        await asyncio.to_thread(self._core.create_namespaced_event, key.namespace, body)
+        await self._call(self._core.create_namespaced_event, key.namespace, body)
 
     async def read_secret_value(self, namespace: str, name: str, key: str) -> str:
         """The decoded value of one key of a Secret, or CredentialsError saying what is wrong."""
         try:
-            secret = await asyncio.to_thread(self._core.read_namespaced_secret, name, namespace)
+            secret = await self._call(self._core.read_namespaced_secret, name, namespace)
         except ApiException as exc:
             if exc.status == 404:
                 raise CredentialsError(

@@ -1,57 +1,99 @@
-"""The poll loop: observe each due resource at Northflank and write what changed into its status.
+"""The poll loop: carries out the planner's requests and writes what they found into status.
 
-One loop per operator process. It runs due resources concurrently (bounded), holds back every
-resource of a credential whose rate limit is exhausted until Northflank says the window resets,
-retries transient errors sooner than the steady interval (with backoff), and never lets one
-resource's failure stop the others.
+One loop per operator process. It attaches each resource the registry reports to its group (after
+resolving its credentials), asks the :class:`~.planner.Planner` what to send next, runs a bounded
+number of requests at once, fans each answer out to every resource it observed, and judges
+staleness on a clock of its own so that ``Ready`` turns ``Unknown`` on time even when no request can
+be sent. One resource's failure never stops the others.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
 import logging
-import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pydantic
 
-from .credentials import Credential, CredentialResolver, CredentialsError
+from .conditions import format_time
+from .credentials import CredentialResolver, CredentialsError
 from .kube import KubernetesGateway, ResourceGoneError
-from .northflank import AuthenticationError, NorthflankClient, NorthflankError, RateLimit, RateLimitError
+from .northflank import (
+    AuthenticationError,
+    LLMModelDeployment,
+    NorthflankClient,
+    NorthflankError,
+    NotFoundError,
+    RateLimitError,
+)
 from .northflank.client import summarize_validation_error
+from .planner import GroupKey, Planner, Request
 from .registry import Registry, TrackedResource
 from .resource import LLMModelDeploymentSpec, ResourceKey
 from .settings import OperatorSettings
-from .status import Failure, Observation, Outcome, Timing, compute_status
+from .status import Failure, Observation, Outcome, Timing, compute_staleness, compute_status
 
 logger = logging.getLogger(__name__)
 
-_FIRST_RETRY_SECONDS = 5.0
-_DEFAULT_RATE_LIMIT_WAIT_SECONDS = 60.0
-_JITTER = 0.1
+#: Status writes in flight at once (the Kubernetes gateway has as many worker threads).
+_CONCURRENT_STATUS_WRITES = 16
 
 
-class RateLimitGate:
-    """Per-credential hold-off learned from Northflank's rate-limit headers."""
+@dataclass(frozen=True)
+class _WriteJob:
+    """What to write into one resource's status: an outcome, or (None) a staleness judgement."""
 
-    def __init__(self, clock: Callable[[], float]) -> None:
-        self._clock = clock
-        self._blocked_until: dict[str, float] = {}
+    outcome: Outcome | None
+    generation: int
 
-    def blocked_until(self, credential: Credential) -> float | None:
-        until = self._blocked_until.get(credential.identity)
-        return until if until is not None and until > self._clock() else None
 
-    def record(self, credential: Credential, rate_limit: RateLimit, *, rejected: bool) -> None:
-        """Note the headers of a response; hold the credential if the budget is spent."""
-        if rejected or rate_limit.exhausted:
-            wait = rate_limit.wait_seconds()
-            delay = wait if wait is not None else _DEFAULT_RATE_LIMIT_WAIT_SECONDS
-            self._blocked_until[credential.identity] = self._clock() + delay
+@dataclass(frozen=True)
+class Attachment:
+    """Where a resource is observed from, as decided for one generation of its spec."""
+
+    generation: int
+    group: GroupKey
+    deployment_id: str
+    interval: float
+    uses_secret: bool
+
+
+class _Deadlines:
+    """Moments at which something must be looked at again, per resource (a heap, lazily pruned)."""
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[float, ResourceKey]] = []
+        self._at: dict[ResourceKey, float] = {}
+
+    def arm(self, key: ResourceKey, when: float) -> None:
+        self._at[key] = when
+        heapq.heappush(self._heap, (when, key))
+
+    def disarm(self, key: ResourceKey) -> None:
+        self._at.pop(key, None)
+
+    def pop_due(self, now: float) -> list[ResourceKey]:
+        due = []
+        while self._heap and self._heap[0][0] <= now:
+            when, key = heapq.heappop(self._heap)
+            if self._at.get(key) == when:
+                del self._at[key]
+                due.append(key)
+        return due
+
+    def next(self) -> float | None:
+        while self._heap and self._at.get(self._heap[0][1]) != self._heap[0][0]:
+            heapq.heappop(self._heap)
+        return self._heap[0][0] if self._heap else None
+
+    def __len__(self) -> int:
+        return len(self._at)
 
 
 class Poller:
@@ -63,6 +105,7 @@ class Poller:
         credentials: CredentialResolver,
         kube: KubernetesGateway,
         settings: OperatorSettings,
+        planner: Planner[ResourceKey] | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
@@ -73,72 +116,421 @@ class Poller:
         self._settings = settings
         self._clock = clock
         self._wall_clock = wall_clock
-        self._gate = RateLimitGate(clock)
-        self._limit = asyncio.Semaphore(settings.max_concurrent_requests)
+        self.planner: Planner[ResourceKey] = planner or Planner(clock, settings.planner_config())
+        self._started_at = wall_clock()
+        self._attached: dict[ResourceKey, Attachment] = {}
+        self._tokens: dict[str, str] = {}
+        self._last_success: dict[ResourceKey, datetime] = {}
+        self._stale_checks = _Deadlines()
+        self._retries = _Deadlines()
+        self._next_secret_sweep = clock() + settings.credentials_cache_seconds
         self._tasks: set[asyncio.Task[None]] = set()
+        self._wake = asyncio.Event()
+        # Status writes wait here, one per resource (a newer answer replaces an older one still
+        # waiting), so that requests keep their planned pace however slowly Kubernetes writes.
+        self._jobs: dict[ResourceKey, _WriteJob] = {}
+        self._writing: set[ResourceKey] = set()
+        self._jobs_waiting = asyncio.Event()
+        self._writes_idle = asyncio.Event()
+        self._writers: list[asyncio.Task[None]] = []
+
+    # -- the loop -----------------------------------------------------------------------------
 
     async def run(self) -> None:
         """Poll forever (until cancelled)."""
         try:
             while True:
-                for resource in self._registry.take_due(self._clock()):
-                    task = asyncio.create_task(self._poll_guarded(resource), name=f"poll {resource.key}")
-                    self._tasks.add(task)
-                    task.add_done_callback(self._tasks.discard)
-                await self._sleep_until_due()
+                await self.step()
+                await self._sleep()
         finally:
-            for task in list(self._tasks):
+            for task in [*self._tasks, *self._writers]:
                 task.cancel()
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+            await asyncio.gather(*self._tasks, *self._writers, return_exceptions=True)
+            self._writers.clear()
 
-    async def _sleep_until_due(self) -> None:
-        next_due = self._registry.next_due()
-        timeout = None if next_due is None else max(0.0, next_due - self._clock())
+    async def step(self) -> None:
+        """One pass: take registry changes, judge staleness, start whatever requests are due."""
+        if not self._writers:
+            self._writers = [
+                asyncio.create_task(self._write_worker(), name=f"status-writer-{i}")
+                for i in range(_CONCURRENT_STATUS_WRITES)
+            ]
+        now = self._clock()
+        self._registry.mark_pending(self._retries.pop_due(now))
+        if now >= self._next_secret_sweep:
+            # Secrets are re-read when their cache expires, so a rotated token moves its resources.
+            self._next_secret_sweep = now + max(self._settings.credentials_cache_seconds, 1.0)
+            self._registry.mark_pending(key for key, a in self._attached.items() if a.uses_secret)
+        for key in self._registry.take_pending():
+            await self._guarded(key, self._sync(key))
+        for key in self._stale_checks.pop_due(now):
+            attachment = self._attached.get(key)
+            if attachment is not None:
+                self._enqueue(key, _WriteJob(None, attachment.generation))
+        self._start_requests()
+
+    async def drain(self) -> None:
+        """Wait until no request is in flight and every status is written (tests step the loop by hand
+        with a fake clock)."""
+        while self._tasks or self._jobs or self._writing:
+            if self._tasks:
+                await asyncio.gather(*list(self._tasks), return_exceptions=True)
+            else:
+                self._writes_idle.clear()
+                await self._writes_idle.wait()
+
+    def _start_requests(self) -> None:
+        while len(self._tasks) < self._settings.max_concurrent_requests:
+            decision = self.planner.next_request()
+            if not isinstance(decision, Request):
+                return
+            task = asyncio.create_task(self._execute(decision), name=f"northflank {decision}")
+            self._tasks.add(task)
+            task.add_done_callback(self._request_done)
+
+    def _request_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        self._wake.set()
+
+    async def _sleep(self) -> None:
+        wakes = [self._stale_checks.next(), self._retries.next(), self._next_secret_sweep]
+        if len(self._tasks) < self._settings.max_concurrent_requests:
+            wakes.append(self.planner.next_wake())
+        known = [w for w in wakes if w is not None]
+        timeout = max(0.0, min(known) - self._clock()) if known else None
         self._registry.changed.clear()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._registry.changed.wait(), timeout=timeout)
-
-    async def _poll_guarded(self, resource: TrackedResource) -> None:
+        self._wake.clear()
+        waiters = [asyncio.ensure_future(self._registry.changed.wait()), asyncio.ensure_future(self._wake.wait())]
         try:
-            await self.poll(resource)
+            await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+
+    async def _guarded(self, key: ResourceKey, work: Any) -> None:
+        try:
+            await work
         except Exception:
             # A bug or an unexpected Kubernetes error must not end polling for everyone else.
-            logger.exception("Polling %s failed unexpectedly; retrying later", resource.key)
-            resource.next_due = self._clock() + self._interval(resource)
-        finally:
-            resource.in_flight = False
-            self._registry.changed.set()
+            logger.exception("Handling %s failed unexpectedly; retrying later", key)
+            self._retries.arm(key, self._clock() + self._settings.poll_interval_seconds)
 
-    async def poll(self, resource: TrackedResource) -> None:
-        """Observe one resource once, write its status if it changed, record Events."""
-        # The spec may change while the request is in flight; the status must name the generation
-        # that was actually observed.
-        generation, spec = resource.generation, resource.spec
-        async with self._limit:
-            outcome, retry_at = await self._observe(resource.key, spec)
-        now = self._wall_clock()
-        if isinstance(outcome, Observation):
-            resource.last_success = now
-        timing = Timing(
-            now=now,
-            heartbeat=timedelta(seconds=self._settings.status_heartbeat_seconds),
-            stale_after=timedelta(seconds=self._interval(resource) * self._settings.stale_after_intervals),
-            last_success=resource.last_success,
-        )
-        update = compute_status(resource.status, outcome, generation=generation, timing=timing)
-        if resource.generation != generation:
-            resource.next_due = self._clock()  # observe the new spec right away
-        else:
-            resource.next_due = retry_at if retry_at is not None else self._next_due(resource, outcome)
-        if not update.changed:
+    # -- attaching resources to their groups --------------------------------------------------
+
+    async def _sync(self, key: ResourceKey) -> None:
+        resource = self._registry.get(key)
+        if resource is None:
+            self._detach(key)
             return
         try:
-            stored = await self._kube.patch_status(resource.key, update.patch)
+            spec = LLMModelDeploymentSpec.model_validate(resource.spec)
+        except pydantic.ValidationError as exc:
+            self._detach(key)
+            message = f"spec is invalid: {summarize_validation_error(exc)}"
+            self._enqueue(key, _WriteJob(Failure("InvalidSpec", message, transient=False), resource.generation))
+            return  # a new generation brings it back
+        try:
+            credential = await self._credentials.resolve(key.namespace, spec)
+        except CredentialsError as exc:
+            self._detach(key)
+            self._enqueue(key, _WriteJob(Failure(exc.reason, exc.message, transient=False), resource.generation))
+            self._retries.arm(key, self._clock() + self._interval_of(spec))
+            return
+        group = GroupKey(credential.identity, spec.project_id, spec.team_id)
+        self._tokens[credential.identity] = credential.token
+        interval = self._interval_of(spec)
+        previous = self._attached.get(key)
+        attachment = Attachment(
+            resource.generation, group, spec.llm_model_deployment_id, interval, spec.credentials_secret_ref is not None
+        )
+        if previous is None:
+            urgent = not _observed_at_generation(resource)  # new, or changed while the operator was away
+        else:
+            # A spec change or a rotated token is observed at once; a re-read Secret that still
+            # holds the same token changes nothing.
+            urgent = previous.generation != resource.generation or (previous.group, previous.deployment_id) != (
+                group,
+                attachment.deployment_id,
+            )
+        self._attached[key] = attachment
+        self.planner.track(key, group, attachment.deployment_id, interval, urgent=urgent)
+        if previous is None and not urgent:
+            # Observed before this process started: stale only if nothing comes within the limit.
+            self._arm_staleness(key, attachment)
+        self._forget_unused_tokens()
+
+    def _detach(self, key: ResourceKey) -> None:
+        self.planner.untrack(key)
+        self._attached.pop(key, None)
+        self._last_success.pop(key, None)
+        self._stale_checks.disarm(key)
+        self._retries.disarm(key)
+        self._forget_unused_tokens()
+
+    def _forget_unused_tokens(self) -> None:
+        if len(self._tokens) > len(self.planner.accounts()):
+            in_use = set(self.planner.accounts())
+            for account in [a for a in self._tokens if a not in in_use]:
+                del self._tokens[account]  # nothing is kept for a rotated-away or unused token
+
+    def _interval_of(self, spec: LLMModelDeploymentSpec) -> float:
+        return float(spec.poll_interval_seconds or self._settings.poll_interval_seconds)
+
+    # -- requests -----------------------------------------------------------------------------
+
+    async def _execute(self, request: Request) -> None:
+        try:
+            token = self._tokens.get(request.group.account)
+            if token is None:  # every resource of this account went away meanwhile
+                self.planner.failed(request, transient=False)
+                return
+            if request.is_list:
+                await self._list(request, token)
+            else:
+                await self._get(request, token)
+        except Exception:
+            logger.exception("Observing %s failed unexpectedly; retrying later", _describe(request))
+            self.planner.failed(request, transient=True)
+            self._fan_out(
+                request.group,
+                self._affected(request),
+                Failure("InternalError", "The operator failed to process Northflank's answer; see its log.", True),
+            )
+
+    async def _get(self, request: Request, token: str) -> None:
+        group, deployment_id = request.group, request.deployment_id or ""
+        try:
+            result = await self._client.get_llm_model_deployment(
+                group.project_id, deployment_id, token=token, team_id=group.team_id
+            )
+        except NotFoundError as exc:
+            self.planner.record_headers(group, exc.rate_limit, rejected=False)
+            self.planner.observed(group, deployment_id, None)
+            self._fan_out(group, [deployment_id], Failure.from_error(exc))
+            return
+        except NorthflankError as exc:
+            await self._failed(request, exc)
+            return
+        self.planner.record_headers(group, result.rate_limit, rejected=False)
+        self.planner.observed(group, deployment_id, result.data.status)
+        self._fan_out(group, [deployment_id], Observation(result.data))
+
+    async def _list(self, request: Request, token: str) -> None:
+        group = request.group
+        tracked = self.planner.tracked_ids(group)
+        found: dict[str, Mapping[str, Any]] = {}
+        cursor: str | None = None
+        pages = 0
+        complete = False
+        while True:
+            if pages >= request.cost and not self._may_spend_extra_page(request):
+                break  # longer than planned and the budget is short: finish on a later round
+            try:
+                result = await self._client.list_llm_model_deployments(
+                    group.project_id, token=token, team_id=group.team_id, cursor=cursor,
+                    page=None if cursor is not None or pages == 0 else pages + 1,
+                )  # fmt: skip
+            except NorthflankError as exc:
+                await self._failed(request, exc)
+                return
+            pages += 1
+            self.planner.record_headers(group, result.rate_limit, rejected=False)
+            for item in result.data.items:
+                deployment_id = item.get("id") if isinstance(item, Mapping) else None
+                if isinstance(deployment_id, str):
+                    found[deployment_id] = item
+            if not result.data.has_next_page:
+                complete = True
+                break
+            if tracked <= found.keys():
+                break  # every tracked deployment is seen: the rest of the listing can wait
+            cursor = result.data.cursor
+        # Resources that arrived while the listing ran are observed by it too.
+        tracked = self.planner.tracked_ids(group)
+        outcomes = {
+            deployment_id: _outcome_of(item) for deployment_id, item in found.items() if deployment_id in tracked
+        }
+        phases = {
+            deployment_id: outcome.deployment.status
+            for deployment_id, outcome in outcomes.items()
+            if isinstance(outcome, Observation)
+        }
+        phases.update({d: str(found[d].get("status")) for d in outcomes if d not in phases})
+        to_confirm, still_gone = self.planner.listed(group, phases, pages=pages, complete=complete)
+        if to_confirm:
+            logger.info("%d tracked deployment(s) missing from a listing of %s; confirming each with a GET",
+                        len(to_confirm), group.project_id)  # fmt: skip
+        self._still_current(group, still_gone)
+        for deployment_id, outcome in outcomes.items():
+            self._fan_out(group, [deployment_id], outcome)
+
+    def _may_spend_extra_page(self, request: Request) -> bool:
+        budget = self.planner.budget(request.group.account)
+        if budget is None:
+            return False
+        now = self._clock()
+        if budget.held(now) is not None or (budget.remaining is not None and budget.remaining <= budget.reserve // 2):
+            return False
+        budget.spend(now, 1, urgent=request.urgent)
+        return True
+
+    async def _failed(self, request: Request, error: NorthflankError) -> None:
+        group = request.group
+        rejected = isinstance(error, RateLimitError)
+        new_hold = self.planner.record_headers(group, error.rate_limit, rejected=rejected)
+        budget = self.planner.budget(group.account)
+        held_until = budget.held(self._clock()) if budget is not None else None
+        failure = Failure.from_error(error)
+        if rejected and held_until is not None:
+            resume = self._wall_clock() + timedelta(seconds=held_until - self._clock())
+            failure = Failure(
+                "RateLimited",
+                f"Northflank's rate limit for these credentials is spent; polling resumes at {format_time(resume)}.",
+                transient=True,
+            )
+            if new_hold:
+                # One warning per account and window, however many resources wait.
+                logger.warning("Northflank's rate limit for one set of credentials is spent until %s; "
+                               "its resources wait", format_time(resume))  # fmt: skip
+        affected = self._affected(request)
+        if isinstance(error, AuthenticationError):
+            self._drop_cached_credentials(group, affected)
+        self.planner.failed(request, transient=error.transient, retry_at=held_until if rejected else None)
+        self._fan_out(group, affected, failure)
+
+    def _affected(self, request: Request) -> list[str]:
+        if request.deployment_id is not None:
+            return [request.deployment_id]
+        return sorted(self.planner.tracked_ids(request.group))
+
+    def _drop_cached_credentials(self, group: GroupKey, deployment_ids: Iterable[str]) -> None:
+        """After a 401, read the Secrets again on the next pass: the token may have been rotated."""
+        keys = [key for d in deployment_ids for key in self.planner.resources_of(group, d)]
+        for key in keys:
+            resource = self._registry.get(key)
+            if resource is None:
+                continue
+            with contextlib.suppress(pydantic.ValidationError):
+                self._credentials.forget(key.namespace, LLMModelDeploymentSpec.model_validate(resource.spec))
+        self._registry.mark_pending(keys)
+
+    # -- status -------------------------------------------------------------------------------
+
+    def _still_current(self, group: GroupKey, deployment_ids: Iterable[str]) -> None:
+        """A listing confirmed what the status already says (NotFound): fresh, nothing to write."""
+        for deployment_id in deployment_ids:
+            for key in self.planner.resources_of(group, deployment_id):
+                attachment = self._attached.get(key)
+                if attachment is not None:
+                    self._last_success[key] = self._wall_clock()
+                    self._arm_staleness(key, attachment)
+
+    def _fan_out(self, group: GroupKey, deployment_ids: Iterable[str], outcome: Outcome) -> None:
+        """Hand ``outcome`` to the status writers for every resource observing these deployments."""
+        current = isinstance(outcome, Observation) or (isinstance(outcome, Failure) and outcome.not_found)
+        for deployment_id in deployment_ids:
+            for key in self.planner.resources_of(group, deployment_id):
+                attachment = self._attached.get(key)
+                if attachment is None:
+                    continue
+                if current:
+                    # A confirmed 404 is an answer too: the status is current, not stale.
+                    self._last_success[key] = self._wall_clock()
+                self._enqueue(key, _WriteJob(outcome, attachment.generation))
+
+    def _enqueue(self, key: ResourceKey, job: _WriteJob) -> None:
+        if job.outcome is None and key in self._jobs:
+            return  # an answer is already waiting to be written: nothing is stale
+        self._jobs[key] = job
+        self._jobs_waiting.set()
+
+    async def _write_worker(self) -> None:
+        while True:
+            key = next((k for k in self._jobs if k not in self._writing), None)
+            if key is None:
+                if not self._writing:
+                    self._writes_idle.set()
+                self._jobs_waiting.clear()
+                await self._jobs_waiting.wait()
+                continue
+            job = self._jobs.pop(key)
+            self._writing.add(key)
+            try:
+                await self._guarded(key, self._perform(key, job))
+            finally:
+                self._writing.discard(key)
+                self._jobs_waiting.set()  # a job for this key may have waited for this write
+
+    async def _perform(self, key: ResourceKey, job: _WriteJob) -> None:
+        resource = self._registry.get(key)
+        if resource is None:
+            return
+        attachment = self._attached.get(key)
+        if job.outcome is not None:
+            await self._write(resource, job.outcome, job.generation)
+            if attachment is not None:
+                self._arm_staleness(key, attachment)
+        elif attachment is not None:
+            await self._judge_staleness(resource, attachment)
+
+    def _timing(self, key: ResourceKey, attachment: Attachment | None) -> Timing:
+        interval = attachment.interval if attachment else float(self._settings.poll_interval_seconds)
+        stretch = self.planner.reported_stretch(attachment.group.account) if attachment else 1.0
+        effective = interval * stretch
+        last_success = self._last_success.get(key)
+        if last_success is None and attachment is not None:
+            # Observed before this process started: its downtime is not the resource's fault, and
+            # the first observation comes within one interval of the start.
+            last_success = self._started_at
+        return Timing(
+            now=self._wall_clock(),
+            heartbeat=timedelta(seconds=self._settings.status_heartbeat_seconds),
+            stale_after=timedelta(seconds=effective * self._settings.stale_after_intervals),
+            last_success=last_success,
+            requested_interval=interval,
+            effective_interval=effective,
+        )
+
+    def _arm_staleness(self, key: ResourceKey, attachment: Attachment) -> None:
+        timing = self._timing(key, attachment)
+        if timing.last_success is None:
+            return
+        remaining = (timing.last_success + timing.stale_after - timing.now).total_seconds()
+        self._stale_checks.arm(key, self._clock() + max(remaining, 0.0) + 0.5)
+
+    async def _judge_staleness(self, resource: TrackedResource, attachment: Attachment) -> None:
+        timing = self._timing(resource.key, attachment)
+        assert timing.last_success is not None  # _timing always has one for an attached resource
+        if timing.now - timing.last_success < timing.stale_after:
+            self._arm_staleness(resource.key, attachment)  # observed meanwhile, or the plan moved
+            return
+        update = compute_staleness(resource.status, generation=attachment.generation, timing=timing,
+                                   cause=self._hold_cause(attachment.group))  # fmt: skip
+        await self._apply(resource, update.patch, update.events)
+
+    def _hold_cause(self, group: GroupKey) -> str | None:
+        budget = self.planner.budget(group.account)
+        held = budget.held(self._clock()) if budget is not None else None
+        if held is None:
+            return None
+        resume = self._wall_clock() + timedelta(seconds=held - self._clock())
+        return f"Northflank's rate limit for these credentials is spent until {format_time(resume)}."
+
+    async def _write(self, resource: TrackedResource, outcome: Outcome, generation: int) -> None:
+        timing = self._timing(resource.key, self._attached.get(resource.key))
+        update = compute_status(resource.status, outcome, generation=generation, timing=timing)
+        await self._apply(resource, update.patch, update.events)
+
+    async def _apply(self, resource: TrackedResource, patch: Mapping[str, Any], events: Iterable[Any]) -> None:
+        if not patch:
+            return
+        try:
+            stored = await self._kube.patch_status(resource.key, patch)
         except ResourceGoneError:
             self._registry.forget(resource.key)
             return
         self._registry.record_written(resource.key, stored)
-        for event in update.events:
+        for event in events:
             # Transitions only (never every poll), so this log stays readable with thousands of resources.
             level = logging.WARNING if event.type == "Warning" else logging.INFO
             logger.log(level, "%s: %s: %s", resource.key, event.reason, event.message)
@@ -147,72 +539,26 @@ class Poller:
             except Exception:
                 logger.warning("Could not record event %s on %s", event.reason, resource.key, exc_info=True)
 
-    async def _observe(self, key: ResourceKey, raw_spec: Mapping[str, Any]) -> tuple[Outcome, float | None]:
-        """What Northflank says about the resource's deployment, and an explicit retry time if any."""
-        try:
-            spec = LLMModelDeploymentSpec.model_validate(raw_spec)
-        except pydantic.ValidationError as exc:
-            return Failure("InvalidSpec", f"spec is invalid: {summarize_validation_error(exc)}", transient=False), None
-        try:
-            credential = await self._credentials.resolve(key.namespace, spec)
-        except CredentialsError as exc:
-            return Failure(exc.reason, exc.message, transient=False), None
-        blocked_until = self._gate.blocked_until(credential)
-        if blocked_until is not None:
-            return _rate_limited_failure(), blocked_until
-        try:
-            result = await self._client.get_llm_model_deployment(
-                spec.project_id, spec.llm_model_deployment_id, token=credential.token, team_id=spec.team_id
-            )
-        except NorthflankError as exc:
-            if exc.rate_limit is not None:
-                self._gate.record(credential, exc.rate_limit, rejected=isinstance(exc, RateLimitError))
-            if isinstance(exc, AuthenticationError):
-                self._credentials.forget(key.namespace, spec)
-            return Failure.from_error(exc), self._gate.blocked_until(credential)
-        self._gate.record(credential, result.rate_limit, rejected=False)
-        return Observation(result.data), None
 
-    def _interval(self, resource: TrackedResource) -> float:
-        return poll_interval(resource.spec, self._settings)
-
-    def _next_due(self, resource: TrackedResource, outcome: Outcome) -> float:
-        interval = self._interval(resource)
-        if isinstance(outcome, Failure) and outcome.transient:
-            resource.consecutive_failures += 1
-            backoff = _FIRST_RETRY_SECONDS * 2.0 ** (resource.consecutive_failures - 1)
-            return self._clock() + min(interval, backoff)
-        resource.consecutive_failures = 0
-        jitter = random.uniform(1 - _JITTER, 1 + _JITTER)  # noqa: S311 - spreading load, not security
-        return self._clock() + interval * jitter
-
-
-def first_poll_delay(body: Mapping[str, Any], settings: OperatorSettings) -> float:
-    """Delay before a newly seen resource's first poll.
-
-    A resource whose status already describes its current generation (the operator restarted, or
-    kopf re-listed) is spread over one interval instead of polled at once: a restart with a thousand
-    resources would otherwise spend a thousand requests, the whole default hourly budget, in one
-    burst. Resources not yet observed at their current generation are polled right away.
-    """
-    status = body.get("status") or {}
-    generation = (body.get("metadata") or {}).get("generation")
-    if status.get("observedGeneration") != generation or "lastSyncTime" not in status:
-        return 0.0
-    return random.uniform(0, poll_interval(body.get("spec") or {}, settings))  # noqa: S311 - load spreading
-
-
-def poll_interval(spec: Mapping[str, Any], settings: OperatorSettings) -> float:
-    """``spec.pollIntervalSeconds``, or the operator-wide default."""
-    configured = spec.get("pollIntervalSeconds")
-    if isinstance(configured, int) and configured > 0:
-        return float(configured)
-    return float(settings.poll_interval_seconds)
-
-
-def _rate_limited_failure() -> Failure:
-    return Failure(
-        "RateLimited",
-        "Northflank's rate limit for these credentials is spent; polling resumes when its window resets.",
-        transient=True,
+def _observed_at_generation(resource: TrackedResource) -> bool:
+    """Whether the stored status already describes this generation (the operator restarted)."""
+    status = resource.status
+    return (
+        status.get("observedGeneration") == resource.generation and "phase" in status and status["phase"] != ("unknown")
     )
+
+
+def _outcome_of(item: Mapping[str, Any]) -> Outcome:
+    try:
+        return Observation(LLMModelDeployment.model_validate(item))
+    except pydantic.ValidationError as exc:
+        return Failure(
+            "InvalidResponse",
+            f"Northflank's listing does not match the API contract: {summarize_validation_error(exc)}",
+            transient=True,
+        )
+
+
+def _describe(request: Request) -> str:
+    what = "listing" if request.is_list else f"deployment {request.deployment_id}"
+    return f"{what} of project {request.group.project_id}"

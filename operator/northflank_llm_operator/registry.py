@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from .resource import ResourceKey
@@ -20,10 +19,6 @@ class TrackedResource:
     #: The status as last seen from the API server (watch event or our own write's response).
     status: Mapping[str, Any]
     resource_version: str
-    next_due: float
-    last_success: datetime | None = None
-    consecutive_failures: int = 0
-    in_flight: bool = False
 
 
 def _newer(candidate: str, known: str) -> bool:
@@ -39,20 +34,22 @@ def _newer(candidate: str, known: str) -> bool:
 
 
 class Registry:
-    """Tracks resources and when each is next due; wakes the poller when that changes."""
+    """Which resources exist and what each asks for: a view of kopf's watch, nothing scheduled here.
 
-    def __init__(
-        self,
-        clock: Callable[[], float],
-        first_delay: Callable[[Mapping[str, Any]], float] = lambda _: 0.0,
-    ) -> None:
-        self._clock = clock
-        self._first_delay = first_delay
+    Keys of resources that appeared, changed their spec or went away collect in ``pending`` until the
+    poller takes them (:meth:`take_pending`); ``changed`` wakes it.
+    """
+
+    def __init__(self) -> None:
         self._resources: dict[ResourceKey, TrackedResource] = {}
+        self._pending: set[ResourceKey] = set()
         self.changed = asyncio.Event()
 
     def __len__(self) -> int:
         return len(self._resources)
+
+    def __iter__(self) -> Iterator[TrackedResource]:
+        return iter(list(self._resources.values()))
 
     def get(self, key: ResourceKey) -> TrackedResource | None:
         return self._resources.get(key)
@@ -62,7 +59,8 @@ class Registry:
         metadata = body.get("metadata", {})
         key = ResourceKey(namespace=metadata.get("namespace", ""), name=metadata.get("name", ""))
         if event_type == "DELETED" or metadata.get("deletionTimestamp"):
-            self._resources.pop(key, None)
+            if self._resources.pop(key, None) is not None:
+                self._mark(key)
             return
         uid = str(metadata.get("uid", ""))
         generation = int(metadata.get("generation") or 0)
@@ -76,20 +74,35 @@ class Registry:
                 spec=dict(body.get("spec") or {}),
                 status=dict(body.get("status") or {}),
                 resource_version=resource_version,
-                next_due=self._clock() + self._first_delay(body),
             )
-            self.changed.set()
+            self._mark(key)
             return
         if not _newer(resource_version, existing.resource_version):
             return
         existing.status = dict(body.get("status") or {})
         existing.resource_version = resource_version
         if generation != existing.generation:
-            # The spec changed (credentials, interval): observe again now rather than at the old due time.
             existing.generation = generation
             existing.spec = dict(body.get("spec") or {})
-            existing.next_due = self._clock()
-            self.changed.set()
+            self._mark(key)
+
+    def _mark(self, key: ResourceKey) -> None:
+        self._pending.add(key)
+        self.changed.set()
+
+    def mark_pending(self, keys: Iterable[ResourceKey]) -> None:
+        """Have the poller look at these again (credentials to re-resolve, a retry)."""
+        for key in keys:
+            if key in self._resources:
+                self._mark(key)
+
+    @property
+    def has_pending(self) -> bool:
+        return bool(self._pending)
+
+    def take_pending(self) -> list[ResourceKey]:
+        pending, self._pending = self._pending, set()
+        return sorted(pending)
 
     def record_written(self, key: ResourceKey, stored: Mapping[str, Any]) -> None:
         """Remember what the API server stored after our status write."""
@@ -103,15 +116,5 @@ class Registry:
             resource.resource_version = resource_version
 
     def forget(self, key: ResourceKey) -> None:
-        self._resources.pop(key, None)
-
-    def take_due(self, now: float) -> list[TrackedResource]:
-        """Resources due by ``now`` that are not already being polled, marked in flight."""
-        due = [r for r in self._resources.values() if not r.in_flight and r.next_due <= now]
-        for resource in due:
-            resource.in_flight = True
-        return due
-
-    def next_due(self) -> float | None:
-        pending = [r.next_due for r in self._resources.values() if not r.in_flight]
-        return min(pending) if pending else None
+        if self._resources.pop(key, None) is not None:
+            self._mark(key)

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import functools
 import socket
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from .credentials import CredentialResolver
 from .kube import KubernetesGateway, load_api_client
 from .northflank import NorthflankClient
-from .poller import Poller, first_poll_delay
+from .poller import Poller
 from .registry import Registry
 from .settings import OperatorSettings
 
@@ -24,6 +22,7 @@ class Runtime:
     poller: Poller
     northflank: NorthflankClient
     kubernetes_api: Any
+    gateway: KubernetesGateway
     poller_task: asyncio.Task[None] | None = field(default=None)
 
     @classmethod
@@ -32,12 +31,12 @@ class Runtime:
         kubernetes_api = load_api_client()
         gateway = KubernetesGateway(kubernetes_api, instance=socket.gethostname())
         northflank = NorthflankClient(str(settings.api_base_url), timeout_seconds=settings.request_timeout_seconds)
-        registry = Registry(time.monotonic, first_delay=functools.partial(first_poll_delay, settings=settings))
+        registry = Registry()
         credentials = CredentialResolver(
             gateway, default_token=settings.api_token, cache_seconds=settings.credentials_cache_seconds
         )
         poller = Poller(registry=registry, client=northflank, credentials=credentials, kube=gateway, settings=settings)
-        return cls(settings, registry, poller, northflank, kubernetes_api)
+        return cls(settings, registry, poller, northflank, kubernetes_api, gateway)
 
     def start(self) -> asyncio.Task[None]:
         self.poller_task = asyncio.create_task(self.poller.run(), name="northflank-poller")
@@ -48,4 +47,5 @@ class Runtime:
             self.poller_task.cancel()
             await asyncio.gather(self.poller_task, return_exceptions=True)
         await self.northflank.aclose()
+        self.gateway.close()
         await asyncio.to_thread(self.kubernetes_api.close)

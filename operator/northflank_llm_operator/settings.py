@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from pydantic import AliasChoices, Field, HttpUrl, SecretStr
+from pydantic import AliasChoices, Field, HttpUrl, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from . import selector
+from .planner import PlannerConfig
 
 DEFAULT_API_BASE_URL = "https://api.northflank.com"
 
@@ -39,11 +42,12 @@ class OperatorSettings(BaseSettings):
         default=4, ge=1, le=64, description="Northflank requests in flight at once, across all resources."
     )
     status_heartbeat_seconds: float = Field(
-        default=600.0,
-        ge=1.0,
+        default=0.0,
+        ge=0.0,
         description=(
-            "An unchanged observation is re-stamped into status.lastSyncTime at most this often, so "
-            "a steady deployment costs no Kubernetes writes between heartbeats."
+            "Re-stamp status.lastSyncTime on an unchanged observation at most this often; 0 (the "
+            "default) never does, so only a change writes status. Freshness is carried by the Ready "
+            "condition, which turns Unknown (StatusStale) on a clock."
         ),
     )
     stale_after_intervals: float = Field(
@@ -51,8 +55,55 @@ class OperatorSettings(BaseSettings):
         ge=1.0,
         description="Ready turns Unknown once no poll has succeeded for this many poll intervals.",
     )
+    budget_reserve_fraction: float = Field(
+        default=0.1,
+        ge=0.0,
+        le=0.5,
+        description=(
+            "Share of each account's Northflank request budget kept for new resources, spec changes "
+            "and NotFound confirmations; routine polling is paced over the rest."
+        ),
+    )
+    batch_delay_seconds: float = Field(
+        default=1.0,
+        ge=0.0,
+        le=60.0,
+        description=("New resources are observed this soon, together with others of their project arriving meanwhile."),
+    )
+    transitional_speedup: float = Field(
+        default=4.0,
+        ge=1.0,
+        le=60.0,
+        description=(
+            "Deployments that are pending, provisioning, starting or deleting are observed this many "
+            "times more often (never more often than every 10 s unless the interval itself is shorter)."
+        ),
+    )
     credentials_cache_seconds: float = Field(
         default=30.0,
         ge=0.0,
         description="How long a token read from a Secret is reused before the Secret is read again.",
     )
+    label_selector: str | None = Field(
+        default=None,
+        description=(
+            "Only track resources whose labels match this Kubernetes label selector (sharding); unset or "
+            "empty tracks every resource in the watched namespaces."
+        ),
+    )
+
+    @field_validator("label_selector")
+    @classmethod
+    def _parse_label_selector(cls, value: str | None) -> str | None:
+        """A bad selector is a start-up error; an empty one means no selector."""
+        if value is None or not value.strip():
+            return None
+        selector.parse(value)
+        return value.strip()
+
+    def planner_config(self) -> PlannerConfig:
+        return PlannerConfig(
+            reserve_fraction=self.budget_reserve_fraction,
+            batch_delay_seconds=self.batch_delay_seconds,
+            transitional_speedup=self.transitional_speedup,
+        )

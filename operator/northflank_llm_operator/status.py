@@ -7,6 +7,7 @@ changed, so the writer can skip the Kubernetes write.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -35,6 +36,7 @@ OWNED_KEYS = (
     "ports",
     "deployment",
     "deploymentSpec",
+    "effectivePollIntervalSeconds",
 )
 _TRANSITIONAL = {
     DeploymentStatus.PENDING,
@@ -105,11 +107,17 @@ class Timing:
     """The clock-dependent inputs of the mapping."""
 
     now: datetime
+    #: An unchanged observation re-stamps lastSyncTime this often; zero: never (only changes write).
     heartbeat: timedelta
+    #: Ready turns Unknown (StatusStale) once the last successful observation is older than this.
     stale_after: timedelta
-    #: When this process last polled successfully. status.lastSyncTime lags behind it by up to a
-    #: heartbeat, so staleness is judged from whichever is later.
+    #: When the deployment was last observed successfully (by this process, or the moment it
+    #: started for a resource observed before it). status.lastSyncTime may lag behind it, so
+    #: staleness is judged from whichever is later.
     last_success: datetime | None = None
+    #: The interval the resource asks for, and the one the request budget lets the operator keep.
+    requested_interval: float | None = None
+    effective_interval: float | None = None
 
 
 def compute_status(current: Mapping[str, Any], outcome: Outcome, *, generation: int, timing: Timing) -> StatusUpdate:
@@ -142,9 +150,11 @@ def _observed_status(
         "deployment": {k: v for k, v in raw.items() if k not in ("dns", "ports", "spec")},
         "deploymentSpec": raw.get("spec", {}),
     }
+    if timing.effective_interval is not None:
+        new["effectivePollIntervalSeconds"] = math.ceil(timing.effective_interval)
     conditions = [
         _ready_from_phase(deployment, phase),
-        Condition(SYNCED, "True", "Observed", "The last poll of Northflank succeeded."),
+        Condition(SYNCED, "True", "Observed", "The last poll of Northflank succeeded." + _stretch_note(timing)),
     ]
     known = deployment.known_status
     if known in _TRANSITIONAL:
@@ -158,6 +168,16 @@ def _observed_status(
     )
     new["lastSyncTime"] = _sync_time(current, new, timing)
     return new
+
+
+def _stretch_note(timing: Timing) -> str:
+    requested, effective = timing.requested_interval, timing.effective_interval
+    if requested is None or effective is None or math.ceil(effective) <= math.ceil(requested):
+        return ""
+    return (
+        f" Northflank's request budget for these credentials stretches polling to every "
+        f"{math.ceil(effective)}s (asked {math.ceil(requested)}s)."
+    )
 
 
 def _ready_from_phase(deployment: LLMModelDeployment, phase: str) -> Condition:
@@ -179,7 +199,7 @@ def _sync_time(current: Mapping[str, Any], new: Mapping[str, Any], timing: Timin
     unchanged = all(current.get(key) == new.get(key) for key in new if key != "lastSyncTime")
     if unchanged and isinstance(previous, str):
         last = _parse_time(previous)
-        if last is not None and timing.now - last < timing.heartbeat:
+        if last is not None and (not timing.heartbeat or timing.now - last < timing.heartbeat):
             return previous
     return format_time(timing.now)
 
@@ -189,6 +209,8 @@ def _failed_status(current: Mapping[str, Any], failure: Failure, *, generation: 
     new = dict(current)
     new.setdefault("phase", UNKNOWN_PHASE)
     new["observedGeneration"] = generation
+    if timing.effective_interval is not None:
+        new["effectivePollIntervalSeconds"] = math.ceil(timing.effective_interval)
     existing = current.get("conditions", [])
     conditions = [
         _ready_after_failure(current, failure, timing),
@@ -210,8 +232,7 @@ def _ready_after_failure(current: Mapping[str, Any], failure: Failure, timing: T
     if not failure.transient:
         return Condition(READY, "Unknown", failure.reason, f"Cannot observe the deployment: {failure.message}")
     previous = find(current.get("conditions", []), READY)
-    known_times = [t for t in (_parse_time(current.get("lastSyncTime")), timing.last_success) if t is not None]
-    last_sync = max(known_times, default=None)
+    last_sync = _last_success(current, timing)
     if previous is not None and last_sync is not None:
         if timing.now - last_sync < timing.stale_after:
             # A blip: keep showing the last good observation until it is actually stale.
@@ -223,6 +244,41 @@ def _ready_after_failure(current: Mapping[str, Any], failure: Failure, timing: T
             f"No successful poll since {format_time(last_sync)}; last error: {failure.message}",
         )
     return Condition(READY, "Unknown", failure.reason, f"Not observed yet: {failure.message}")
+
+
+def compute_staleness(
+    current: Mapping[str, Any], *, generation: int, timing: Timing, cause: str | None = None
+) -> StatusUpdate:
+    """Judge staleness on the clock, without a poll: Ready turns Unknown (StatusStale) once the last
+    successful observation is older than ``timing.stale_after``. Everything else stays as it is."""
+    current_owned = {key: current[key] for key in OWNED_KEYS if key in current}
+    existing = current_owned.get("conditions", [])
+    ready = find(existing, READY)
+    if ready is None or ready.get("status") == "Unknown" or "phase" not in current_owned:
+        return StatusUpdate(status=current_owned, patch={})
+    last = _last_success(current_owned, timing)
+    if last is None or timing.now - last < timing.stale_after:
+        return StatusUpdate(status=current_owned, patch={})
+    message = (
+        f"No successful observation since {format_time(last)}; one is planned every "
+        f"{math.ceil(timing.effective_interval or 0)}s and the status counts as stale after "
+        f"{math.ceil(timing.stale_after.total_seconds())}s."
+    )
+    if cause:
+        message += f" {cause}"
+    stale = Condition(READY, "Unknown", "StatusStale", message)
+    others = [_as_condition(c) for c in existing if c.get("type") != READY]
+    new = dict(current_owned)
+    new["conditions"] = merge_conditions(
+        existing, [stale, *others], generation=int(current_owned.get("observedGeneration", generation)), now=timing.now
+    )
+    patch = merge_patch(current_owned, new)
+    return StatusUpdate(status=new, patch=patch, events=[])
+
+
+def _last_success(current: Mapping[str, Any], timing: Timing) -> datetime | None:
+    known_times = [t for t in (_parse_time(current.get("lastSyncTime")), timing.last_success) if t is not None]
+    return max(known_times, default=None)
 
 
 def _as_condition(stored: Mapping[str, Any]) -> Condition:

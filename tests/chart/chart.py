@@ -44,6 +44,8 @@ WATCH_B: Final = "team-b"
 COMBINATIONS: Final[dict[str, dict[str, Any]]] = {
     "default": {},
     "watch-namespaces": {"watchNamespaces": [WATCH_A, WATCH_B]},
+    # One shard of several (README "Sharding"): its namespace, its labels, and the CRD left to another release.
+    "shard": {"watchNamespaces": [WATCH_A], "labelSelector": "shard=a", "crds": {"enabled": False}},
     "existing-secret": {"northflank": {"existingSecret": "northflank-api-token", "existingSecretKey": "api-token"}},
     "created-secret": {"northflank": {"apiToken": SENTINEL_TOKEN}},
     "crds-disabled": {"crds": {"enabled": False}},
@@ -76,10 +78,12 @@ COMBINATIONS: Final[dict[str, dict[str, Any]]] = {
         },
         "imagePullSecrets": [{"name": "registry-credentials"}],
         "northflank": {"apiBaseUrl": "https://nf.example.com", "existingSecret": "nf", "existingSecretKey": "t"},
+        "labelSelector": "shard in (a, b), !example.com/legacy",
         "operator": {
             "pollIntervalSeconds": 120,
             "requestTimeoutSeconds": 20,
             "statusHeartbeatSeconds": 900,
+            "budgetReserveFraction": 0.2,
             "maxConcurrentRequests": 2,
             "logFormat": "plain",
             "logLevel": "debug",

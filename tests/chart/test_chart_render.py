@@ -147,14 +147,17 @@ def test_settings_reach_the_operator_as_environment(render: Any) -> None:
         "NORTHFLANK_LLM_OPERATOR_POLL_INTERVAL_SECONDS": "120",
         "NORTHFLANK_LLM_OPERATOR_REQUEST_TIMEOUT_SECONDS": "20",
         "NORTHFLANK_LLM_OPERATOR_STATUS_HEARTBEAT_SECONDS": "900",
+        "NORTHFLANK_LLM_OPERATOR_BUDGET_RESERVE_FRACTION": "0.2",
         "NORTHFLANK_LLM_OPERATOR_MAX_CONCURRENT_REQUESTS": "2",
+        "NORTHFLANK_LLM_OPERATOR_LABEL_SELECTOR": "shard in (a, b), !example.com/legacy",
         "HTTPS_PROXY": "http://proxy.example.com:3128",
     }
     defaults = render("default").env()
     assert defaults["NORTHFLANK_API_BASE_URL"]["value"] == "https://api.northflank.com"
     assert defaults["NORTHFLANK_LLM_OPERATOR_POLL_INTERVAL_SECONDS"]["value"] == "60"
     assert defaults["NORTHFLANK_LLM_OPERATOR_REQUEST_TIMEOUT_SECONDS"]["value"] == "10"
-    assert defaults["NORTHFLANK_LLM_OPERATOR_STATUS_HEARTBEAT_SECONDS"]["value"] == "600"
+    assert defaults["NORTHFLANK_LLM_OPERATOR_STATUS_HEARTBEAT_SECONDS"]["value"] == "0"
+    assert defaults["NORTHFLANK_LLM_OPERATOR_BUDGET_RESERVE_FRACTION"]["value"] == "0.1"
     assert defaults["NORTHFLANK_LLM_OPERATOR_MAX_CONCURRENT_REQUESTS"]["value"] == "4"
 
 
@@ -182,8 +185,44 @@ def test_the_chart_defaults_are_the_operators_defaults_and_every_variable_is_rea
         "poll_interval_seconds",
         "request_timeout_seconds",
         "status_heartbeat_seconds",
+        "budget_reserve_fraction",
         "max_concurrent_requests",
+        "label_selector",
     }, "a variable the chart sets is not read by the operator"
+
+
+def test_label_selector_is_passed_only_when_set(render: Any, helm: Helm) -> None:
+    assert "NORTHFLANK_LLM_OPERATOR_LABEL_SELECTOR" not in render("default").env()
+    assert "NORTHFLANK_LLM_OPERATOR_LABEL_SELECTOR" not in helm.render({"labelSelector": ""}).env()
+    assert render("shard").env()["NORTHFLANK_LLM_OPERATOR_LABEL_SELECTOR"] == {
+        "name": "NORTHFLANK_LLM_OPERATOR_LABEL_SELECTOR",
+        "value": "shard=a",
+    }
+    # The README's example: --set splits on the first '=' only, and a comma needs a backslash.
+    for set_arg, expected in (
+        ("labelSelector=shard=b", "shard=b"),
+        ("labelSelector=shard in (a\\,b)", "shard in (a,b)"),
+    ):
+        env = helm.render(None, "--set", set_arg).env()
+        assert env["NORTHFLANK_LLM_OPERATOR_LABEL_SELECTOR"]["value"] == expected
+
+
+def test_the_operator_accepts_the_selectors_the_chart_passes(render: Any) -> None:
+    """What the chart renders is what the operator parses (a bad selector would stop it at start-up)."""
+    from northflank_llm_operator.selector import parse
+
+    assert parse(render("shard").env()["NORTHFLANK_LLM_OPERATOR_LABEL_SELECTOR"]["value"]).matches({"shard": "a"})
+    everything = parse(render("everything").env()["NORTHFLANK_LLM_OPERATOR_LABEL_SELECTOR"]["value"])
+    assert everything.matches({"shard": "b"})
+    assert not everything.matches({"shard": "b", "example.com/legacy": "true"})
+
+
+def test_a_shard_watches_its_namespaces_and_leaves_the_crd_to_another_release(render: Any) -> None:
+    manifests: Manifests = render("shard")
+    assert manifests.container()["args"][-1] == f"--namespace={WATCH_A}"
+    assert not manifests.of_kind("CustomResourceDefinition")
+    assert not manifests.of_kind("ClusterRoleBinding")
+    assert [role["metadata"]["namespace"] for role in manifests.of_kind("Role")] == [WATCH_A]
 
 
 def test_everything_reaches_the_pod(render: Any) -> None:

@@ -57,6 +57,8 @@ def _schema() -> dict[str, Any]:
         (["--set", "northflank.apiBaseUrl=api.northflank.com"], "apiBaseUrl"),
         (["--set", "service.port=70000"], "port"),
         (["--set", "extraEnv[0].value=x"], "name"),
+        (["--set", "labelSelector=1"], "labelSelector"),
+        (["--set", "labelSelector.shard=a"], "labelSelector"),
     ],
     ids=lambda v: " ".join(v) if isinstance(v, list) else v,
 )
@@ -181,7 +183,7 @@ def test_readme_values_table_is_generated_and_current(helm_docs: Path, tmp_path:
         '  "$(tests/controlplane/build.sh helm-docs)/helm-docs" --chart-search-root=charts/northflank-llm-operator'
     )
     table = expected.split("## Values", 1)[1]
-    for key in ("watchNamespaces", "northflank.existingSecret", "crds.keep", "rbac.secretAccess"):
+    for key in ("watchNamespaces", "labelSelector", "northflank.existingSecret", "crds.keep", "rbac.secretAccess"):
         assert f"| {key} |" in table
 
 

@@ -143,7 +143,7 @@ def watch(plane: ControlPlane, operator: subprocess.Popen[bytes], timeout: float
         if operator.poll() is not None:
             raise SystemExit(f"the operator exited with {operator.returncode}")
         table = plane.kubectl("get", "llmd", "-n", NAMESPACE).stdout
-        rows = "\n".join(line.rsplit(None, 2)[0] if "LAST SYNC" not in line else line for line in table.splitlines())
+        rows = "\n".join(line.rsplit(None, 2)[0] if "LAST CHANGE" not in line else line for line in table.splitlines())
         if rows != shown:
             print(f"--- {time.strftime('%H:%M:%S')}\n{table}", flush=True)
             shown = rows

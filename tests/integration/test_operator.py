@@ -15,6 +15,7 @@ from northflank_llm_operator.status import OWNED_KEYS as OWNED_STATUS_KEYS
 from northflank_llm_operator.status import without_nulls
 from tests.controlplane.controlplane import ControlPlane
 from tests.simulator.fixtures import RunningSimulator
+from tests.support.cluster import DEADLINE, PROJECT, Cluster, conditions_by_type
 from tests.support.operator_process import OperatorProcess, free_port, run_operator
 from tests.support.waiting import wait_for
 from tests.unit.payloads import SEED_PAGE_EXAMPLE
@@ -23,9 +24,6 @@ pytestmark = pytest.mark.integration
 
 OPERATOR_TOKEN = "nf-operator-wide-token"
 TEAM = "team-one"
-PROJECT = "llm-project"
-# Polls run every second in these tests; a few intervals plus watch latency on a loaded 2-core box.
-DEADLINE = 30.0
 
 
 @pytest.fixture(scope="module")
@@ -59,65 +57,6 @@ def nf(simulator: RunningSimulator) -> SimulatorControl:
     control.put_project(PROJECT, team_id=TEAM)
     control.set_rate_limit(100_000, 3600)  # the budget is its own test; keep it out of the others' way
     return control
-
-
-@dataclass
-class Cluster:
-    plane: ControlPlane
-    namespace: str
-    operator: OperatorProcess
-
-    def apply(self, name: str, deployment_id: str, **spec: Any) -> None:
-        manifest = {
-            "apiVersion": "northflank-llm-operator.dev/v1alpha1",
-            "kind": "LLMModelDeployment",
-            "metadata": {"name": name, "namespace": self.namespace},
-            "spec": {"projectId": PROJECT, "llmModelDeploymentId": deployment_id, **spec},
-        }
-        self.plane.kubectl("apply", "-f", "-", input=json.dumps(manifest))
-
-    def get(self, name: str) -> dict[str, Any]:
-        result = self.plane.kubectl("get", "llmd", name, "-n", self.namespace, "-o", "json")
-        body: dict[str, Any] = json.loads(result.stdout)
-        return body
-
-    def status(self, name: str) -> dict[str, Any]:
-        return dict(self.get(name).get("status") or {})
-
-    def condition(self, name: str, kind: str) -> dict[str, Any]:
-        return next((c for c in self.status(name).get("conditions", []) if c["type"] == kind), {})
-
-    def wait_status(self, name: str, check: Callable[[dict[str, Any]], bool], what: str) -> dict[str, Any]:
-        def satisfied() -> dict[str, Any] | None:
-            self.operator.assert_alive()
-            status = self.status(name)
-            return status if check(status) else None
-
-        try:
-            return wait_for(satisfied, timeout=DEADLINE, message=f"{name}: {what}")
-        except AssertionError as exc:
-            raise AssertionError(f"{exc}\nlast status: {json.dumps(self.status(name), indent=1)}") from None
-
-    def wait_phase(self, name: str, phase: str) -> dict[str, Any]:
-        return self.wait_status(name, lambda status: status.get("phase") == phase, f"phase {phase}")
-
-    def wait_condition(self, name: str, kind: str, status: str, reason: str | None = None) -> dict[str, Any]:
-        def matches(current: dict[str, Any]) -> bool:
-            found = conditions_by_type(current).get(kind, {})
-            return found.get("status") == status and (reason is None or found.get("reason") == reason)
-
-        return self.wait_status(name, matches, f"{kind}={status} ({reason or 'any reason'})")
-
-    def events(self, name: str) -> list[dict[str, Any]]:
-        result = self.plane.kubectl(
-            "get", "events", "-n", self.namespace, "--field-selector", f"involvedObject.name={name}", "-o", "json"
-        )
-        items: list[dict[str, Any]] = json.loads(result.stdout)["items"]
-        return items
-
-
-def conditions_by_type(status: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return {c["type"]: c for c in status.get("conditions", [])}
 
 
 @pytest.fixture
@@ -182,12 +121,12 @@ def test_kubectl_get_prints_the_columns(cluster: Cluster, nf: SimulatorControl) 
     cluster.wait_condition("mistral", "Ready", "True")
 
     table = cluster.plane.kubectl("get", "llmd", "-n", cluster.namespace).stdout.splitlines()
-    assert table[0].split() == ["NAME", "READY", "PHASE", "DNS", "LAST", "SYNC", "AGE"]
+    assert table[0].split() == ["NAME", "READY", "PHASE", "DNS", "LAST", "CHANGE", "AGE"]
     assert table[1].split()[:4] == ["mistral", "True", "running", served["dns"]["base"]]
 
     wide = cluster.plane.kubectl("get", "llmd", "-n", cluster.namespace, "-o", "wide").stdout.splitlines()
-    assert wide[0].split()[7:] == ["PROJECT", "DEPLOYMENT", "MESSAGE"]
-    assert wide[1].split()[-6:] == [PROJECT, "mistral", "The", "deployment", "is", "running."]
+    assert wide[0].split()[7:] == ["PROJECT", "DEPLOYMENT", "INTERVAL", "MESSAGE"]
+    assert wide[1].split()[-7:] == [PROJECT, "mistral", "1", "The", "deployment", "is", "running."]
 
     by_category = cluster.plane.kubectl("get", "northflank", "-n", cluster.namespace).stdout
     assert [line.split()[0] for line in by_category.splitlines()] == ["NAME", "mistral"]
@@ -225,8 +164,8 @@ def test_the_reference_pages_example_response_explains_itself(cluster: Cluster, 
     nf.put_deployment(PROJECT, "healthy", status="running")
     nf.put_deployment(PROJECT, "deepseek-v3-deployment", status="running")
     nf.add_fault(status=200, json_body=SEED_PAGE_EXAMPLE, deployment_id="deepseek-v3-deployment")
+    # Alone in its project, the resource is observed with a GET, which the fault answers.
     cluster.apply("deepseek", "deepseek-v3-deployment")
-    cluster.apply("healthy", "healthy")
 
     synced = cluster.wait_condition("deepseek", "Synced", "False", "InvalidResponse")
     message = conditions_by_type(synced)["Synced"]["message"]
@@ -234,6 +173,7 @@ def test_the_reference_pages_example_response_explains_itself(cluster: Cluster, 
     assert "data.id: Field required" in message
     assert conditions_by_type(synced)["Ready"]["status"] == "Unknown"
     assert synced["phase"] == "unknown"
+    cluster.apply("healthy", "healthy")
     cluster.wait_condition("healthy", "Ready", "True")
     cluster.operator.assert_alive()
     assert any(e["reason"] == "InvalidResponse" and e["type"] == "Warning" for e in cluster.events("deepseek"))
@@ -265,8 +205,13 @@ def _recreate(nf: SimulatorControl, deployment: str) -> None:
 
 
 def _exhaust_budget(nf: SimulatorControl, _: str) -> None:
-    # A real window of the simulator's rate limiter: three requests, then 429 until it resets.
+    # A real window of the simulator's rate limiter (three requests, then 429 until it resets), spent
+    # by someone else sharing the account: the operator's own pacing would never run into it.
     nf.set_rate_limit(3, 12)
+    with httpx.Client(base_url=nf.base_url, headers={"Authorization": f"Bearer {OPERATOR_TOKEN}"}) as other:
+        for _attempt in range(4):
+            if other.get(f"/v1/projects/{PROJECT}/llm-model-deployments").status_code == 429:
+                break
 
 
 def _restore_budget(nf: SimulatorControl, _: str) -> None:

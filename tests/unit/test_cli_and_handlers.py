@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
+from collections.abc import Mapping
 from typing import Any
 
 import kopf
+import pydantic
 import pytest
 
 from northflank_llm_operator import __version__, cli, handlers
@@ -72,15 +73,72 @@ def test_settings_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     assert settings.poll_interval_seconds == 60
 
 
+def test_label_selector_setting_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("NORTHFLANK_LLM_OPERATOR_LABEL_SELECTOR", raising=False)
+    assert OperatorSettings().label_selector is None
+    monkeypatch.setenv("NORTHFLANK_LLM_OPERATOR_LABEL_SELECTOR", " shard in (a,b) ")
+    assert OperatorSettings().label_selector == "shard in (a,b)"
+    monkeypatch.setenv("NORTHFLANK_LLM_OPERATOR_LABEL_SELECTOR", "  ")
+    assert OperatorSettings().label_selector is None  # empty: no selector, every resource
+
+
+def test_a_bad_label_selector_is_a_settings_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NORTHFLANK_LLM_OPERATOR_LABEL_SELECTOR", "shard in a")
+    with pytest.raises(pydantic.ValidationError, match="expected '\\(' after 'in'/'notin'"):
+        OperatorSettings()
+
+
+def test_run_refuses_to_start_with_a_bad_selector(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("NORTHFLANK_LLM_OPERATOR_LABEL_SELECTOR", raising=False)
+    assert cli.main(["run", "-A", "--selector", "shard=a b"]) == 2
+    err = capsys.readouterr().err
+    assert "label_selector" in err
+    assert "invalid label selector 'shard=a b': expected ',' or the end, found 'b' at position 9" in err
+    monkeypatch.setenv("NORTHFLANK_LLM_OPERATOR_LABEL_SELECTOR", "!!")
+    assert cli.main(["run", "-A"]) == 2
+    assert "invalid label selector '!!'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("env", "argv", "expected"),
+    [
+        (None, [], None),
+        ("shard=a", [], "shard=a"),
+        (None, ["--selector", "shard=b"], "shard=b"),
+        ("shard=a", ["--selector", "shard=b"], "shard=b"),  # the flag wins
+        ("shard=a", ["-l", "shard in (c)"], "shard in (c)"),
+        ("shard=a", ["--selector="], None),  # an explicit empty flag lifts the environment's selector
+    ],
+)
+def test_the_selector_flag_overrides_the_environment(
+    monkeypatch: pytest.MonkeyPatch, env: str | None, argv: list[str], expected: str | None
+) -> None:
+    if env is None:
+        monkeypatch.delenv("NORTHFLANK_LLM_OPERATOR_LABEL_SELECTOR", raising=False)
+    else:
+        monkeypatch.setenv("NORTHFLANK_LLM_OPERATOR_LABEL_SELECTOR", env)
+    started: list[OperatorSettings] = []
+
+    async def operate(args: Any, settings: OperatorSettings) -> int:
+        started.append(settings)
+        return 0
+
+    monkeypatch.setattr(cli, "_operate", operate)
+    assert cli.main(["run", "-A", *argv]) == 0
+    assert [settings.label_selector for settings in started] == [expected]
+
+
 # kopf's decorators type the functions as handler protocols; the tests call them with just the kwargs used.
 track: Any = handlers.track
 probe: Any = handlers.tracked_resources
 
 
-def fake_runtime(poller_task: asyncio.Task[Any] | None) -> Any:
-    registry = Registry(time.monotonic)
-    runtime = Runtime.__new__(Runtime)
-    runtime.registry = registry
+def fake_runtime(poller_task: asyncio.Task[Any] | None, registry: Any = None, label_selector: str | None = None) -> Any:
+    runtime: Any = Runtime.__new__(Runtime)
+    runtime.settings = OperatorSettings(label_selector=label_selector)
+    runtime.registry = Registry() if registry is None else registry
     runtime.poller_task = poller_task
     return runtime
 
@@ -92,6 +150,66 @@ async def test_event_handler_feeds_the_registry() -> None:
     assert len(runtime.registry) == 1
     await track(type="DELETED", body=body, memo=kopf.Memo(runtime=runtime))
     assert len(runtime.registry) == 0
+
+
+class RecordingRegistry:
+    """Stands in for the registry: records what the handler tells it."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str | None, str]] = []
+
+    def observe(self, event_type: str | None, body: Mapping[str, Any]) -> None:
+        self.calls.append((event_type, body["metadata"]["name"]))
+
+    def __len__(self) -> int:
+        return len(self.calls)
+
+
+def labelled(name: str, labels: dict[str, str] | None) -> dict[str, Any]:
+    metadata: dict[str, Any] = {"namespace": "ns", "name": name, "uid": f"uid-{name}", "generation": 1}
+    if labels is not None:
+        metadata["labels"] = labels
+    return {"metadata": metadata}
+
+
+async def test_without_a_selector_every_event_reaches_the_registry_unchanged() -> None:
+    recorder = RecordingRegistry()
+    memo = kopf.Memo(runtime=fake_runtime(None, registry=recorder))
+    for event_type, labels in ((None, None), ("ADDED", {"shard": "b"}), ("MODIFIED", {}), ("DELETED", None)):
+        await track(type=event_type, body=labelled("a", labels), memo=memo)
+    assert recorder.calls == [(None, "a"), ("ADDED", "a"), ("MODIFIED", "a"), ("DELETED", "a")]
+
+
+async def test_a_selector_turns_events_of_non_matching_resources_into_deletions() -> None:
+    recorder = RecordingRegistry()
+    memo = kopf.Memo(runtime=fake_runtime(None, registry=recorder, label_selector="shard=a"))
+    await track(type=None, body=labelled("mine", {"shard": "a", "team": "ml"}), memo=memo)
+    await track(type="MODIFIED", body=labelled("mine", {"shard": "a"}), memo=memo)
+    await track(type=None, body=labelled("theirs", {"shard": "b"}), memo=memo)
+    await track(type="ADDED", body=labelled("unlabelled", None), memo=memo)
+    await track(type="MODIFIED", body=labelled("empty-labels", {}), memo=memo)
+    await track(type="DELETED", body=labelled("mine", {"shard": "a"}), memo=memo)
+    assert recorder.calls == [
+        (None, "mine"),
+        ("MODIFIED", "mine"),
+        ("DELETED", "theirs"),
+        ("DELETED", "unlabelled"),
+        ("DELETED", "empty-labels"),
+        ("DELETED", "mine"),
+    ]
+
+
+async def test_a_resource_relabelled_out_of_the_shard_is_dropped_and_back_in_is_tracked_again() -> None:
+    runtime = fake_runtime(None, label_selector="shard in (a, b), !paused")
+    memo = kopf.Memo(runtime=runtime)
+    await track(type=None, body=labelled("m", {"shard": "a"}), memo=memo)
+    assert len(runtime.registry) == 1
+    await track(type="MODIFIED", body=labelled("m", {"shard": "a", "paused": "true"}), memo=memo)
+    assert len(runtime.registry) == 0
+    await track(type="MODIFIED", body=labelled("m", {"shard": "c"}), memo=memo)
+    assert len(runtime.registry) == 0
+    await track(type="MODIFIED", body=labelled("m", {"shard": "b"}), memo=memo)
+    assert len(runtime.registry) == 1
 
 
 async def test_liveness_probe_fails_once_the_poll_loop_is_gone() -> None:

@@ -91,10 +91,11 @@ def test_printer_columns(crd: dict[str, Any]) -> None:
         ("Ready", 0),
         ("Phase", 0),
         ("DNS", 0),
-        ("Last Sync", 0),
+        ("Last Change", 0),
         ("Age", 0),
         ("Project", 1),
         ("Deployment", 1),
+        ("Interval", 1),
         ("Message", 1),
     ]
 

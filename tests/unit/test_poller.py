@@ -1,8 +1,9 @@
-"""The poll loop with an in-memory Northflank and Kubernetes: scheduling, rate limits, writes."""
+"""The poll loop with an in-memory Northflank and Kubernetes and a fake clock: what it asks, what it writes."""
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -10,19 +11,21 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
-from northflank_llm_operator.credentials import CredentialResolver, CredentialsError
+from northflank_llm_operator.credentials import Credential, CredentialResolver, CredentialsError
 from northflank_llm_operator.kube import ResourceGoneError
 from northflank_llm_operator.northflank import (
     ApiResult,
     AuthenticationError,
+    DeploymentPage,
     LLMModelDeployment,
     NorthflankError,
+    NotFoundError,
     RateLimit,
     RateLimitError,
     ServerError,
 )
 from northflank_llm_operator.poller import Poller
-from northflank_llm_operator.registry import Registry, TrackedResource
+from northflank_llm_operator.registry import Registry
 from northflank_llm_operator.resource import ResourceKey
 from northflank_llm_operator.settings import OperatorSettings
 from northflank_llm_operator.status import Event, merge_patch
@@ -40,21 +43,53 @@ class Clock:
 
 
 class FakeNorthflank:
-    """Answers GETs from a script: a deployment body, or an exception to raise."""
+    """Projects of deployment bodies; ``errors`` makes a GET or a listing raise instead."""
 
     def __init__(self) -> None:
-        self.answers: dict[tuple[str, str], Any] = {}
-        self.calls: list[tuple[str, str, str, str | None]] = []
+        self.projects: dict[str, dict[str, dict[str, Any]]] = {}
+        self.errors: dict[tuple[str, str | None], Exception] = {}
+        self.calls: list[tuple[str, str, str | None, str, str | None]] = []  # kind, project, id, token, team
+        self.rate_limit = PLENTY
+        self.page_size = 100
+
+    def put(self, project: str, deployment_id: str, **fields: Any) -> None:
+        self.projects.setdefault(project, {})[deployment_id] = full_deployment(id=deployment_id, **fields)
 
     async def get_llm_model_deployment(
         self, project_id: str, deployment_id: str, *, token: str, team_id: str | None = None
     ) -> ApiResult[LLMModelDeployment]:
-        self.calls.append((project_id, deployment_id, token, team_id))
-        answer = self.answers[(project_id, deployment_id)]
-        if isinstance(answer, Exception):
-            raise answer
-        rate_limit = answer.pop("_rate_limit", PLENTY) if isinstance(answer, dict) else PLENTY
-        return ApiResult(LLMModelDeployment.model_validate(answer), rate_limit)
+        self.calls.append(("get", project_id, deployment_id, token, team_id))
+        error = self.errors.get((project_id, deployment_id))
+        if error is not None:
+            raise error
+        body = self.projects.get(project_id, {}).get(deployment_id)
+        if body is None:
+            raise NotFoundError("HTTP 404", status_code=404, rate_limit=self.rate_limit)
+        return ApiResult(LLMModelDeployment.model_validate(body), self.rate_limit)
+
+    async def list_llm_model_deployments(
+        self,
+        project_id: str,
+        *,
+        token: str,
+        team_id: str | None = None,
+        per_page: int = 100,
+        cursor: str | None = None,
+        page: int | None = None,
+    ) -> ApiResult[DeploymentPage]:
+        self.calls.append(("list", project_id, cursor, token, team_id))
+        error = self.errors.get((project_id, None))
+        if error is not None:
+            raise error
+        items = sorted(self.projects.get(project_id, {}).items())
+        start = 0 if cursor is None else int(cursor)
+        chunk = items[start : start + self.page_size]
+        more = start + self.page_size < len(items)
+        listing = DeploymentPage([body for _, body in chunk], more, str(start + self.page_size) if more else None)
+        return ApiResult(listing, self.rate_limit)
+
+    def count(self, kind: str) -> int:
+        return sum(1 for call in self.calls if call[0] == kind)
 
 
 class FakeKubernetes:
@@ -102,14 +137,11 @@ def apply_merge_patch(target: Mapping[str, Any], patch: Mapping[str, Any]) -> di
 
 
 class Harness:
-    def __init__(self, *, default_token: str | None = "operator-token", interval: float = 60) -> None:
+    def __init__(self, *, default_token: str | None = "operator-token", interval: float = 60, **settings: Any) -> None:
         self.clock = Clock()
         self.northflank = FakeNorthflank()
         self.kube = FakeKubernetes()
-        self.registry = Registry(self.clock)
-        settings = OperatorSettings(
-            poll_interval_seconds=interval,
-        )
+        self.registry = Registry()
         self.credentials = CredentialResolver(
             self.kube,
             default_token=SecretStr(default_token) if default_token else None,
@@ -121,12 +153,13 @@ class Harness:
             client=self.northflank,  # type: ignore[arg-type]
             credentials=self.credentials,
             kube=self.kube,  # type: ignore[arg-type]
-            settings=settings,
+            settings=OperatorSettings(poll_interval_seconds=interval, **settings),
             clock=self.clock,
             wall_clock=lambda: datetime.fromtimestamp(self.clock.now, UTC),
         )
 
-    def add(self, name: str, *, deployment: str | None = None, **spec: Any) -> TrackedResource:
+    def add(self, name: str, *, deployment: str | None = None, status: dict[str, Any] | None = None,
+            project: str = "proj", **spec: Any) -> ResourceKey:  # fmt: skip
         key = ResourceKey("ns", name)
         body = {
             "metadata": {
@@ -136,207 +169,378 @@ class Harness:
                 "generation": 1,
                 "resourceVersion": "1",
             },
-            "spec": {"projectId": "proj", "llmModelDeploymentId": deployment or name, **spec},
+            "spec": {"projectId": project, "llmModelDeploymentId": deployment or name, **spec},
+            "status": status or {},
         }
         self.kube.objects[key] = body
         self.registry.observe("ADDED", body)
-        resource = self.registry.get(key)
-        assert resource is not None
-        return resource
+        return key
 
-    async def poll(self, resource: TrackedResource) -> None:
-        await self.poller.poll(resource)
+    def change_spec(self, key: ResourceKey, **spec: Any) -> None:
+        body = self.kube.objects[key]
+        body["metadata"]["generation"] += 1
+        self.kube.resource_version += 1
+        body["metadata"]["resourceVersion"] = str(self.kube.resource_version)
+        body["spec"] = body["spec"] | spec
+        self.registry.observe("MODIFIED", body)
+
+    async def settle(self) -> None:
+        """Run the loop at the current fake time until it has nothing left to do now."""
+        for _ in range(1000):
+            await self.poller.step()
+            await self.poller.drain()
+            wake = self.poller.planner.next_wake()
+            if not (wake is not None and wake <= self.clock.now) and not self.registry.has_pending:
+                return
+        raise AssertionError("the poll loop did not settle")
+
+    async def advance(self, seconds: float, *, step: float = 1.0) -> None:
+        """Let fake time pass, running the loop as it goes."""
+        end = self.clock.now + seconds
+        while self.clock.now < end:
+            self.clock.now = min(end, self.clock.now + step)
+            await self.settle()
+
+    def status(self, key: ResourceKey) -> dict[str, Any]:
+        return dict(self.kube.objects[key].get("status") or {})
+
+    def condition(self, key: ResourceKey, kind: str) -> dict[str, Any]:
+        return next((c for c in self.status(key).get("conditions", []) if c["type"] == kind), {})
 
 
-async def test_first_poll_writes_status_and_an_unchanged_second_poll_writes_nothing() -> None:
+# -- observing ------------------------------------------------------------------------------------
+
+
+async def test_first_observation_writes_status_and_an_unchanged_one_writes_nothing() -> None:
     h = Harness()
-    h.northflank.answers[("proj", "dep")] = full_deployment(id="dep", status="running")
-    resource = h.add("dep")
-    await h.poll(resource)
+    h.northflank.put("proj", "dep", status="running")
+    key = h.add("dep")
+    await h.advance(2)
     assert len(h.kube.patches) == 1
-    assert h.kube.objects[resource.key]["status"]["phase"] == "running"
+    assert h.status(key)["phase"] == "running"
+    assert h.status(key)["effectivePollIntervalSeconds"] == 60
     assert [e.reason for _, e in h.kube.events] == ["PhaseChanged"]
 
-    h.clock.now += 60
-    h.northflank.answers[("proj", "dep")] = full_deployment(id="dep", status="running")
-    await h.poll(resource)
+    await h.advance(130)
+    assert h.northflank.count("get") >= 3
     assert len(h.kube.patches) == 1, "an unchanged deployment must not be written again"
-    assert len(h.northflank.calls) == 2
 
 
-async def test_patch_is_a_minimal_merge_patch() -> None:
+async def test_a_change_is_a_minimal_merge_patch() -> None:
     h = Harness()
-    h.northflank.answers[("proj", "dep")] = full_deployment(id="dep", status="starting")
-    resource = h.add("dep")
-    await h.poll(resource)
-    h.clock.now += 10
-    h.northflank.answers[("proj", "dep")] = full_deployment(id="dep", status="running")
-    await h.poll(resource)
+    h.northflank.put("proj", "dep", status="starting")
+    key = h.add("dep")
+    await h.advance(2)
+    h.northflank.put("proj", "dep", status="running")
+    await h.advance(70)
     _, patch = h.kube.patches[-1]
     assert set(patch) == {"phase", "conditions", "lastSyncTime", "deployment"}
     assert patch["deployment"] == {"status": "running"}
+    assert h.status(key)["phase"] == "running"
 
 
-async def test_success_schedules_the_next_poll_about_one_interval_later() -> None:
-    h = Harness(interval=60)
-    h.northflank.answers[("proj", "dep")] = full_deployment(id="dep")
-    resource = h.add("dep")
-    await h.poll(resource)
-    assert 54 <= resource.next_due - h.clock.now <= 66
+async def test_one_resource_in_a_project_is_a_get_and_many_are_one_listing() -> None:
+    h = Harness()
+    for i in range(30):
+        h.northflank.put("big", f"d{i}")
+    h.northflank.put("solo", "only")
+    for i in range(30):
+        h.add(f"r{i}", project="big", deployment=f"d{i}")
+    h.add("only", project="solo")
+    await h.advance(2)
+    assert h.northflank.count("list") == 1, "thirty new resources of one project: one listing"
+    assert [c[1] for c in h.northflank.calls if c[0] == "get"] == ["solo"]
+    assert all(h.status(ResourceKey("ns", f"r{i}"))["phase"] == "running" for i in range(30))
+
+
+async def test_several_resources_naming_one_deployment_are_observed_with_one_request() -> None:
+    h = Harness()
+    h.northflank.put("proj", "dep")
+    keys = [h.add(name, deployment="dep") for name in ("a", "b", "c")]
+    await h.advance(2)
+    assert len(h.northflank.calls) == 1
+    assert all(h.status(key)["phase"] == "running" for key in keys)
+
+
+async def test_a_listing_follows_the_cursor_only_until_every_tracked_deployment_is_found() -> None:
+    h = Harness()
+    h.northflank.page_size = 2
+    for i in range(6):
+        h.northflank.put("proj", f"d{i}")
+    h.add("a", deployment="d0")
+    h.add("b", deployment="d3")
+    await h.advance(2)
+    assert [c[2] for c in h.northflank.calls] == [None, "2"], "pages 1 and 2 hold both; page 3 is not needed"
+
+
+async def test_a_deployment_missing_from_a_complete_listing_is_confirmed_before_it_is_not_found() -> None:
+    h = Harness()
+    h.northflank.put("proj", "a")
+    h.northflank.put("proj", "b")
+    ka, kb = h.add("a"), h.add("b")
+    await h.advance(2)
+    del h.northflank.projects["proj"]["b"]
+    h.northflank.calls.clear()
+    await h.advance(65)
+    kinds = [(c[0], c[2]) for c in h.northflank.calls]
+    assert kinds[:2] == [("list", None), ("get", "b")], "a GET confirms before NotFound is said"
+    assert h.condition(kb, "Ready")["reason"] == "NotFound"
+    assert h.condition(ka, "Ready")["status"] == "True"
+
+
+async def test_an_invalid_item_in_a_listing_fails_only_its_own_resource() -> None:
+    h = Harness()
+    h.northflank.put("proj", "good")
+    h.northflank.put("proj", "bad")
+    del h.northflank.projects["proj"]["bad"]["dns"]
+    good, bad = h.add("good"), h.add("bad")
+    await h.advance(2)
+    assert h.condition(good, "Ready")["status"] == "True"
+    synced = h.condition(bad, "Synced")
+    assert (synced["status"], synced["reason"]) == ("False", "InvalidResponse")
+    assert "dns" in synced["message"]
+
+
+async def test_team_id_is_passed_through() -> None:
+    h = Harness()
+    h.northflank.put("proj", "dep")
+    h.add("dep", teamId="team-a")
+    await h.advance(2)
+    assert h.northflank.calls[0][4] == "team-a"
+
+
+# -- cadence --------------------------------------------------------------------------------------
 
 
 async def test_per_resource_interval_wins_over_the_default() -> None:
     h = Harness(interval=60)
-    h.northflank.answers[("proj", "dep")] = full_deployment(id="dep")
-    resource = h.add("dep", pollIntervalSeconds=600)
-    await h.poll(resource)
-    assert 540 <= resource.next_due - h.clock.now <= 660
+    h.northflank.put("proj", "dep")
+    key = h.add("dep", pollIntervalSeconds=600)
+    await h.advance(2)
+    await h.advance(500, step=10)
+    assert h.northflank.count("get") == 1
+    await h.advance(200, step=10)
+    assert h.northflank.count("get") == 2
+    assert h.status(key)["effectivePollIntervalSeconds"] == 600
+
+
+async def test_transitional_phases_are_observed_four_times_as_often() -> None:
+    h = Harness(interval=60)
+    h.northflank.put("proj", "dep", status="starting")
+    h.add("dep")
+    await h.advance(2)
+    await h.advance(120, step=1)
+    assert 8 <= h.northflank.count("get") <= 10
 
 
 async def test_transient_errors_back_off_exponentially_up_to_the_interval() -> None:
     h = Harness(interval=30)
-    h.northflank.answers[("proj", "dep")] = ServerError("HTTP 500", status_code=500, rate_limit=PLENTY)
-    resource = h.add("dep")
-    delays = []
-    for _ in range(5):
-        await h.poll(resource)
-        delays.append(resource.next_due - h.clock.now)
-    assert delays == [5, 10, 20, 30, 30]
+    h.northflank.put("proj", "dep")
+    h.northflank.errors[("proj", "dep")] = ServerError("HTTP 500", status_code=500, rate_limit=PLENTY)
+    h.add("dep")
+    sent_at: list[float] = []
+    for _second in range(120):
+        await h.advance(1)
+        if h.northflank.count("get") > len(sent_at):
+            sent_at.append(h.clock.now)
+    assert [round(b - a) for a, b in itertools.pairwise(sent_at)][:5] == [5, 10, 20, 30, 30]
 
 
-async def test_rate_limit_holds_every_resource_of_the_credential_until_reset() -> None:
-    h = Harness()
-    spent = RateLimit(limit=1000, remaining=0, reset_seconds=120)
-    h.northflank.answers[("proj", "a")] = RateLimitError("HTTP 429", status_code=429, rate_limit=spent)
-    h.northflank.answers[("proj", "b")] = full_deployment(id="b")
-    a, b = h.add("a"), h.add("b")
-    await h.poll(a)
-    assert a.next_due == h.clock.now + 120
-    await h.poll(b)
-    assert len(h.northflank.calls) == 1, "no request may be sent while the window is spent"
-    assert b.next_due == h.clock.now + 120
-    synced = next(c for c in h.kube.objects[b.key]["status"]["conditions"] if c["type"] == "Synced")
-    assert synced["reason"] == "RateLimited"
-
-    h.clock.now += 121
-    await h.poll(b)
-    assert len(h.northflank.calls) == 2
-    assert h.kube.objects[b.key]["status"]["phase"] == "running"
+async def test_a_new_resource_is_observed_at_once_and_one_observed_before_a_restart_within_its_interval() -> None:
+    h = Harness(interval=600)
+    h.northflank.put("proj", "old", status="running")
+    h.northflank.put("other", "new", status="running")
+    observed = {
+        "observedGeneration": 1,
+        "phase": "running",
+        "conditions": [{"type": "Ready", "status": "True", "reason": "Running", "message": "",
+                        "observedGeneration": 1, "lastTransitionTime": "2026-11-26T10:00:00Z"}],
+    }  # fmt: skip
+    h.add("old", status=observed)
+    h.add("new", project="other")
+    await h.advance(2)
+    assert [c[2] for c in h.northflank.calls] == ["new"], "the restart does not re-poll everything at once"
+    await h.advance(600, step=10)
+    assert {c[2] for c in h.northflank.calls} == {"new", "old"}
 
 
-async def test_a_spent_budget_on_success_also_holds_the_credential() -> None:
-    h = Harness()
-    h.northflank.answers[("proj", "a")] = full_deployment(
-        id="a", _rate_limit=RateLimit(limit=1000, remaining=0, reset_seconds=30)
-    )
-    h.northflank.answers[("proj", "b")] = full_deployment(id="b")
-    a, b = h.add("a"), h.add("b")
-    await h.poll(a)
-    await h.poll(b)
-    assert len(h.northflank.calls) == 1
-    assert b.next_due == h.clock.now + 30
+async def test_a_spec_change_is_observed_at_once() -> None:
+    h = Harness(interval=600)
+    h.northflank.put("proj", "dep")
+    key = h.add("dep")
+    await h.advance(2)
+    h.change_spec(key, pollIntervalSeconds=900)
+    await h.advance(2)
+    assert h.northflank.count("get") == 2
+    assert h.status(key)["observedGeneration"] == 2
+    assert h.status(key)["effectivePollIntervalSeconds"] == 900
+
+
+async def test_an_overloaded_budget_stretches_the_interval_and_says_so() -> None:
+    h = Harness(interval=60)
+    h.northflank.rate_limit = RateLimit(limit=20, remaining=19, reset_seconds=3600)
+    for i in range(5):
+        h.northflank.put(f"p{i}", "dep")
+        h.add(f"r{i}", project=f"p{i}", deployment="dep")
+    await h.advance(3)
+    await h.advance(1200, step=5)
+    key = ResourceKey("ns", "r0")
+    # 5 GETs a minute asked of 18 routine requests an hour: every interval stretches by the same factor.
+    assert h.status(key)["effectivePollIntervalSeconds"] >= 60 * 5 * 60 / 18
+    assert "stretches polling to every" in h.condition(key, "Synced")["message"]
+
+
+# -- rate limits and staleness --------------------------------------------------------------------
+
+
+async def test_a_429_holds_the_account_until_reset_and_turns_ready_unknown_on_the_clock() -> None:
+    h = Harness(interval=10)
+    h.northflank.put("p-a", "a")
+    h.northflank.put("p-b", "b")
+    a = h.add("a", project="p-a")
+    b = h.add("b", project="p-b", pollIntervalSeconds=30)
+    await h.advance(2)
+    assert h.condition(b, "Ready")["status"] == "True"
+    spent = RateLimit(limit=1000, remaining=0, reset_seconds=600)
+    for project, deployment in (("p-a", "a"), ("p-b", "b")):
+        h.northflank.errors[(project, deployment)] = RateLimitError("HTTP 429", status_code=429, rate_limit=spent)
+    calls = len(h.northflank.calls)
+    await h.advance(20)
+    assert len(h.northflank.calls) == calls + 1, "one 429, then no request until the reset"
+    assert h.condition(a, "Synced")["reason"] == "RateLimited"
+    assert "polling resumes at" in h.condition(a, "Synced")["message"]
+    assert h.condition(b, "Synced")["status"] == "True", "a resource that only waits is not rewritten"
+
+    await h.advance(15)  # a: 3 intervals of 10 s since its last success
+    ready = h.condition(a, "Ready")
+    assert (ready["status"], ready["reason"]) == ("Unknown", "StatusStale")
+    assert "rate limit" in ready["message"]
+    assert h.condition(b, "Ready")["status"] == "True", "b asked for 30 s: it is not stale yet"
+    await h.advance(60)  # b: 3 intervals of 30 s
+    assert h.condition(b, "Ready")["reason"] == "StatusStale"
+    assert len(h.northflank.calls) == calls + 1, "staleness needs no request"
+    assert [e.reason for _, e in h.kube.events if e.type == "Warning"] == ["RateLimited"]
+
+    h.northflank.errors.clear()
+    await h.advance(600, step=5)
+    assert h.condition(a, "Ready")["status"] == "True"
+    assert h.condition(b, "Ready")["status"] == "True"
 
 
 async def test_other_credentials_are_not_held_by_someone_elses_rate_limit() -> None:
     h = Harness()
     h.kube.secrets[("ns", "other", "token")] = "other-token"
-    spent = RateLimit(limit=1000, remaining=0, reset_seconds=120)
-    h.northflank.answers[("proj", "a")] = RateLimitError("HTTP 429", status_code=429, rate_limit=spent)
-    h.northflank.answers[("proj", "b")] = full_deployment(id="b")
-    a = h.add("a")
-    b = h.add("b", credentialsSecretRef={"name": "other", "key": "token"})
-    await h.poll(a)
-    await h.poll(b)
-    assert [call[2] for call in h.northflank.calls] == ["operator-token", "other-token"]
+    h.northflank.put("p1", "a")
+    h.northflank.put("p2", "b")
+    spent = RateLimit(limit=1000, remaining=0, reset_seconds=1200)
+    h.northflank.errors[("p1", "a")] = RateLimitError("HTTP 429", status_code=429, rate_limit=spent)
+    h.add("a", project="p1")
+    h.add("b", project="p2", credentialsSecretRef={"name": "other", "key": "token"})
+    await h.advance(2)
+    assert sorted(call[3] for call in h.northflank.calls) == ["operator-token", "other-token"]
+    assert h.condition(ResourceKey("ns", "b"), "Ready")["status"] == "True"
 
 
 async def test_secret_credentials_are_cached_and_dropped_after_a_401() -> None:
     h = Harness(default_token=None)
     h.kube.secrets[("ns", "nf", "token")] = "old-token"
-    h.northflank.answers[("proj", "dep")] = AuthenticationError("HTTP 401", status_code=401, rate_limit=RateLimit())
-    resource = h.add("dep", credentialsSecretRef={"name": "nf", "key": "token"})
-    await h.poll(resource)
-    status = h.kube.objects[resource.key]["status"]
-    assert next(c for c in status["conditions"] if c["type"] == "Synced")["reason"] == "AuthenticationFailed"
+    h.northflank.put("proj", "dep")
+    h.northflank.errors[("proj", "dep")] = AuthenticationError("HTTP 401", status_code=401, rate_limit=RateLimit())
+    key = h.add("dep", credentialsSecretRef={"name": "nf", "key": "token"})
+    await h.advance(2)
+    assert h.condition(key, "Synced")["reason"] == "AuthenticationFailed"
 
     h.kube.secrets[("ns", "nf", "token")] = "rotated-token"
-    h.northflank.answers[("proj", "dep")] = full_deployment(id="dep")
-    await h.poll(resource)
-    assert [call[2] for call in h.northflank.calls] == ["old-token", "rotated-token"]
-    assert h.kube.objects[resource.key]["status"]["phase"] == "running"
-    await h.poll(resource)
-    assert h.kube.secret_reads == 2, "a good token is served from the cache"
+    del h.northflank.errors[("proj", "dep")]
+    await h.advance(65)  # the Secret is read again once its cache (30 s) has expired, at the next sweep
+    assert [call[3] for call in h.northflank.calls] == ["old-token", "rotated-token"]
+    assert h.status(key)["phase"] == "running"
+    reads = h.kube.secret_reads
+    await h.advance(20)
+    assert h.kube.secret_reads == reads, "a good token is served from the cache"
 
 
 async def test_missing_credentials_are_reported_without_calling_northflank() -> None:
     h = Harness(default_token=None)
-    resource = h.add("dep")
-    await h.poll(resource)
+    plain = h.add("dep")
     missing_secret = h.add("other", credentialsSecretRef={"name": "absent"})
-    await h.poll(missing_secret)
+    await h.advance(2)
     assert h.northflank.calls == []
-    reasons = [
-        next(c for c in h.kube.objects[r.key]["status"]["conditions"] if c["type"] == "Synced")["reason"]
-        for r in (resource, missing_secret)
+    assert [h.condition(k, "Synced")["reason"] for k in (plain, missing_secret)] == [
+        "CredentialsNotConfigured",
+        "CredentialsNotFound",
     ]
-    assert reasons == ["CredentialsNotConfigured", "CredentialsNotFound"]
 
 
 async def test_an_invalid_spec_is_reported_not_polled() -> None:
     h = Harness()
-    resource = h.add("dep", deployment="../escape")
-    await h.poll(resource)
+    key = h.add("dep", deployment="../escape")
+    await h.advance(2)
     assert h.northflank.calls == []
-    status = h.kube.objects[resource.key]["status"]
-    synced = next(c for c in status["conditions"] if c["type"] == "Synced")
+    synced = h.condition(key, "Synced")
     assert synced["reason"] == "InvalidSpec"
     assert "llmModelDeploymentId" in synced["message"]
 
 
-async def test_team_id_is_passed_through() -> None:
+async def test_a_deleted_resource_is_forgotten_and_nothing_is_kept_for_its_token() -> None:
     h = Harness()
-    h.northflank.answers[("proj", "dep")] = full_deployment(id="dep")
-    await h.poll(h.add("dep", teamId="team-a"))
-    assert h.northflank.calls[0][3] == "team-a"
+    h.northflank.put("proj", "dep")
+    key = h.add("dep")
+    await h.advance(2)
+    h.registry.observe("DELETED", h.kube.objects.pop(key))
+    await h.advance(200, step=10)
+    assert len(h.northflank.calls) == 1
+    assert h.poller.planner.accounts() == []
 
 
 async def test_a_resource_deleted_mid_poll_is_forgotten() -> None:
     h = Harness()
-    h.northflank.answers[("proj", "dep")] = full_deployment(id="dep")
-    resource = h.add("dep")
-    del h.kube.objects[resource.key]
-    await h.poll(resource)
-    assert h.registry.get(resource.key) is None
+    h.northflank.put("proj", "dep")
+    key = h.add("dep")
+    del h.kube.objects[key]
+    await h.advance(2)
+    assert h.registry.get(key) is None
 
 
 async def test_the_token_never_reaches_status_or_events() -> None:
     h = Harness(default_token="super-secret-operator-token")
-    h.northflank.answers[("proj", "dep")] = AuthenticationError(
+    h.northflank.put("proj", "dep")
+    h.northflank.errors[("proj", "dep")] = AuthenticationError(
         "Northflank answered with HTTP 401: invalid token", status_code=401, rate_limit=RateLimit()
     )
-    await h.poll(h.add("dep"))
+    h.add("dep")
+    await h.advance(2)
     written = repr(h.kube.patches) + repr(h.kube.events)
     assert "super-secret-operator-token" not in written
     assert "AuthenticationFailed" in written
 
 
-async def test_run_loop_polls_due_resources_and_survives_a_broken_one() -> None:
+async def test_an_unexpected_error_ends_in_a_condition_and_polling_goes_on() -> None:
+    h = Harness()
+    h.northflank.put("proj", "dep")
+    h.northflank.errors[("proj", "dep")] = RuntimeError("a bug")
+    key = h.add("dep")
+    await h.advance(2)
+    assert h.condition(key, "Synced")["reason"] == "InternalError"
+    del h.northflank.errors[("proj", "dep")]
+    await h.advance(30)
+    assert h.condition(key, "Ready")["status"] == "True"
+
+
+async def test_run_loop_polls_and_sleeps_on_real_time() -> None:
     h = Harness(interval=60)
-    h.northflank.answers[("proj", "good")] = full_deployment(id="good")
-    h.northflank.answers[("proj", "broken")] = RuntimeError("a bug in a fake")
-    real_clock = asyncio.get_running_loop().time
-    h.clock.now = real_clock()
-    h.registry._clock = real_clock  # the loop sleeps on real time; keep the registry in step
-    h.poller._clock = real_clock
-    h.add("broken")
-    good = h.add("good")
+    h.northflank.put("proj", "good")
+    loop = asyncio.get_running_loop()
+    h.clock.now = loop.time()
+    h.poller._clock = loop.time
+    h.poller.planner._clock = loop.time
+    key = h.add("good")
     task = asyncio.create_task(h.poller.run())
     try:
-        async with asyncio.timeout(5):
-            while h.kube.objects[good.key].get("status", {}).get("phase") != "running":
+        async with asyncio.timeout(10):
+            while h.status(key).get("phase") != "running":
                 await h.kube.patched.wait()
                 h.kube.patched.clear()
-        assert len(h.kube.patches) == 1  # the broken one logged and was rescheduled, nothing written
     finally:
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
@@ -357,56 +561,18 @@ def test_northflank_errors_are_transient_or_not_as_documented() -> None:
     assert NorthflankError("x").transient
 
 
-async def test_a_spec_change_during_a_poll_is_observed_right_after_it() -> None:
-    h = Harness()
-    h.northflank.answers[("proj", "dep")] = full_deployment(id="dep")
-    resource = h.add("dep")
-    original = h.northflank.get_llm_model_deployment
-
-    async def change_spec_mid_flight(*args: Any, **kwargs: Any) -> Any:
-        body = h.kube.objects[resource.key]
-        body["metadata"] |= {"generation": 2, "resourceVersion": "2"}
-        body["spec"] = body["spec"] | {"pollIntervalSeconds": 600}
-        h.registry.observe("MODIFIED", body)
-        return await original(*args, **kwargs)
-
-    h.northflank.get_llm_model_deployment = change_spec_mid_flight  # type: ignore[method-assign]
-    await h.poll(resource)
-    assert h.kube.objects[resource.key]["status"]["observedGeneration"] == 1
-    assert resource.next_due == h.clock.now
-
-
-def test_first_poll_is_immediate_for_new_resources_and_spread_for_observed_ones() -> None:
-    from northflank_llm_operator.poller import first_poll_delay
-
-    settings = OperatorSettings(poll_interval_seconds=60)
-    new = {"metadata": {"generation": 1}, "status": {"observedGeneration": -1}, "spec": {}}
-    changed = {"metadata": {"generation": 3}, "status": {"observedGeneration": 2, "lastSyncTime": "x"}, "spec": {}}
-    assert first_poll_delay(new, settings) == 0
-    assert first_poll_delay(changed, settings) == 0
-    observed = {
-        "metadata": {"generation": 2},
-        "status": {"observedGeneration": 2, "lastSyncTime": "2026-11-26T10:00:00Z"},
-        "spec": {"pollIntervalSeconds": 600},
-    }
-    delays = [first_poll_delay(observed, settings) for _ in range(200)]
-    assert all(0 <= d <= 600 for d in delays)
-    assert max(delays) - min(delays) > 300, "a restart's first polls are spread over the interval"
-
-
-def test_registry_applies_the_first_delay() -> None:
-    clock = Clock()
-    registry = Registry(clock, first_delay=lambda body: 42.0)
-    body = {"metadata": {"namespace": "ns", "name": "a", "uid": "u", "generation": 1, "resourceVersion": "1"}}
-    registry.observe(None, body)
-    resource = registry.get(ResourceKey("ns", "a"))
-    assert resource is not None
-    assert resource.next_due == clock.now + 42.0
-
-
 def test_a_credential_never_shows_its_token() -> None:
-    from northflank_llm_operator.credentials import Credential
-
     credential = Credential.of("super-secret-token-value")
     assert "super-secret-token-value" not in repr(credential)
     assert credential.identity == Credential.of("super-secret-token-value").identity
+
+
+async def test_a_confirmed_404_is_current_information_not_a_stale_one() -> None:
+    h = Harness(interval=10)
+    h.northflank.put("proj", "dep")
+    key = h.add("dep")
+    await h.advance(2)
+    del h.northflank.projects["proj"]["dep"]
+    await h.advance(100)
+    ready = h.condition(key, "Ready")
+    assert (ready["status"], ready["reason"]) == ("False", "NotFound"), "re-confirmed every interval, never stale"

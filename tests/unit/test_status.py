@@ -9,7 +9,7 @@ import pytest
 
 from northflank_llm_operator.conditions import find
 from northflank_llm_operator.northflank import LLMModelDeployment
-from northflank_llm_operator.status import Failure, Observation, Timing, compute_status
+from northflank_llm_operator.status import Failure, Observation, Timing, compute_staleness, compute_status
 from tests.unit.payloads import full_deployment
 
 T0 = datetime(2026, 11, 26, 10, 0, 0, tzinfo=UTC)
@@ -235,3 +235,49 @@ def test_staleness_counts_from_the_last_successful_poll_not_the_heartbeat_stamp(
     status = compute_status(good, SERVER_ERROR, generation=1, timing=stale).status
     assert condition(status, "Ready")["reason"] == "StatusStale"
     assert "2026-11-26T10:03:20Z" in condition(status, "Ready")["message"]
+
+
+def test_with_the_heartbeat_off_an_unchanged_observation_never_restamps_last_sync_time() -> None:
+    off = timedelta(0)
+    first = compute_status({}, observe(), generation=1, timing=Timing(now=T0, heartbeat=off, stale_after=STALE))
+    much_later = Timing(now=T0 + timedelta(days=3), heartbeat=off, stale_after=STALE)
+    assert not compute_status(first.status, observe(), generation=1, timing=much_later).changed
+    changed = compute_status(first.status, observe("paused"), generation=1, timing=much_later)
+    assert changed.status["lastSyncTime"] == "2026-11-29T10:00:00Z"
+
+
+def test_staleness_on_the_clock_turns_ready_unknown_and_keeps_everything_else() -> None:
+    good = compute_status({}, observe(), generation=4, timing=at(0)).status
+    fresh = Timing(now=T0 + timedelta(seconds=89), heartbeat=HEARTBEAT, stale_after=STALE, effective_interval=30)
+    assert not compute_staleness(good, generation=4, timing=fresh).changed
+
+    late = Timing(now=T0 + timedelta(seconds=91), heartbeat=HEARTBEAT, stale_after=STALE, effective_interval=30)
+    update = compute_staleness(good, generation=4, timing=late, cause="Northflank's rate limit is spent.")
+    ready = condition(update.status, "Ready")
+    assert (ready["status"], ready["reason"]) == ("Unknown", "StatusStale")
+    assert "2026-11-26T10:00:00Z" in ready["message"]
+    assert "every 30s" in ready["message"]
+    assert "rate limit is spent" in ready["message"]
+    assert set(update.patch) == {"conditions"}, "the last observation stays as it is"
+    assert condition(update.status, "Synced") == condition(good, "Synced")
+    assert update.events == []
+    assert not compute_staleness(update.status, generation=4, timing=late).changed, "stale once, written once"
+
+    recovered = compute_status(update.status, observe(), generation=4, timing=at(120))
+    assert condition(recovered.status, "Ready")["status"] == "True"
+
+
+def test_staleness_leaves_a_resource_never_observed_alone() -> None:
+    failed = compute_status({}, SERVER_ERROR, generation=1, timing=at(0)).status
+    assert not compute_staleness(failed, generation=1, timing=at(1000)).changed
+
+
+def test_a_stretched_interval_is_stated_in_synced_and_status() -> None:
+    stretched = Timing(now=T0, heartbeat=HEARTBEAT, stale_after=STALE, requested_interval=60, effective_interval=420)
+    status = compute_status({}, observe(), generation=1, timing=stretched).status
+    assert status["effectivePollIntervalSeconds"] == 420
+    assert "stretches polling to every 420s (asked 60s)" in condition(status, "Synced")["message"]
+    plain = Timing(now=T0, heartbeat=HEARTBEAT, stale_after=STALE, requested_interval=60, effective_interval=60)
+    assert condition(compute_status({}, observe(), generation=1, timing=plain).status, "Synced")["message"] == (
+        "The last poll of Northflank succeeded."
+    )

@@ -116,22 +116,26 @@ class NorthflankClient:
         team_id: str | None = None,
         per_page: int = MAX_PAGE_SIZE,
         cursor: str | None = None,
+        page: int | None = None,
     ) -> ApiResult[DeploymentPage]:
-        """One page of ``GET /v1/projects/{projectId}/llm-model-deployments``."""
+        """One page of ``GET /v1/projects/{projectId}/llm-model-deployments``: the page after
+        ``cursor`` (the documented way), or page number ``page`` when a response gave no cursor."""
         if not 1 <= per_page <= MAX_PAGE_SIZE:
             raise ValueError(f"per_page must be between 1 and {MAX_PAGE_SIZE}")
         params: dict[str, str | int] = {"per_page": per_page}
         if cursor is not None:
             params["cursor"] = cursor
+        elif page is not None:
+            params["page"] = page
         path = f"{project_path(project_id, team_id)}/llm-model-deployments"
         body, rate_limit, status_code = await self._get(path, token=token, params=params)
         envelope = _validate(ListLLMModelDeploymentsResponse, body, status_code, rate_limit)
-        page = DeploymentPage(
+        listing = DeploymentPage(
             items=envelope.data.llm_model_deployments,
             has_next_page=envelope.pagination.has_next_page,
             cursor=envelope.pagination.cursor,
         )
-        return ApiResult(page, rate_limit)
+        return ApiResult(listing, rate_limit)
 
     async def _get(
         self, path: str, *, token: str, params: dict[str, str | int] | None = None

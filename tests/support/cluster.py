@@ -1,0 +1,115 @@
+"""Drive ``LLMModelDeployment`` resources of one test namespace with the pinned kubectl (integration tests)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from tests.controlplane.controlplane import ControlPlane
+from tests.support.operator_process import OperatorProcess
+from tests.support.waiting import wait_for
+
+#: The project resources name unless a test says otherwise.
+PROJECT = "llm-project"
+# Polls run every second in the integration tests; a few intervals plus watch latency on a loaded 2-core box.
+DEADLINE = 30.0
+API_VERSION = "northflank-llm-operator.dev/v1alpha1"
+
+
+def conditions_by_type(status: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {c["type"]: c for c in status.get("conditions", [])}
+
+
+@dataclass
+class Cluster:
+    plane: ControlPlane
+    namespace: str
+    operator: OperatorProcess
+
+    def manifest(self, name: str, deployment_id: str, *, project: str = PROJECT, **spec: Any) -> dict[str, Any]:
+        return {
+            "apiVersion": API_VERSION,
+            "kind": "LLMModelDeployment",
+            "metadata": {"name": name, "namespace": self.namespace},
+            "spec": {"projectId": project, "llmModelDeploymentId": deployment_id, **spec},
+        }
+
+    def apply(self, name: str, deployment_id: str, **spec: Any) -> None:
+        self.plane.kubectl("apply", "-f", "-", input=json.dumps(self.manifest(name, deployment_id, **spec)))
+
+    def apply_all(self, manifests: Iterable[dict[str, Any]]) -> None:
+        """Every manifest in one ``kubectl apply`` of a v1 List (one burst of watch events)."""
+        listing = {"apiVersion": "v1", "kind": "List", "items": list(manifests)}
+        self.plane.kubectl("apply", "-f", "-", input=json.dumps(listing))
+
+    def get(self, name: str) -> dict[str, Any]:
+        result = self.plane.kubectl("get", "llmd", name, "-n", self.namespace, "-o", "json")
+        body: dict[str, Any] = json.loads(result.stdout)
+        return body
+
+    def get_all(self) -> dict[str, dict[str, Any]]:
+        """Every resource of the namespace by name, read in one call."""
+        result = self.plane.kubectl("get", "llmd", "-n", self.namespace, "-o", "json")
+        items: list[dict[str, Any]] = json.loads(result.stdout)["items"]
+        return {item["metadata"]["name"]: item for item in items}
+
+    def status(self, name: str) -> dict[str, Any]:
+        return dict(self.get(name).get("status") or {})
+
+    def condition(self, name: str, kind: str) -> dict[str, Any]:
+        return next((c for c in self.status(name).get("conditions", []) if c["type"] == kind), {})
+
+    def wait_status(
+        self, name: str, check: Callable[[dict[str, Any]], bool], what: str, *, timeout: float = DEADLINE
+    ) -> dict[str, Any]:
+        def satisfied() -> dict[str, Any] | None:
+            self.operator.assert_alive()
+            status = self.status(name)
+            return status if check(status) else None
+
+        try:
+            return wait_for(satisfied, timeout=timeout, message=f"{name}: {what}")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\nlast status: {json.dumps(self.status(name), indent=1)}") from None
+
+    def wait_phase(self, name: str, phase: str) -> dict[str, Any]:
+        return self.wait_status(name, lambda status: status.get("phase") == phase, f"phase {phase}")
+
+    def wait_condition(
+        self, name: str, kind: str, status: str, reason: str | None = None, *, timeout: float = DEADLINE
+    ) -> dict[str, Any]:
+        def matches(current: dict[str, Any]) -> bool:
+            found = conditions_by_type(current).get(kind, {})
+            return found.get("status") == status and (reason is None or found.get("reason") == reason)
+
+        return self.wait_status(name, matches, f"{kind}={status} ({reason or 'any reason'})", timeout=timeout)
+
+    def wait_all_ready(self, names: Iterable[str], *, timeout: float = DEADLINE) -> dict[str, dict[str, Any]]:
+        """Wait until every named resource is Ready=True (one ``kubectl get`` per check); returns them all."""
+        wanted = set(names)
+
+        def not_ready(items: dict[str, dict[str, Any]]) -> list[str]:
+            return sorted(
+                name
+                for name in wanted
+                if conditions_by_type(items.get(name, {}).get("status") or {}).get("Ready", {}).get("status") != "True"
+            )
+
+        def all_ready() -> dict[str, dict[str, Any]] | None:
+            self.operator.assert_alive()
+            items = self.get_all()
+            return items if not not_ready(items) else None
+
+        try:
+            return wait_for(all_ready, timeout=timeout, message=f"{len(wanted)} resources Ready=True")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; not ready: {not_ready(self.get_all())}") from None
+
+    def events(self, name: str) -> list[dict[str, Any]]:
+        result = self.plane.kubectl(
+            "get", "events", "-n", self.namespace, "--field-selector", f"involvedObject.name={name}", "-o", "json"
+        )
+        items: list[dict[str, Any]] = json.loads(result.stdout)["items"]
+        return items

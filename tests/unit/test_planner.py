@@ -1,0 +1,390 @@
+"""The request planner with a fake clock and a fake Northflank rate limiter: no sleeps, no network."""
+
+from __future__ import annotations
+
+import itertools
+import math
+import random
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import pytest
+
+from northflank_llm_operator.northflank import RateLimit
+from northflank_llm_operator.planner import (
+    Budget,
+    GroupKey,
+    Planner,
+    PlannerConfig,
+    Request,
+    cheapest_plan,
+    ladder_ceil,
+    ladder_floor_below,
+)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 10_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@dataclass
+class FixedWindow:
+    """Northflank's documented limiter: ``limit`` requests per window starting at the first request."""
+
+    limit: int = 1000
+    window: float = 3600.0
+    started: float | None = None
+    used: int = 0
+    rejected: int = 0
+
+    def charge(self, now: float) -> tuple[bool, RateLimit]:
+        if self.started is None or now >= self.started + self.window:
+            self.started, self.used = now, 0
+        allowed = self.used < self.limit
+        if allowed:
+            self.used += 1
+        else:
+            self.rejected += 1
+        reset = math.ceil(self.started + self.window - now)
+        return allowed, RateLimit(limit=self.limit, remaining=self.limit - self.used, reset_seconds=reset)
+
+
+@dataclass
+class World:
+    """Projects of deployments with phases; answers the planner's requests instantly."""
+
+    clock: Clock
+    planner: Planner[str]
+    limiter: FixedWindow
+    projects: dict[str, dict[str, str]] = field(default_factory=dict)
+    observed_at: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+    requests: list[tuple[float, Request]] = field(default_factory=list)
+
+    def answer(self, request: Request) -> None:
+        self.requests.append((self.clock.now, request))
+        group = request.group
+        phases = self.projects[group.project_id]
+        for _page in range(request.cost if request.is_list else 1):
+            allowed, headers = self.limiter.charge(self.clock.now)
+            self.planner.record_headers(group, headers, rejected=not allowed)
+            if not allowed:
+                self.planner.failed(request, transient=True, retry_at=self.planner.budget(group.account).held_until)  # type: ignore[union-attr]
+                return
+        if request.is_list:
+            tracked = self.planner.tracked_ids(group)
+            found = {d: phases[d] for d in tracked if d in phases}
+            for deployment_id in found:
+                self.observed_at[f"{group.project_id}/{deployment_id}"].append(self.clock.now)
+            self.planner.listed(group, found, pages=max(1, math.ceil(len(phases) / 100)), complete=True)
+        else:
+            assert request.deployment_id is not None
+            self.observed_at[f"{group.project_id}/{request.deployment_id}"].append(self.clock.now)
+            self.planner.observed(group, request.deployment_id, phases.get(request.deployment_id))
+
+    def run_until(self, end: float, *, max_steps: int = 1_000_000) -> None:
+        for _ in range(max_steps):
+            decision = self.planner.next_request()
+            if isinstance(decision, Request):
+                self.answer(decision)
+                continue
+            if decision is None or decision > end:
+                self.clock.now = end
+                return
+            self.clock.now = max(self.clock.now, decision)
+        raise AssertionError("the planner did not settle")
+
+
+def world(*, limit: int = 1000, seed: int = 7, config: PlannerConfig | None = None) -> World:
+    clock = Clock()
+    planner: Planner[str] = Planner(clock, config or PlannerConfig(), rng=random.Random(seed))
+    return World(clock, planner, FixedWindow(limit=limit))
+
+
+def add_project(w: World, project: str, deployments: int, *, tracked: int | None = None, interval: float = 60,
+                phase: str = "running", urgent: bool = True, account: str = "acct") -> None:  # fmt: skip
+    w.projects[project] = {f"d{i}": phase for i in range(deployments)}
+    for i in range(deployments if tracked is None else tracked):
+        w.planner.track(f"{project}/d{i}", GroupKey(account, project), f"d{i}", interval, urgent=urgent)
+
+
+def gaps(times: list[float]) -> list[float]:
+    return [b - a for a, b in itertools.pairwise(times)]
+
+
+# -- choosing how to observe a group ---------------------------------------------------------------
+
+
+def test_cheapest_plan_lists_when_that_costs_less_than_gets() -> None:
+    assert cheapest_plan(1, [60.0]) == (None, pytest.approx(1 / 60)), "one deployment: a GET, no confirmation needed"  # type: ignore[comparison-overlap]
+    assert cheapest_plan(1, [60.0, 60.0]) == (60.0, pytest.approx(1 / 60))  # type: ignore[comparison-overlap]
+    assert cheapest_plan(5, [60.0, 60.0]) == (None, pytest.approx(2 / 60)), "2 of 500: two GETs beat five pages"  # type: ignore[comparison-overlap]
+    # One deployment starting (15 s) among 499 stable ones: list the five pages at the stable cadence
+    # and GET the fast one, rather than listing everything every 15 s.
+    interval, rate = cheapest_plan(5, [15.0] + [60.0] * 499)
+    assert interval == 60.0
+    assert rate == pytest.approx(5 / 60 + 1 / 15)
+    # In a one-page project, listing at the fast cadence is cheaper still.
+    assert cheapest_plan(1, [15.0] + [60.0] * 99)[0] == 15.0
+
+
+def test_a_hundred_new_resources_of_one_project_cost_one_list_call() -> None:
+    w = world()
+    add_project(w, "p", 100)
+    w.run_until(w.clock.now + 5)
+    assert [(r.is_list, r.urgent) for _, r in w.requests] == [(True, True)]
+    assert len(w.observed_at) == 100
+
+
+def test_several_resources_naming_one_deployment_are_observed_once() -> None:
+    w = world()
+    w.projects["p"] = {"d0": "running"}
+    for name in ("ns-a/x", "ns-b/y", "ns-c/z"):
+        w.planner.track(name, GroupKey("acct", "p"), "d0", 60, urgent=True)
+    w.run_until(w.clock.now + 5)
+    assert len(w.requests) == 1
+    assert not w.requests[0][1].is_list
+    assert sorted(w.planner.resources_of(GroupKey("acct", "p"), "d0")) == ["ns-a/x", "ns-b/y", "ns-c/z"]
+
+
+def test_a_deployment_missing_from_a_complete_listing_is_confirmed_with_a_get() -> None:
+    w = world()
+    add_project(w, "p", 3)
+    w.run_until(w.clock.now + 5)
+    group = GroupKey("acct", "p")
+    to_confirm, still_gone = w.planner.listed(group, {"d0": "running", "d1": "running"}, pages=1, complete=True)
+    assert (to_confirm, still_gone) == ({"d2"}, set())
+    confirm = w.planner.next_request()
+    assert isinstance(confirm, Request)
+    assert (confirm.deployment_id, confirm.urgent) == ("d2", True)
+    w.planner.observed(group, "d2", None)  # 404: gone
+    w.clock.now += 120
+    # Later listings without it confirm what is known; no GET every interval.
+    assert w.planner.listed(group, {"d0": "running", "d1": "running"}, pages=1, complete=True) == (set(), {"d2"})
+    w.projects["p"].pop("d2")
+    w.requests.clear()
+    w.run_until(w.clock.now + 600)
+    assert w.requests, "the group is still observed"
+    assert all(r.is_list for _, r in w.requests)
+
+
+def test_an_incomplete_listing_does_not_call_anything_missing() -> None:
+    w = world()
+    add_project(w, "p", 3)
+    assert w.planner.listed(GroupKey("acct", "p"), {"d0": "running"}, pages=1, complete=False) == (set(), set())
+
+
+def test_the_page_count_learned_from_a_listing_can_switch_a_group_to_gets() -> None:
+    w = world()
+    w.projects["p"] = {f"d{i}": "running" for i in range(500)}  # five pages, but only two tracked
+    for i in range(2):
+        w.planner.track(f"p/d{i}", GroupKey("acct", "p"), f"d{i}", 60, urgent=True)
+    w.run_until(w.clock.now + 5)
+    assert w.requests[0][1].is_list  # nothing known yet: a listing teaches the size
+    w.run_until(w.clock.now + 130)
+    assert all(not r.is_list for _, r in w.requests[1:]), "then two GETs per interval beat five pages"
+
+
+# -- pace and fairness ---------------------------------------------------------------------------
+
+
+def spent_per_hour(w: World, since: float) -> float:
+    return sum(r.cost for t, r in w.requests if t > since) / ((w.clock.now - since) / 3600)
+
+
+@pytest.mark.parametrize(
+    ("projects", "per_project"),
+    [(2000, 1), (10, 200)],
+    ids=["2000-alone-in-their-projects", "2000-in-10-projects"],
+)
+def test_2000_resources_at_60s_are_each_observed_in_every_stretched_interval(projects: int, per_project: int) -> None:
+    w = world()
+    for p in range(projects):
+        add_project(w, f"p{p}", per_project, interval=60)
+    start = w.clock.now
+    w.run_until(start + 12 * 3600)
+    stretch = w.planner.stretch("acct")
+    assert stretch > 1, "the fleet asks for more than the budget"
+    assert w.limiter.rejected == 0, "pacing never runs into a 429"
+    assert len(w.observed_at) == 2000
+    warm = start + 2 * 60 * stretch
+    worst = 0.0
+    for key, times in w.observed_at.items():
+        steady = gaps([t for t in times if t > warm])
+        assert len(steady) >= 2, f"{key} starved"
+        worst = max(worst, max(steady) / (60 * stretch))
+    # Jitter (±5 %) and the pacing of what falls due together: never more than 15 % late.
+    assert worst <= 1.15
+    assert 850 <= spent_per_hour(w, start + 6 * 3600) <= 1000, "the budget is used, not wasted"
+
+
+def test_overload_stretches_every_interval_by_the_same_factor() -> None:
+    w = world(config=PlannerConfig(jitter=0.0))
+    for p in range(200):
+        add_project(w, f"p{p}", 1, interval=60 if p % 2 else 120)
+    start = w.clock.now
+    w.run_until(start + 8 * 3600)
+    stretch = w.planner.stretch("acct")
+    assert stretch == pytest.approx((100 / 60 + 100 / 120) / 0.25)
+    warm = start + 3 * 120 * stretch
+    for key, times in w.observed_at.items():
+        asked = 60 if int(key.split("/")[0][1:]) % 2 else 120
+        steady = gaps([t for t in times if t > warm])
+        assert steady, f"{key} starved"
+        assert sum(steady) / len(steady) == pytest.approx(asked * stretch, rel=0.1), key
+    assert w.limiter.rejected == 0
+
+
+def test_mixed_lists_and_gets_share_one_stretch() -> None:
+    w = world(config=PlannerConfig(jitter=0.0))
+    add_project(w, "big", 1000)  # 10 pages per listing
+    for p in range(200):
+        add_project(w, f"solo{p}", 1)
+    start = w.clock.now
+    w.run_until(start + 2 * 3600)
+    assert w.limiter.rejected == 0
+    stretch = w.planner.stretch("acct")
+    assert stretch > 1
+    big = gaps([t for t in w.observed_at["big/d0"] if t > start + 3600])
+    solo = gaps([t for t in w.observed_at["solo0/d0"] if t > start + 3600])
+    assert max(big) == pytest.approx(60 * stretch, rel=0.05)
+    assert max(solo) == pytest.approx(60 * stretch, rel=0.05)
+
+
+def test_transitional_deployments_go_first_and_more_often() -> None:
+    w = world(config=PlannerConfig(jitter=0.0))
+    w.projects["a"] = {"d0": "running"}
+    w.projects["b"] = {"d0": "starting"}
+    w.planner.track("a", GroupKey("acct", "a"), "d0", 60, urgent=False, phase="running")
+    w.planner.track("b", GroupKey("acct", "b"), "d0", 60, urgent=False, phase="starting")
+    for target in (w.planner.group(GroupKey("acct", g)).targets["d0"] for g in "ab"):  # type: ignore[union-attr]
+        target.due = w.clock.now  # due at the same moment
+    first = w.planner.next_request()
+    assert isinstance(first, Request)
+    assert first.group.project_id == "b", "a transitional deployment wins a tie"
+    w.answer(first)
+    w.run_until(w.clock.now + 600)
+    assert len(w.observed_at["b/d0"]) > 3 * len(w.observed_at["a/d0"]), "starting is observed about 4x as often"
+
+
+def test_routine_work_never_spends_the_reserve_but_urgent_work_may() -> None:
+    clock = Clock()
+    budget = Budget(clock(), PlannerConfig())
+    budget.record(clock(), RateLimit(limit=1000, remaining=150, reset_seconds=1800), rejected=False)
+    assert budget.reserve == 100
+    sent = 0
+    while budget.routine_ready_at(clock(), 1) <= clock() + 3600 and sent < 1000:
+        clock.now = max(clock.now, budget.routine_ready_at(clock(), 1))
+        if clock.now >= 10_000 + 1800:
+            break
+        budget.spend(clock(), 1, urgent=False)
+        sent += 1
+    assert sent == 50, "routine work stops where the reserve begins"
+    assert budget.routine_ready_at(clock(), 1) >= 10_000 + 1800 - 1, "and waits for the reset"
+    assert budget.urgent_ready(clock(), 1), "the reserve still serves a new resource"
+
+
+def test_a_window_spent_by_someone_else_slows_routine_work_to_what_is_left() -> None:
+    clock = Clock()
+    budget = Budget(clock(), PlannerConfig())
+    budget.record(clock(), RateLimit(limit=1000, remaining=999, reset_seconds=3600), rejected=False)
+    normal = budget.planned_rate
+    budget.record(clock(), RateLimit(limit=1000, remaining=280, reset_seconds=3590), rejected=False)
+    budget.spend(clock(), 1, urgent=False)
+    budget.spend(clock(), 1, urgent=False)
+    wait = budget.routine_ready_at(clock(), 1) - clock()
+    assert wait >= 1 / normal * 1.5, "fewer than planned are left: the pace drops below the planned rate"
+
+
+def test_a_429_holds_until_the_reset_and_the_reset_is_capped_at_the_documented_hour() -> None:
+    clock = Clock()
+    budget = Budget(clock(), PlannerConfig())
+    assert budget.record(clock(), RateLimit(limit=1000, remaining=0, reset_seconds=1e12), rejected=True)
+    assert budget.held(clock()) == clock() + 3600
+    assert not budget.record(clock(), RateLimit(limit=1000, remaining=0, reset_seconds=10), rejected=True), (
+        "a hold already running is not news: one warning per window"
+    )
+
+
+def test_the_window_length_is_learned_from_a_windows_first_request() -> None:
+    clock = Clock()
+    budget = Budget(clock(), PlannerConfig())
+    assert budget.window == 3600
+    budget.record(clock(), RateLimit(limit=1000, remaining=400, reset_seconds=100), rejected=False)
+    assert budget.window == 3600, "the middle of a window says nothing about its length"
+    budget.record(clock(), RateLimit(limit=1000, remaining=999, reset_seconds=180), rejected=False)
+    assert budget.window == 180
+
+
+def test_a_restart_spreads_the_first_observations_over_one_interval() -> None:
+    w = world()
+    for p in range(300):
+        add_project(w, f"p{p}", 1, interval=3600, urgent=False)  # observed before the restart
+    start = w.clock.now
+    w.run_until(start + 3600)
+    times = sorted(min(t) for t in w.observed_at.values())
+    assert len(times) == 300, "each observed within its interval"
+    assert sum(1 for t in times if t < start + 10) <= 5, "no burst at start"
+    thirds = [sum(1 for t in times if start + 1200 * i <= t < start + 1200 * (i + 1)) for i in range(3)]
+    assert min(thirds) >= 70, f"spread over the interval, got {thirds}"
+
+
+def test_after_a_held_window_resets_work_resumes_at_the_planned_pace_not_in_a_burst() -> None:
+    w = world(limit=1000)
+    for p in range(600):
+        add_project(w, f"p{p}", 1, interval=600)
+    start = w.clock.now
+    w.run_until(start + 10)
+    # Someone else spends the account: the next request is refused until the window resets.
+    w.limiter.used = w.limiter.limit
+    w.run_until(start + 3700)
+    resumed = sorted(t for t, _ in w.requests if t >= w.limiter.started)  # type: ignore[operator]
+    first_minute = [t for t in resumed if t < resumed[0] + 60]
+    assert len(first_minute) <= 1000 / 3600 * 60 + 5, "the reset is not a burst"
+    assert w.limiter.rejected == 1, "one 429, then the hold"
+
+
+def test_unchanged_demand_keeps_the_reported_stretch_and_a_visible_change_moves_it() -> None:
+    assert ladder_ceil(1.0) == 1.0
+    assert ladder_ceil(1.01) == 1.1
+    assert ladder_ceil(6.67) == 7.0
+    assert ladder_ceil(133.3) == 150.0
+    assert ladder_floor_below(7.0) == 6.0
+    assert ladder_floor_below(10.0) == 8.0
+    w = world()
+    for p in range(40):
+        add_project(w, f"p{p}", 1)
+    w.planner.next_request()
+    reported = w.planner.reported_stretch("acct")
+    assert reported == ladder_ceil(w.planner.stretch("acct"))
+    w.planner.untrack("p0/d0")  # 2.5% less demand: within the step, nothing to report
+    w.planner.next_request()
+    assert w.planner.reported_stretch("acct") == reported
+    for p in range(40, 80):
+        add_project(w, f"p{p}", 1)
+    w.planner.next_request()
+    assert w.planner.reported_stretch("acct") > reported
+
+
+def test_nothing_is_kept_for_an_account_nobody_uses_any_more() -> None:
+    w = world()
+    w.planner.track("r", GroupKey("old-token", "p"), "d", 60, urgent=True)
+    w.planner.track("r", GroupKey("new-token", "p"), "d", 60, urgent=True)  # rotated
+    assert w.planner.accounts() == ["new-token"]
+    w.planner.untrack("r")
+    assert w.planner.accounts() == []
+    assert w.planner.next_request() is None
+
+
+def test_each_account_has_its_own_budget() -> None:
+    w = world()
+    add_project(w, "p", 1, account="a")
+    add_project(w, "q", 1, account="b")
+    budget_a = w.planner.budget("a")
+    assert budget_a is not None
+    budget_a.record(w.clock.now, RateLimit(limit=1000, remaining=0, reset_seconds=600), rejected=True)
+    w.run_until(w.clock.now + 5)
+    assert [r.group.account for _, r in w.requests] == ["b"]
