@@ -55,6 +55,10 @@ BENCH_ARGS ?=
 bench: setup tools ## benchmark this operator against a timer-per-resource kopf design (N=100, 1000; BENCH_ARGS="--n 10000")
 	$(UV) run --frozen --group bench python -m tests.bench.run_bench $(BENCH_ARGS)
 
+.PHONY: bench-memory
+bench-memory: setup ## memory the operator keeps per resource, by component (tracemalloc, 10,000 resources)
+	$(UV) run python -m tests.bench.memory_per_resource
+
 .PHONY: control-plane-up
 control-plane-up: setup tools ## start a local kube-apiserver + etcd in $(CONTROL_PLANE_DIR) (source its env file)
 	$(UV) run python tests/controlplane/controlplane.py start --dir $(CONTROL_PLANE_DIR)

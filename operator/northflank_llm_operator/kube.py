@@ -25,6 +25,7 @@ T = TypeVar("T")
 
 COMPONENT = "northflank-llm-operator"
 _MAX_EVENT_MESSAGE = 1024
+_REQUEST_TIMEOUT_SECONDS = 30
 
 
 class ResourceGoneError(Exception):
@@ -45,8 +46,10 @@ class KubernetesGateway:
     """Status patches, Events and Secret reads for LLMModelDeployment resources."""
 
     def __init__(self, api_client: Any, *, instance: str, max_concurrent_calls: int = 16) -> None:
+        self._api = api_client
         self._custom = kubernetes.client.CustomObjectsApi(api_client)
-        self._core = kubernetes.client.CoreV1Api(api_client)
+        # Events and Secrets go through the plain ApiClient: kubernetes.client.CoreV1Api is one huge
+        # generated module that alone adds about 70 MiB to the process for two calls.
         self._instance = instance
         # The client blocks; its own worker threads keep a burst of status writes (a listing of a
         # hundred changed deployments) from queueing behind asyncio's small default pool.
@@ -71,6 +74,7 @@ class KubernetesGateway:
                 {"status": dict(patch)},
                 field_manager=COMPONENT,
                 _content_type="application/merge-patch+json",
+                _request_timeout=_REQUEST_TIMEOUT_SECONDS,
             )
             if not isinstance(result, Mapping):
                 raise TypeError(f"unexpected status patch response: {type(result).__name__}")
@@ -83,29 +87,56 @@ class KubernetesGateway:
                 raise ResourceGoneError(str(key)) from None
             raise
 
-    async def record_event(self, key: ResourceKey, uid: str, event: Event) -> None:
-        now = datetime.now(UTC)
-        body = kubernetes.client.CoreV1Event(
-            metadata=kubernetes.client.V1ObjectMeta(generate_name=f"{key.name}.", namespace=key.namespace),
-            involved_object=kubernetes.client.V1ObjectReference(
-                api_version=API_VERSION, kind=KIND, name=key.name, namespace=key.namespace, uid=uid
-            ),
-            type=event.type,
-            reason=event.reason,
-            message=event.message[:_MAX_EVENT_MESSAGE],
-            source=kubernetes.client.V1EventSource(component=COMPONENT),
-            reporting_component=COMPONENT,
-            reporting_instance=self._instance,
-            first_timestamp=now,
-            last_timestamp=now,
-            count=1,
+    def _core_v1(self, method: str, path: str, path_params: dict[str, str], body: Any = None) -> Any:
+        """One call to the core/v1 API, answered as plain JSON (dicts), errors as ApiException."""
+        request = self._api.param_serialize(
+            method=method,
+            resource_path=path,
+            path_params=path_params,
+            header_params={"Accept": "application/json", "Content-Type": "application/json"},
+            body=body,
+            auth_settings=["BearerToken"],
         )
-        await self._call(self._core.create_namespaced_event, key.namespace, body)
+        response = self._api.call_api(*request, _request_timeout=_REQUEST_TIMEOUT_SECONDS)
+        response.read()
+        return self._api.response_deserialize(response, {"200": "object", "201": "object"}).data
+
+    async def record_event(self, key: ResourceKey, uid: str, event: Event) -> None:
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        body = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"generateName": f"{key.name}.", "namespace": key.namespace},
+            "involvedObject": {
+                "apiVersion": API_VERSION,
+                "kind": KIND,
+                "name": key.name,
+                "namespace": key.namespace,
+                "uid": uid,
+            },
+            "type": event.type,
+            "reason": event.reason,
+            "message": event.message[:_MAX_EVENT_MESSAGE],
+            "source": {"component": COMPONENT},
+            "reportingComponent": COMPONENT,
+            "reportingInstance": self._instance,
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
+        }
+        await self._call(
+            self._core_v1, "POST", "/api/v1/namespaces/{namespace}/events", {"namespace": key.namespace}, body
+        )
 
     async def read_secret_value(self, namespace: str, name: str, key: str) -> str:
         """The decoded value of one key of a Secret, or CredentialsError saying what is wrong."""
         try:
-            secret = await self._call(self._core.read_namespaced_secret, name, namespace)
+            secret = await self._call(
+                self._core_v1,
+                "GET",
+                "/api/v1/namespaces/{namespace}/secrets/{name}",
+                {"namespace": namespace, "name": name},
+            )
         except ApiException as exc:
             if exc.status == 404:
                 raise CredentialsError(
@@ -119,7 +150,8 @@ class KubernetesGateway:
             raise CredentialsError(
                 "CredentialsUnavailable", f"Reading Secret {name!r} failed with HTTP {exc.status}."
             ) from None
-        encoded = (secret.data or {}).get(key)
+        data = secret.get("data") if isinstance(secret, Mapping) else None
+        encoded = data.get(key) if isinstance(data, Mapping) else None
         if encoded is None:
             raise CredentialsError("CredentialsNotFound", f"Secret {name!r} has no key {key!r}.")
         try:
