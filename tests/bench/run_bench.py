@@ -63,6 +63,7 @@ from kubernetes import watch as k8s_watch
 
 from northflank_api_simulator.control import SimulatorControl
 from tests.controlplane.controlplane import ControlPlane
+from tests.demo.run_demo import wait_for_file
 
 REPO: Final = Path(__file__).resolve().parents[2]
 OUT_DIR: Final = REPO / ".tmp" / "bench"
@@ -173,15 +174,6 @@ def stop_process(process: subprocess.Popen[bytes]) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait(timeout=10)
-
-
-def wait_for_file(path: Path, process: subprocess.Popen[bytes], log: Path, timeout: float = 30) -> str:
-    deadline = time.monotonic() + timeout
-    while not path.exists():
-        if process.poll() is not None or time.monotonic() > deadline:
-            raise SystemExit(f"{log.name} did not start:\n{log.read_text(errors='replace')[-3000:]}")
-        time.sleep(0.1)
-    return path.read_text().strip()
 
 
 def process_tree(pid: int) -> list[int]:

@@ -59,7 +59,7 @@ def wait_for_file(path: Path, process: subprocess.Popen[bytes], log: Path, timeo
     deadline = time.monotonic() + timeout
     while not path.exists():
         if process.poll() is not None or time.monotonic() > deadline:
-            raise SystemExit(f"{log.name} did not start:\n{log.read_text()[-3000:]}")
+            raise SystemExit(f"{log.name} did not start:\n{log.read_text(errors='replace')[-3000:]}")
         time.sleep(0.1)
     return path.read_text().strip()
 
