@@ -397,15 +397,6 @@ class Planner(Generic[K]):
         else:
             self._replan(group_key)
 
-    def request_observation(self, resource: K) -> None:
-        """Observe this resource's target soon (a refresh request), batched like new resources."""
-        where = self._where.get(resource)
-        if where is None:
-            return
-        group_key, deployment_id = where
-        self._pull_forward(self._groups[group_key].targets[deployment_id], self._clock())
-        self._replan(group_key)
-
     def _pull_forward(self, target: Target, now: float) -> None:
         target.urgent = True
         target.due = min(target.due, now + self.config.batch_delay_seconds) if target.due else (
@@ -424,9 +415,6 @@ class Planner(Generic[K]):
             if not account.groups:
                 # Nothing is kept for a credential nobody uses any more (rotated tokens).
                 del self._accounts[group_key.account]
-
-    def location(self, resource: K) -> tuple[GroupKey, str] | None:
-        return self._where.get(resource)
 
     def resources_of(self, group_key: GroupKey, deployment_id: str) -> list[K]:
         group = self._groups.get(group_key)
