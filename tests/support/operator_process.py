@@ -7,7 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,3 +80,31 @@ def run_operator(
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait(timeout=10)
+
+
+@contextmanager
+def run_operator_for_module(
+    *,
+    kubeconfig: Path,
+    api_base_url: str,
+    log_path: Path,
+    api_token: str,
+    poll_interval_seconds: float,
+    other_secrets: Iterable[str] = (),
+    liveness: bool = False,
+) -> Iterator[OperatorProcess]:
+    """The operator a test module shares (all namespaces), and afterwards proof that no token it saw
+    reached its log, whatever happened in the tests."""
+    with run_operator(
+        kubeconfig=kubeconfig,
+        namespaces=None,
+        api_base_url=api_base_url,
+        api_token=api_token,
+        log_path=log_path,
+        poll_interval_seconds=poll_interval_seconds,
+        liveness_port=free_port() if liveness else None,
+    ) as process:
+        yield process
+    log = log_path.read_text(errors="replace")
+    for secret in (api_token, *other_secrets):
+        assert secret not in log, "a token reached the operator's log"
