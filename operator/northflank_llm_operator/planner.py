@@ -237,7 +237,8 @@ class Target:
     #: Requested interval per resource; the target is observed as often as the most demanding asks.
     resources: dict[Any, float] = field(default_factory=dict)
     phase: str | None = None
-    due: float = 0.0
+    #: When it should be observed next; not planned until tracked.
+    due: float = math.inf
     urgent: bool = False
     in_flight: bool = False
     failures: int = 0
@@ -399,9 +400,7 @@ class Planner(Generic[K]):
 
     def _pull_forward(self, target: Target, now: float) -> None:
         target.urgent = True
-        target.due = min(target.due, now + self.config.batch_delay_seconds) if target.due else (
-            now + self.config.batch_delay_seconds
-        )  # fmt: skip
+        target.due = min(target.due, now + self.config.batch_delay_seconds)
 
     def _drop_group(self, group_key: GroupKey) -> None:
         self._groups.pop(group_key, None)
@@ -615,12 +614,14 @@ class Planner(Generic[K]):
         target.due = self._clock() + self.effective_interval(group_key, self.adapted_interval(target)) * self._jitter()
         self._replan(group_key)
 
-    def failed(self, request: Request, *, transient: bool, retry_at: float | None = None) -> None:
+    def failed(self, request: Request, *, transient: bool, retry_at: float | None = None) -> list[str]:
         """The request failed. Transient failures retry sooner (5, 10, 20 … s, capped at the
-        interval); others wait one interval; ``retry_at`` (a rate-limit hold) wins over both."""
+        interval); others wait one interval; ``retry_at`` (a rate-limit hold) wins over both.
+        Returns the deployments the request was to observe (a listing: those it covers, not those
+        observed with GETs of their own)."""
         group = self._groups.get(request.group)
         if group is None:
-            return
+            return []
         now = self._clock()
         if request.is_list:
             group.list_in_flight = False
@@ -630,7 +631,7 @@ class Planner(Generic[K]):
         else:
             target = group.targets.get(request.deployment_id or "")
             if target is None:
-                return
+                return []
             target.in_flight = False
             target.failures += 1
             affected, failures = [target], target.failures
@@ -640,6 +641,7 @@ class Planner(Generic[K]):
             target.due = retry_at if retry_at is not None else now + delay
             target.urgent = False
         self._replan(request.group)
+        return sorted(target.deployment_id for target in affected)
 
     def _target(self, group_key: GroupKey, deployment_id: str) -> Target | None:
         group = self._groups.get(group_key)

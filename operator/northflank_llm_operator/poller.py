@@ -256,7 +256,7 @@ class Poller:
         self.planner.track(key, group, attachment.deployment_id, interval, urgent=urgent)
         if previous is None and not urgent:
             # Observed before this process started: stale only if nothing comes within the limit.
-            self._arm_staleness(key, attachment)
+            self._arm_staleness(key, self._timing(key, attachment))
         self._forget_unused_tokens()
 
     def _detach(self, key: ResourceKey) -> None:
@@ -290,10 +290,10 @@ class Poller:
                 await self._get(request, token)
         except Exception:
             logger.exception("Observing %s failed unexpectedly; retrying later", _describe(request))
-            self.planner.failed(request, transient=True)
+            affected = self.planner.failed(request, transient=True)
             self._fan_out(
                 request.group,
-                self._affected(request),
+                affected,
                 Failure("InternalError", "The operator failed to process Northflank's answer; see its log.", True),
             )
 
@@ -392,16 +392,10 @@ class Poller:
                 # One warning per account and window, however many resources wait.
                 logger.warning("Northflank's rate limit for one set of credentials is spent until %s; "
                                "its resources wait", format_time(resume))  # fmt: skip
-        affected = self._affected(request)
+        affected = self.planner.failed(request, transient=error.transient, retry_at=held_until if rejected else None)
         if isinstance(error, AuthenticationError):
             self._drop_cached_credentials(group, affected)
-        self.planner.failed(request, transient=error.transient, retry_at=held_until if rejected else None)
         self._fan_out(group, affected, failure)
-
-    def _affected(self, request: Request) -> list[str]:
-        if request.deployment_id is not None:
-            return [request.deployment_id]
-        return sorted(self.planner.tracked_ids(request.group))
 
     def _drop_cached_credentials(self, group: GroupKey, deployment_ids: Iterable[str]) -> None:
         """After a 401, read the Secrets again on the next pass: the token may have been rotated."""
@@ -423,7 +417,7 @@ class Poller:
                 attachment = self._attached.get(key)
                 if attachment is not None:
                     self._last_success[key] = self._wall_clock()
-                    self._arm_staleness(key, attachment)
+                    self._arm_staleness(key, self._timing(key, attachment))
 
     def _fan_out(self, group: GroupKey, deployment_ids: Iterable[str], outcome: Outcome) -> None:
         """Hand ``outcome`` to the status writers for every resource observing these deployments."""
@@ -466,12 +460,15 @@ class Poller:
         if resource is None:
             return
         attachment = self._attached.get(key)
-        if job.outcome is not None:
-            await self._write(resource, job.outcome, job.generation)
+        timing = self._timing(key, attachment)
+        if job.outcome is None:
             if attachment is not None:
-                self._arm_staleness(key, attachment)
-        elif attachment is not None:
-            await self._judge_staleness(resource, attachment)
+                await self._judge_staleness(resource, attachment, timing)
+            return
+        update = compute_status(resource.status, job.outcome, generation=job.generation, timing=timing)
+        await self._apply(resource, update.patch, update.events)
+        if attachment is not None:
+            self._arm_staleness(key, timing)
 
     def _timing(self, key: ResourceKey, attachment: Attachment | None) -> Timing:
         interval = attachment.interval if attachment else float(self._settings.poll_interval_seconds)
@@ -491,18 +488,17 @@ class Poller:
             effective_interval=effective,
         )
 
-    def _arm_staleness(self, key: ResourceKey, attachment: Attachment) -> None:
-        timing = self._timing(key, attachment)
+    def _arm_staleness(self, key: ResourceKey, timing: Timing) -> None:
+        """Look at ``key`` again when its last successful observation will be too old."""
         if timing.last_success is None:
             return
         remaining = (timing.last_success + timing.stale_after - timing.now).total_seconds()
         self._stale_checks.arm(key, self._clock() + max(remaining, 0.0) + 0.5)
 
-    async def _judge_staleness(self, resource: TrackedResource, attachment: Attachment) -> None:
-        timing = self._timing(resource.key, attachment)
+    async def _judge_staleness(self, resource: TrackedResource, attachment: Attachment, timing: Timing) -> None:
         assert timing.last_success is not None  # _timing always has one for an attached resource
         if timing.now - timing.last_success < timing.stale_after:
-            self._arm_staleness(resource.key, attachment)  # observed meanwhile, or the plan moved
+            self._arm_staleness(resource.key, timing)  # observed meanwhile, or the plan moved
             return
         update = compute_staleness(resource.status, generation=attachment.generation, timing=timing,
                                    cause=self._hold_cause(attachment.group))  # fmt: skip
@@ -515,11 +511,6 @@ class Poller:
             return None
         resume = self._wall_clock() + timedelta(seconds=held - self._clock())
         return f"Northflank's rate limit for these credentials is spent until {format_time(resume)}."
-
-    async def _write(self, resource: TrackedResource, outcome: Outcome, generation: int) -> None:
-        timing = self._timing(resource.key, self._attached.get(resource.key))
-        update = compute_status(resource.status, outcome, generation=generation, timing=timing)
-        await self._apply(resource, update.patch, update.events)
 
     async def _apply(self, resource: TrackedResource, patch: Mapping[str, Any], events: Iterable[Any]) -> None:
         if not patch:

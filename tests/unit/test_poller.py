@@ -576,3 +576,22 @@ async def test_a_confirmed_404_is_current_information_not_a_stale_one() -> None:
     await h.advance(100)
     ready = h.condition(key, "Ready")
     assert (ready["status"], ready["reason"]) == ("False", "NotFound"), "re-confirmed every interval, never stale"
+
+
+async def test_a_failed_listing_reports_only_on_the_resources_it_was_to_observe() -> None:
+    h = Harness(interval=60)
+    h.northflank.page_size = 20  # five pages: listing every 15 s would cost more than one GET
+    for i in range(100):
+        h.northflank.put("proj", f"d{i}", status="starting" if i == 0 else "running")
+        h.add(f"r{i}", deployment=f"d{i}")
+    await h.advance(2)
+    await h.advance(20)  # d0 (starting) now has GETs of its own, the rest are listed
+    h.northflank.errors[("proj", None)] = ServerError("HTTP 500", status_code=500, rate_limit=PLENTY)
+    await h.advance(70)
+    assert h.condition(ResourceKey("ns", "r1"), "Synced")["reason"] == "ServerError"
+    fast = ResourceKey("ns", "r0")
+    assert h.northflank.count("get") >= 3
+    assert not any(key == fast and "ServerError" in repr(patch) for key, patch in h.kube.patches), (
+        "a resource observed by its own GETs is not told that the listing failed"
+    )
+    assert h.condition(fast, "Synced")["status"] == "True"
