@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -16,6 +17,14 @@ API_VERSION = f"{GROUP}/{VERSION}"
 # the operator checks again because a resource may predate a stricter CRD.
 _ID_PATTERN = r"^[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?$"
 MIN_POLL_INTERVAL_SECONDS = 10
+
+#: Any new value makes the operator observe the resource at once; the value handled last is
+#: recorded in status.lastHandledReconcileAt (the Flux / Crossplane convention).
+RECONCILE_REQUESTED_AT_ANNOTATION = f"{GROUP}/reconcile-requested-at"
+#: "true" stops every Northflank request for the resource until the annotation goes away.
+PAUSED_ANNOTATION = f"{GROUP}/paused"
+
+ExpectedPhase = Literal["running", "paused"]
 
 
 class SecretKeyRef(BaseModel):
@@ -37,6 +46,8 @@ class LLMModelDeploymentSpec(BaseModel):
     poll_interval_seconds: int | None = Field(
         default=None, alias="pollIntervalSeconds", ge=MIN_POLL_INTERVAL_SECONDS, le=86400
     )
+    #: The phase in which the deployment counts as Ready; a deliberately paused one is not broken.
+    expected_phase: ExpectedPhase = Field(default="running", alias="expectedPhase")
 
 
 @dataclass(frozen=True, order=True)

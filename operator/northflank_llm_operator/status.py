@@ -37,7 +37,12 @@ OWNED_KEYS = (
     "deployment",
     "deploymentSpec",
     "effectivePollIntervalSeconds",
+    "lastHandledReconcileAt",
 )
+#: Keys whose change alone is no news about the deployment (lastSyncTime is not re-stamped for them).
+_BOOKKEEPING_KEYS = ("lastSyncTime", "lastHandledReconcileAt")
+#: Synced=False reason while the paused annotation is set.
+RECONCILE_PAUSED = "ReconcilePaused"
 _TRANSITIONAL = {
     DeploymentStatus.PENDING,
     DeploymentStatus.PROVISIONING,
@@ -80,6 +85,15 @@ class Failure:
 
 Outcome = Observation | Failure
 
+#: What a paused resource's status says instead of a poll's outcome: transient, so Ready keeps the last
+#: observation until the normal staleness rule turns it Unknown.
+PAUSED = Failure(
+    RECONCILE_PAUSED,
+    "Polling is paused by the annotation northflank-llm-operator.dev/paused; the status shows the last "
+    "observation. Remove the annotation to resume.",
+    transient=True,
+)
+
 
 @dataclass(frozen=True)
 class Event:
@@ -120,13 +134,27 @@ class Timing:
     effective_interval: float | None = None
 
 
-def compute_status(current: Mapping[str, Any], outcome: Outcome, *, generation: int, timing: Timing) -> StatusUpdate:
-    """The status to write after ``outcome``, whether it differs from ``current``, and the events."""
+def compute_status(
+    current: Mapping[str, Any],
+    outcome: Outcome,
+    *,
+    generation: int,
+    timing: Timing,
+    expected_phase: str = DeploymentStatus.RUNNING.value,
+    handled_reconcile_at: str | None = None,
+) -> StatusUpdate:
+    """The status to write after ``outcome``, whether it differs from ``current``, and the events.
+
+    ``expected_phase`` is the phase that counts as Ready (spec.expectedPhase); ``handled_reconcile_at``
+    the reconcile-requested-at value this outcome answers, recorded in status.lastHandledReconcileAt.
+    """
     current_owned = {key: current[key] for key in OWNED_KEYS if key in current}
     if isinstance(outcome, Observation):
-        new = _observed_status(current_owned, outcome, generation=generation, timing=timing)
+        new = _observed_status(current_owned, outcome, generation=generation, timing=timing, expected=expected_phase)
     else:
         new = _failed_status(current_owned, outcome, generation=generation, timing=timing)
+    if handled_reconcile_at is not None:
+        new["lastHandledReconcileAt"] = handled_reconcile_at
     patch = merge_patch(current_owned, new)
     return StatusUpdate(status=new, patch=patch, events=_events(current_owned, new) if patch else [])
 
@@ -137,7 +165,7 @@ def phase_of(deployment: LLMModelDeployment) -> str:
 
 
 def _observed_status(
-    current: Mapping[str, Any], observation: Observation, *, generation: int, timing: Timing
+    current: Mapping[str, Any], observation: Observation, *, generation: int, timing: Timing, expected: str
 ) -> dict[str, Any]:
     deployment = observation.deployment
     raw = without_nulls(observation.raw)
@@ -150,10 +178,12 @@ def _observed_status(
         "deployment": {k: v for k, v in raw.items() if k not in ("dns", "ports", "spec")},
         "deploymentSpec": raw.get("spec", {}),
     }
+    if "lastHandledReconcileAt" in current:
+        new["lastHandledReconcileAt"] = current["lastHandledReconcileAt"]
     if timing.effective_interval is not None:
         new["effectivePollIntervalSeconds"] = math.ceil(timing.effective_interval)
     conditions = [
-        _ready_from_phase(deployment, phase),
+        _ready_from_phase(deployment, phase, expected),
         Condition(SYNCED, "True", "Observed", "The last poll of Northflank succeeded." + _stretch_note(timing)),
     ]
     known = deployment.known_status
@@ -180,9 +210,18 @@ def _stretch_note(timing: Timing) -> str:
     )
 
 
-def _ready_from_phase(deployment: LLMModelDeployment, phase: str) -> Condition:
-    if deployment.known_status is DeploymentStatus.RUNNING:
+def _ready_from_phase(deployment: LLMModelDeployment, phase: str, expected: str) -> Condition:
+    known = deployment.known_status
+    if known is DeploymentStatus.RUNNING and expected == DeploymentStatus.RUNNING:
         return Condition(READY, "True", "Running", "The deployment is running.")
+    if known is DeploymentStatus.PAUSED and expected == DeploymentStatus.PAUSED:
+        return Condition(READY, "True", "PausedAsExpected", "The deployment is paused, as spec.expectedPhase asks.")
+    if known in (DeploymentStatus.RUNNING, DeploymentStatus.PAUSED):
+        # One of the two steady phases, but not the one asked for (paused keeps its reason of old).
+        reason = "Paused" if known is DeploymentStatus.PAUSED else "UnexpectedPhase"
+        return Condition(
+            READY, "False", reason, f"Northflank reports the deployment as {phase}; the expected phase is {expected}."
+        )
     if deployment.known_status is None:
         return Condition(
             READY,
@@ -196,7 +235,7 @@ def _ready_from_phase(deployment: LLMModelDeployment, phase: str) -> Condition:
 def _sync_time(current: Mapping[str, Any], new: Mapping[str, Any], timing: Timing) -> str:
     """Re-stamp lastSyncTime when the observation changed or the heartbeat is due, not on every poll."""
     previous = current.get("lastSyncTime")
-    unchanged = all(current.get(key) == new.get(key) for key in new if key != "lastSyncTime")
+    unchanged = all(current.get(key) == new.get(key) for key in new if key not in _BOOKKEEPING_KEYS)
     if unchanged and isinstance(previous, str):
         last = _parse_time(previous)
         if last is not None and (not timing.heartbeat or timing.now - last < timing.heartbeat):
@@ -308,9 +347,15 @@ def _events(current: Mapping[str, Any], new: Mapping[str, Any]) -> list[Event]:
     new_synced = find(new.get("conditions", []), SYNCED)
     if new_synced is not None and new_synced["status"] == "False":
         if old_synced is None or (old_synced["status"], old_synced["reason"]) != ("False", new_synced["reason"]):
-            events.append(Event("Warning", str(new_synced["reason"]), str(new_synced["message"])))
+            paused = new_synced["reason"] == RECONCILE_PAUSED  # asked for: no warning
+            events.append(
+                Event("Normal" if paused else "Warning", str(new_synced["reason"]), str(new_synced["message"]))
+            )
     elif old_synced is not None and old_synced["status"] == "False":
-        events.append(Event("Normal", "SyncRecovered", "Polling Northflank succeeds again."))
+        if old_synced.get("reason") == RECONCILE_PAUSED:
+            events.append(Event("Normal", "ReconcileResumed", "Polling Northflank resumed."))
+        else:
+            events.append(Event("Normal", "SyncRecovered", "Polling Northflank succeeds again."))
     return events
 
 

@@ -30,7 +30,7 @@ from northflank_llm_operator.northflank import (
     RateLimit,
 )
 from northflank_llm_operator.northflank.errors import error_class_for
-from northflank_llm_operator.status import Failure, Observation, Outcome, Timing, compute_status
+from northflank_llm_operator.status import PAUSED, Failure, Observation, Outcome, Timing, compute_status
 from tests.controlplane.controlplane import BUILD_SCRIPT, ControlPlaneError, resolve_bin_dir
 from tests.unit.payloads import full_deployment
 
@@ -112,6 +112,7 @@ class Poll:
     outcome: Outcome
     at: float = 0
     generation: int = 1
+    expected_phase: str = "running"
 
 
 def observed(phase: str) -> Observation:
@@ -144,7 +145,9 @@ def status_after(*polls: Poll) -> dict[str, Any]:
     status: dict[str, Any] = {}
     for poll in polls:
         timing = Timing(now=T0 + timedelta(seconds=poll.at), heartbeat=HEARTBEAT, stale_after=STALE_AFTER)
-        status = compute_status(status, poll.outcome, generation=poll.generation, timing=timing).status
+        status = compute_status(
+            status, poll.outcome, generation=poll.generation, timing=timing, expected_phase=poll.expected_phase
+        ).status
     return status
 
 
@@ -203,7 +206,7 @@ SCENARIOS: Final = [
     first("starting", "InProgress", "Progressing", REPORTS + "starting."),
     first("deleting", "InProgress", "Progressing", REPORTS + "deleting."),
     first("running", "Current", "Healthy", "The deployment is running."),
-    first("paused", "InProgress", "Suspended", REPORTS + "paused."),
+    first("paused", "InProgress", "Suspended", REPORTS + "paused; the expected phase is running."),
     first("crashed", "Failed", "Degraded", REPORTS + "crashed."),
     first("hibernating", "InProgress", "Unknown", "which this operator version does not know"),
     Scenario(
@@ -239,7 +242,42 @@ SCENARIOS: Final = [
         status_after(Poll(observed("paused")), Poll(http_error(500), at=30)),
         "InProgress",
         "Suspended",
-        REPORTS + "paused.",
+        REPORTS + "paused;",
+    ),
+    Scenario(
+        "expected paused and paused",
+        status_after(Poll(observed("paused"), expected_phase="paused")),
+        "Current",
+        "Healthy",
+        "The deployment is paused, as spec.expectedPhase asks.",
+    ),
+    Scenario(
+        "expected paused but running",
+        status_after(Poll(observed("running"), expected_phase="paused")),
+        "InProgress",
+        "Degraded",
+        REPORTS + "running; the expected phase is paused.",
+    ),
+    Scenario(
+        "expected paused while starting",
+        status_after(Poll(observed("starting"), expected_phase="paused")),
+        "InProgress",
+        "Progressing",
+        REPORTS + "starting.",
+    ),
+    Scenario(
+        "reconcile paused by annotation after running",
+        status_after(RUNNING, Poll(PAUSED, at=30)),
+        "Current",
+        "Healthy",
+        "The deployment is running. Polling is paused by the annotation",
+    ),
+    Scenario(
+        "reconcile paused by annotation, then stale",
+        status_after(RUNNING, Poll(PAUSED, at=30), Poll(PAUSED, at=STALE_AFTER.total_seconds() + 1)),
+        "InProgress",
+        "Unknown",
+        "No successful poll since 2026-11-26T10:00:00Z",
     ),
     Scenario(
         "stale observation (500s past staleAfter)",

@@ -6,7 +6,7 @@ import operator
 import sysconfig
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import pytest
 import yaml
@@ -66,6 +66,10 @@ def test_spec_patterns_and_bounds_agree_with_the_operators_model(crd: dict[str, 
         constraints = {type(m).__name__: m for m in model_field.metadata}
         assert spec["properties"][name]["pattern"] == constraints["_PydanticGeneralMetadata"].pattern
         assert spec["properties"][name]["maxLength"] == constraints["MaxLen"].max_length
+    expected_phase = fields["expected_phase"]
+    assert spec["properties"]["expectedPhase"]["enum"] == list(get_args(expected_phase.annotation))
+    assert expected_phase.default == "running"
+    assert "default" not in spec["properties"]["expectedPhase"], "unset stays unset: GitOps diffs stay empty"
     interval = spec["properties"]["pollIntervalSeconds"]
     assert interval["minimum"] == resource.MIN_POLL_INTERVAL_SECONDS
     assert set(spec["required"]) == {"projectId", "llmModelDeploymentId"}
@@ -95,6 +99,7 @@ def test_printer_columns(crd: dict[str, Any]) -> None:
         ("Age", 0),
         ("Project", 1),
         ("Deployment", 1),
+        ("Expected", 1),
         ("Interval", 1),
         ("Message", 1),
     ]

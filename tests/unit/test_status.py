@@ -9,7 +9,7 @@ import pytest
 
 from northflank_llm_operator.conditions import find
 from northflank_llm_operator.northflank import LLMModelDeployment
-from northflank_llm_operator.status import Failure, Observation, Timing, compute_staleness, compute_status
+from northflank_llm_operator.status import PAUSED, Failure, Observation, Timing, compute_staleness, compute_status
 from tests.unit.payloads import full_deployment
 
 T0 = datetime(2026, 11, 26, 10, 0, 0, tzinfo=UTC)
@@ -281,3 +281,60 @@ def test_a_stretched_interval_is_stated_in_synced_and_status() -> None:
     assert condition(compute_status({}, observe(), generation=1, timing=plain).status, "Synced")["message"] == (
         "The last poll of Northflank succeeded."
     )
+
+
+# -- spec.expectedPhase, refresh requests and pause ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("phase", "expected", "ready", "reason"),
+    [
+        ("running", "running", "True", "Running"),
+        ("paused", "paused", "True", "PausedAsExpected"),
+        ("paused", "running", "False", "Paused"),
+        ("running", "paused", "False", "UnexpectedPhase"),
+        ("starting", "paused", "False", "Starting"),
+        ("crashed", "paused", "False", "Crashed"),
+    ],
+)
+def test_ready_means_the_expected_phase(phase: str, expected: str, ready: str, reason: str) -> None:
+    status = compute_status({}, observe(phase), generation=1, timing=at(0), expected_phase=expected).status
+    found = condition(status, "Ready")
+    assert (found["status"], found["reason"]) == (ready, reason)
+    if phase != expected and phase in ("running", "paused"):
+        assert found["message"] == f"Northflank reports the deployment as {phase}; the expected phase is {expected}."
+
+
+def test_changing_the_expected_phase_flips_ready_without_a_new_phase() -> None:
+    first = compute_status({}, observe("paused"), generation=1, timing=at(0)).status
+    assert condition(first, "Ready")["status"] == "False"
+    second = compute_status(first, observe("paused"), generation=2, timing=at(30), expected_phase="paused")
+    assert condition(second.status, "Ready")["status"] == "True"
+    assert second.patch["observedGeneration"] == 2
+
+
+def test_a_handled_refresh_is_recorded_and_kept_by_later_polls() -> None:
+    first = compute_status({}, observe("running"), generation=1, timing=at(0)).status
+    handled = compute_status(first, observe("running"), generation=1, timing=at(10), handled_reconcile_at="r1")
+    assert handled.patch == {"lastHandledReconcileAt": "r1"}, "only the new field: lastSyncTime is not re-stamped"
+    later = compute_status(handled.status, observe("running"), generation=1, timing=at(20))
+    assert not later.changed
+    failed = compute_status(handled.status, SERVER_ERROR, generation=1, timing=at(30), handled_reconcile_at="r2")
+    assert failed.status["lastHandledReconcileAt"] == "r2", "a failed poll answers the request too"
+
+
+def test_pause_keeps_the_observation_and_ready_until_it_is_stale() -> None:
+    running = compute_status({}, observe("running"), generation=1, timing=at(0)).status
+    paused = compute_status(running, PAUSED, generation=1, timing=at(5))
+    synced = condition(paused.status, "Synced")
+    assert (synced["status"], synced["reason"]) == ("False", "ReconcilePaused")
+    assert condition(paused.status, "Ready")["status"] == "True"
+    assert {k: v for k, v in paused.status.items() if k != "conditions"} == {
+        k: v for k, v in running.items() if k != "conditions"
+    }
+    assert [(e.type, e.reason) for e in paused.events] == [("Normal", "ReconcilePaused")]
+    stale = compute_staleness(paused.status, generation=1, timing=at(STALE.total_seconds() + 1)).status
+    assert (condition(stale, "Ready")["status"], condition(stale, "Ready")["reason"]) == ("Unknown", "StatusStale")
+    resumed = compute_status(stale, observe("running"), generation=1, timing=at(200))
+    assert [e.reason for e in resumed.events] == ["ReconcileResumed"]
+    assert condition(resumed.status, "Ready")["status"] == "True"

@@ -17,14 +17,17 @@
 --   3. Ready=Unknown (StatusStale: no successful poll for staleAfterIntervals; or a transient error
 --      before the first observation)
 --        -> Unknown      the Ready message: the operator cannot vouch for the deployment
---   4. Ready=True (running, observation current)
+--   4. Ready=True (the phase spec.expectedPhase asks for, running by default; observation current)
 --        -> Healthy      the Ready message, plus the last poll error when Synced=False: a single
---                        failed poll does not flip Ready by design, so a blip stays Healthy
---   5. status.phase paused
---        -> Suspended    "Northflank reports the deployment as paused."
---   6. Reconciling=True (pending, provisioning, starting, deleting)
+--                        failed poll does not flip Ready by design, so a blip stays Healthy; or the
+--                        pause note when Synced=False for ReconcilePaused (the paused annotation)
+--   5. Ready=False for UnexpectedPhase (running while spec.expectedPhase is paused)
+--        -> Degraded     the Ready message: nothing will pause it without someone acting
+--   6. status.phase paused (while running is expected)
+--        -> Suspended    the Ready message
+--   7. Reconciling=True (pending, provisioning, starting, deleting)
 --        -> Progressing  the Reconciling message
---   7. anything else (Ready=False for a Northflank status this operator version does not know, or no
+--   8. anything else (Ready=False for a Northflank status this operator version does not know, or no
 --      Ready condition at all)
 --        -> Unknown      the Ready message, or "Waiting for the operator to report Ready"
 
@@ -73,13 +76,22 @@ local function health(resource)
     return verdict("Unknown", ready.message)
   end
   if ready ~= nil and ready.status == "True" then
+    if synced ~= nil and synced.status == "False" and synced.reason == "ReconcilePaused" then
+      return verdict("Healthy", (ready.message or "") .. " " .. tostring(synced.message))
+    end
     if synced ~= nil and synced.status == "False" then
       return verdict("Healthy", (ready.message or "") .. " Last poll failed (" .. tostring(synced.reason)
         .. "): " .. tostring(synced.message))
     end
     return verdict("Healthy", ready.message)
   end
+  if ready ~= nil and ready.status == "False" and ready.reason == "UnexpectedPhase" then
+    return verdict("Degraded", ready.message)
+  end
   if status.phase == "paused" then
+    if ready ~= nil and ready.message ~= nil then
+      return verdict("Suspended", ready.message)
+    end
     return verdict("Suspended", "Northflank reports the deployment as paused.")
   end
   if reconciling ~= nil and reconciling.status == "True" then
