@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import heapq
 import logging
 import time
@@ -37,12 +38,15 @@ from .planner import GroupKey, Planner, Request
 from .registry import Registry, TrackedResource
 from .resource import LLMModelDeploymentSpec, ResourceKey
 from .settings import OperatorSettings
-from .status import Failure, Observation, Outcome, Timing, compute_staleness, compute_status
+from .status import PAUSED, Failure, Observation, Outcome, Timing, compute_staleness, compute_status
 
 logger = logging.getLogger(__name__)
 
 #: Status writes in flight at once (the Kubernetes gateway has as many worker threads).
 _CONCURRENT_STATUS_WRITES = 16
+#: The sequence number of the Northflank request whose answer the current task handles (set per
+#: request task), so that a refresh is recorded only by an answer to a request sent after it.
+_REQUEST_SEQ: contextvars.ContextVar[int] = contextvars.ContextVar("northflank_request_seq", default=0)
 
 
 @dataclass(frozen=True)
@@ -51,6 +55,8 @@ class _WriteJob:
 
     outcome: Outcome | None
     generation: int
+    #: The reconcile-requested-at value this outcome answers (written to lastHandledReconcileAt).
+    handled_reconcile_at: str | None = None
 
 
 @dataclass(frozen=True)
@@ -133,6 +139,11 @@ class Poller:
         self._jobs_waiting = asyncio.Event()
         self._writes_idle = asyncio.Event()
         self._writers: list[asyncio.Task[None]] = []
+        # Refresh requests (annotation value, last request sequence number sent before it) not yet
+        # shown in status, and the resources paused by annotation.
+        self._refresh: dict[ResourceKey, tuple[str, int]] = {}
+        self._request_seq = 0
+        self._paused: set[ResourceKey] = set()
 
     # -- the loop -----------------------------------------------------------------------------
 
@@ -229,11 +240,19 @@ class Poller:
             message = f"spec is invalid: {summarize_validation_error(exc)}"
             self._enqueue(key, _WriteJob(Failure("InvalidSpec", message, transient=False), resource.generation))
             return  # a new generation brings it back
+        if resource.paused:
+            self._pause(key, resource)
+            return
+        resumed = key in self._paused
+        self._paused.discard(key)
+        refresh = self._note_refresh(key, resource)
         try:
             credential = await self._credentials.resolve(key.namespace, spec)
         except CredentialsError as exc:
             self._detach(key)
-            self._enqueue(key, _WriteJob(Failure(exc.reason, exc.message, transient=False), resource.generation))
+            failure = Failure(exc.reason, exc.message, transient=False)
+            # Nothing can be observed: that is the answer to a refresh request too.
+            self._enqueue(key, _WriteJob(failure, resource.generation, resource.reconcile_requested_at))
             self._retries.arm(key, self._clock() + self._interval_of(spec))
             return
         group = GroupKey(credential.identity, spec.project_id, spec.team_id)
@@ -252,6 +271,8 @@ class Poller:
                 group,
                 attachment.deployment_id,
             )
+        # A refresh request or the end of a pause: observed at once (inside the budget's reserve).
+        urgent = urgent or refresh or resumed
         self._attached[key] = attachment
         self.planner.track(key, group, attachment.deployment_id, interval, urgent=urgent)
         if previous is None and not urgent:
@@ -259,7 +280,36 @@ class Poller:
             self._arm_staleness(key, self._timing(key, attachment))
         self._forget_unused_tokens()
 
+    def _pause(self, key: ResourceKey, resource: TrackedResource) -> None:
+        """No request for a paused resource; its attachment and staleness clock stay, so Ready turns
+        Unknown by the normal rule while the last observation is kept."""
+        self.planner.untrack(key)
+        self._forget_unused_tokens()
+        if key not in self._paused:
+            self._paused.add(key)
+            self._refresh.pop(key, None)
+            self._enqueue(key, _WriteJob(PAUSED, resource.generation))
+
+    def _note_refresh(self, key: ResourceKey, resource: TrackedResource) -> bool:
+        """Whether the resource asks for a refresh not seen before (it is then observed at once)."""
+        value = resource.reconcile_requested_at
+        if value is None or value == resource.status.get("lastHandledReconcileAt"):
+            self._refresh.pop(key, None)
+            return False
+        known = self._refresh.get(key)
+        if known is not None and known[0] == value:
+            return False
+        self._refresh[key] = (value, self._request_seq)
+        return True
+
+    def _handled_refresh(self, key: ResourceKey) -> str | None:
+        """The refresh value an answer handled by the current request task settles, if any."""
+        known = self._refresh.get(key)
+        return known[0] if known is not None and _REQUEST_SEQ.get() > known[1] else None
+
     def _detach(self, key: ResourceKey) -> None:
+        self._paused.discard(key)
+        self._refresh.pop(key, None)
         self.planner.untrack(key)
         self._attached.pop(key, None)
         self._last_success.pop(key, None)
@@ -279,6 +329,8 @@ class Poller:
     # -- requests -----------------------------------------------------------------------------
 
     async def _execute(self, request: Request) -> None:
+        self._request_seq += 1
+        _REQUEST_SEQ.set(self._request_seq)  # this task's own context
         try:
             token = self._tokens.get(request.group.account)
             if token is None:  # every resource of this account went away meanwhile
@@ -430,7 +482,12 @@ class Poller:
                 if current:
                     # A confirmed 404 is an answer too: the status is current, not stale.
                     self._last_success[key] = self._wall_clock()
-                self._enqueue(key, _WriteJob(outcome, attachment.generation))
+                handled = self._handled_refresh(key)
+                if handled is None and key in self._refresh:
+                    # Asked before the refresh request: the planner just scheduled the target by its
+                    # routine cadence, so ask again for the urgent observation the refresh wants.
+                    self.planner.track(key, group, deployment_id, attachment.interval, urgent=True)
+                self._enqueue(key, _WriteJob(outcome, attachment.generation, handled))
 
     def _enqueue(self, key: ResourceKey, job: _WriteJob) -> None:
         if job.outcome is None and key in self._jobs:
@@ -465,7 +522,14 @@ class Poller:
             if attachment is not None:
                 await self._judge_staleness(resource, attachment, timing)
             return
-        update = compute_status(resource.status, job.outcome, generation=job.generation, timing=timing)
+        update = compute_status(
+            resource.status,
+            job.outcome,
+            generation=job.generation,
+            timing=timing,
+            expected_phase=_expected_phase(resource),
+            handled_reconcile_at=job.handled_reconcile_at,
+        )
         await self._apply(resource, update.patch, update.events)
         if attachment is not None:
             self._arm_staleness(key, timing)
@@ -500,8 +564,8 @@ class Poller:
         if timing.now - timing.last_success < timing.stale_after:
             self._arm_staleness(resource.key, timing)  # observed meanwhile, or the plan moved
             return
-        update = compute_staleness(resource.status, generation=attachment.generation, timing=timing,
-                                   cause=self._hold_cause(attachment.group))  # fmt: skip
+        cause = PAUSED.message if resource.key in self._paused else self._hold_cause(attachment.group)
+        update = compute_staleness(resource.status, generation=attachment.generation, timing=timing, cause=cause)
         await self._apply(resource, update.patch, update.events)
 
     def _hold_cause(self, group: GroupKey) -> str | None:
@@ -537,6 +601,12 @@ def _observed_at_generation(resource: TrackedResource) -> bool:
     return (
         status.get("observedGeneration") == resource.generation and "phase" in status and status["phase"] != ("unknown")
     )
+
+
+def _expected_phase(resource: TrackedResource) -> str:
+    # The spec was validated when the resource was attached; an older or odd value means the default.
+    expected = resource.spec.get("expectedPhase")
+    return expected if expected in ("running", "paused") else "running"
 
 
 def _outcome_of(item: Mapping[str, Any]) -> Outcome:

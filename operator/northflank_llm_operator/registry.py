@@ -7,7 +7,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .resource import ResourceKey
+from .resource import PAUSED_ANNOTATION, RECONCILE_REQUESTED_AT_ANNOTATION, ResourceKey
 
 
 @dataclass
@@ -19,6 +19,20 @@ class TrackedResource:
     #: The status as last seen from the API server (watch event or our own write's response).
     status: Mapping[str, Any]
     resource_version: str
+    #: The reconcile-requested-at annotation (a refresh request), if set.
+    reconcile_requested_at: str | None = None
+    #: The paused annotation is "true": no Northflank request for this resource.
+    paused: bool = False
+
+
+def _requests_of(metadata: Mapping[str, Any]) -> tuple[str | None, bool]:
+    """What the resource's annotations ask of the operator: a refresh value, and whether it is paused."""
+    annotations = metadata.get("annotations")
+    if not isinstance(annotations, Mapping):
+        return None, False
+    requested = annotations.get(RECONCILE_REQUESTED_AT_ANNOTATION)
+    paused = annotations.get(PAUSED_ANNOTATION)
+    return (requested if isinstance(requested, str) and requested else None), paused == "true"
 
 
 def _newer(candidate: str, known: str) -> bool:
@@ -66,6 +80,7 @@ class Registry:
         generation = int(metadata.get("generation") or 0)
         resource_version = str(metadata.get("resourceVersion", ""))
         existing = self._resources.get(key)
+        requested, paused = _requests_of(metadata)
         if existing is None or existing.uid != uid:
             self._resources[key] = TrackedResource(
                 key=key,
@@ -74,6 +89,8 @@ class Registry:
                 spec=dict(body.get("spec") or {}),
                 status=dict(body.get("status") or {}),
                 resource_version=resource_version,
+                reconcile_requested_at=requested,
+                paused=paused,
             )
             self._mark(key)
             return
@@ -81,6 +98,10 @@ class Registry:
             return
         existing.status = dict(body.get("status") or {})
         existing.resource_version = resource_version
+        if (requested, paused) != (existing.reconcile_requested_at, existing.paused):
+            # Annotations do not bump the generation, yet a refresh or a pause must reach the poller.
+            existing.reconcile_requested_at, existing.paused = requested, paused
+            self._mark(key)
         if generation != existing.generation:
             existing.generation = generation
             existing.spec = dict(body.get("spec") or {})

@@ -51,6 +51,8 @@ class FakeNorthflank:
         self.calls: list[tuple[str, str, str | None, str, str | None]] = []  # kind, project, id, token, team
         self.rate_limit = PLENTY
         self.page_size = 100
+        #: When set, GETs wait for it (a request held in flight).
+        self.gate: asyncio.Event | None = None
 
     def put(self, project: str, deployment_id: str, **fields: Any) -> None:
         self.projects.setdefault(project, {})[deployment_id] = full_deployment(id=deployment_id, **fields)
@@ -59,6 +61,8 @@ class FakeNorthflank:
         self, project_id: str, deployment_id: str, *, token: str, team_id: str | None = None
     ) -> ApiResult[LLMModelDeployment]:
         self.calls.append(("get", project_id, deployment_id, token, team_id))
+        if self.gate is not None:
+            await self.gate.wait()
         error = self.errors.get((project_id, deployment_id))
         if error is not None:
             raise error
@@ -595,3 +599,128 @@ async def test_a_failed_listing_reports_only_on_the_resources_it_was_to_observe(
         "a resource observed by its own GETs is not told that the listing failed"
     )
     assert h.condition(fast, "Synced")["status"] == "True"
+
+
+# -- GitOps: expectedPhase, refresh and pause annotations -----------------------------------------
+
+REFRESH = "northflank-llm-operator.dev/reconcile-requested-at"
+PAUSE = "northflank-llm-operator.dev/paused"
+
+
+def annotate(h: Harness, key: ResourceKey, **annotations: str | None) -> None:
+    """Set (a value) or remove (None) annotations, as ``kubectl annotate`` does: no new generation."""
+    body = h.kube.objects[key]
+    current = dict(body["metadata"].get("annotations") or {})
+    for name, value in annotations.items():
+        name = {"refresh": REFRESH, "paused": PAUSE}[name]
+        if value is None:
+            current.pop(name, None)
+        else:
+            current[name] = value
+    body["metadata"]["annotations"] = current
+    h.kube.resource_version += 1
+    body["metadata"]["resourceVersion"] = str(h.kube.resource_version)
+    h.registry.observe("MODIFIED", body)
+
+
+async def test_expected_paused_is_ready_when_paused() -> None:
+    h = Harness()
+    h.northflank.put("proj", "dep", status="paused")
+    key = h.add("dep", expectedPhase="paused")
+    await h.advance(2)
+    ready = h.condition(key, "Ready")
+    assert (ready["status"], ready["reason"]) == ("True", "PausedAsExpected")
+    h.northflank.put("proj", "dep", status="running")
+    await h.advance(65)
+    assert h.condition(key, "Ready")["reason"] == "UnexpectedPhase"
+
+
+async def test_a_refresh_request_is_observed_at_once_and_recorded() -> None:
+    h = Harness(interval=3600)
+    h.northflank.put("proj", "dep", status="starting")
+    key = h.add("dep", pollIntervalSeconds=3600)
+    await h.advance(2)
+    h.northflank.put("proj", "dep", status="running")
+    await h.advance(60)
+    gets = h.northflank.count("get")
+    annotate(h, key, refresh="2026-11-26T10:00:00Z")
+    await h.advance(2)
+    assert h.northflank.count("get") == gets + 1, "observed within the batch delay, not the hour"
+    assert h.status(key)["lastHandledReconcileAt"] == "2026-11-26T10:00:00Z"
+    assert h.status(key)["phase"] == "running"
+    budget = h.poller.planner.budget(next(iter(h.poller.planner.accounts())))
+    assert budget is not None
+    assert budget.urgent_tokens < budget.reserve, "paid from the reserve"
+
+    await h.advance(60)
+    assert h.northflank.count("get") == gets + 1, "the same value is not handled twice"
+    annotate(h, key, refresh="again")
+    await h.advance(2)
+    assert h.northflank.count("get") == gets + 2
+    assert h.status(key)["lastHandledReconcileAt"] == "again"
+
+
+async def test_a_refresh_is_not_settled_by_an_answer_to_a_request_sent_before_it() -> None:
+    h = Harness(interval=60)
+    h.northflank.put("proj", "dep")
+    key = h.add("dep")
+    await h.advance(2)
+    h.northflank.gate = asyncio.Event()
+    h.clock.now += 65
+    await h.poller.step()  # the routine GET is now in flight, waiting at the gate
+    await asyncio.sleep(0)
+    assert h.northflank.count("get") == 2
+    annotate(h, key, refresh="r1")
+    await h.poller.step()
+    h.northflank.gate.set()
+    await h.poller.drain()
+    assert "lastHandledReconcileAt" not in h.status(key), "that answer was asked for before the refresh"
+    await h.advance(2)
+    assert h.northflank.count("get") == 3
+    assert h.status(key)["lastHandledReconcileAt"] == "r1"
+
+
+async def test_a_paused_resource_sends_nothing_keeps_its_observation_and_resumes_at_once() -> None:
+    h = Harness(interval=10)
+    h.northflank.put("proj", "dep", status="running")
+    h.northflank.put("other", "witness", status="running")
+    key = h.add("dep")
+    h.add("witness", project="other")
+    await h.advance(2)
+    observed = h.status(key)
+    annotate(h, key, paused="true")
+    await h.advance(1)
+    synced = h.condition(key, "Synced")
+    assert (synced["status"], synced["reason"]) == ("False", "ReconcilePaused")
+    assert ("Normal", "ReconcilePaused") in [(e.type, e.reason) for k, e in h.kube.events if k == key]
+    assert h.condition(key, "Ready")["status"] == "True", "the last observation is still current"
+    assert {k: observed[k] for k in ("phase", "dns", "deployment")} == {
+        k: h.status(key)[k] for k in ("phase", "dns", "deployment")
+    }
+
+    h.northflank.calls.clear()
+    await h.advance(40)
+    assert [c[2] for c in h.northflank.calls if c[1] == "proj"] == [], "paused: zero requests"
+    assert len([c for c in h.northflank.calls if c[1] == "other"]) >= 3, "the others go on"
+    ready = h.condition(key, "Ready")
+    assert (ready["status"], ready["reason"]) == ("Unknown", "StatusStale"), "stale by the normal rule"
+    assert "paused" in ready["message"]
+
+    h.northflank.put("proj", "dep", status="paused")
+    annotate(h, key, paused=None)
+    await h.advance(2)
+    assert [c[1] for c in h.northflank.calls if c[1] == "proj"] == ["proj"], "resumed at once"
+    assert h.condition(key, "Synced")["status"] == "True"
+    assert h.status(key)["phase"] == "paused"
+    assert "ReconcileResumed" in [e.reason for k, e in h.kube.events if k == key]
+
+
+async def test_a_resource_created_paused_is_never_requested() -> None:
+    h = Harness()
+    h.northflank.put("proj", "dep")
+    key = h.add("dep")
+    annotate(h, key, paused="true")
+    await h.advance(120)
+    assert h.northflank.calls == []
+    assert h.condition(key, "Synced")["reason"] == "ReconcilePaused"
+    assert h.condition(key, "Ready")["status"] == "Unknown"
