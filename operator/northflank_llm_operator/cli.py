@@ -59,6 +59,26 @@ def build_parser() -> argparse.ArgumentParser:
     verbosity.add_argument("-d", "--debug", action="store_true")
     verbosity.add_argument("-q", "--quiet", action="store_true")
 
+    importer = commands.add_parser(
+        "import",
+        help="print LLMModelDeployment manifests for a project's existing deployments (YAML on stdout)",
+        description="List a Northflank project's LLM model deployments (NORTHFLANK_API_TOKEN, "
+        "NORTHFLANK_API_BASE_URL) and print one LLMModelDeployment manifest per deployment, ready to commit.",
+    )
+    importer.add_argument("--project", required=True, metavar="PROJECT_ID", help="the Northflank project's id")
+    importer.add_argument("--team", metavar="TEAM_ID", help="the team, for an organisation-scoped token (spec.teamId)")
+    importer.add_argument("--namespace", metavar="NS", help="metadata.namespace of every manifest (default: none)")
+    importer.add_argument(
+        "--credentials-secret", metavar="NAME", help="spec.credentialsSecretRef.name (default: the operator's token)"
+    )
+    importer.add_argument(
+        "--poll-interval", type=int, metavar="SECONDS", help="spec.pollIntervalSeconds (default: the operator's)"
+    )
+    importer.add_argument(
+        "--expected-phase-from-current", action="store_true",
+        help="set spec.expectedPhase to each deployment's current phase (running or paused)",
+    )  # fmt: skip
+
     commands.add_parser(
         "simulator",
         help="run the Northflank API simulator (arguments after 'simulator' go to it; see 'simulator --help')",
@@ -75,7 +95,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         exit_code: int = simulator_main(argv[1:])
         return exit_code
     args = build_parser().parse_args(argv)
+    if args.command == "import":
+        return import_project(args)
     return run(args)
+
+
+def import_project(args: argparse.Namespace) -> int:
+    from .importing import run_import
+    from .manifests import ImportOptions
+
+    try:
+        settings = OperatorSettings()
+    except pydantic.ValidationError as exc:
+        print(f"northflank-llm-operator: invalid settings:\n{exc}", file=sys.stderr)
+        return 2
+    options = ImportOptions(
+        project_id=args.project,
+        team_id=args.team,
+        namespace=args.namespace,
+        credentials_secret=args.credentials_secret,
+        poll_interval_seconds=args.poll_interval,
+        expected_phase_from_current=args.expected_phase_from_current,
+    )
+    return asyncio.run(run_import(options, settings, sys.stdout, sys.stderr))
 
 
 def run(args: argparse.Namespace) -> int:
