@@ -65,25 +65,32 @@ def _is_current(bin_dir: Path) -> bool:
     return os.access(bin_dir / BINARY, os.X_OK) and stamp.is_file() and stamp.read_text().strip() == sources_hash()
 
 
-@pytest.fixture(scope="session")
-def evaluators() -> Path:
+def build_evaluators() -> Path:
     """The built evaluators; builds them (``build.sh gitops``, ~30 s cold) when missing or stale."""
     try:
         bin_dir = resolve_bin_dir(build=False)
     except ControlPlaneError as exc:
-        pytest.fail(f"cannot locate the pinned tools: {exc}")
+        raise RuntimeError(f"cannot locate the pinned tools: {exc}") from None
     if not _is_current(bin_dir):
         proc = subprocess.run(
             ["bash", str(BUILD_SCRIPT), "gitops"], capture_output=True, text=True, timeout=900, check=False
         )
         if proc.returncode != 0:
-            pytest.fail(
+            raise RuntimeError(
                 f"`{BUILD_SCRIPT} gitops` failed with exit code {proc.returncode}; "
                 f"its output ends with:\n{proc.stderr[-3000:]}"
             )
         if not _is_current(bin_dir):
-            pytest.fail(f"`{BUILD_SCRIPT} gitops` succeeded but {bin_dir / BINARY} is missing or not current")
+            raise RuntimeError(f"`{BUILD_SCRIPT} gitops` succeeded but {bin_dir / BINARY} is missing or not current")
     return bin_dir / BINARY
+
+
+@pytest.fixture(scope="session")
+def evaluators() -> Path:
+    try:
+        return build_evaluators()
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
 
 
 @dataclass(frozen=True)
