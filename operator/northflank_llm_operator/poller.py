@@ -241,7 +241,7 @@ class Poller:
             self._enqueue(key, _WriteJob(Failure("InvalidSpec", message, transient=False), resource.generation))
             return  # a new generation brings it back
         if resource.paused:
-            self._pause(key, resource)
+            self._pause(key, resource, spec)
             return
         resumed = key in self._paused
         self._paused.discard(key)
@@ -280,11 +280,23 @@ class Poller:
             self._arm_staleness(key, self._timing(key, attachment))
         self._forget_unused_tokens()
 
-    def _pause(self, key: ResourceKey, resource: TrackedResource) -> None:
+    def _pause(self, key: ResourceKey, resource: TrackedResource, spec: LLMModelDeploymentSpec) -> None:
         """No request for a paused resource; its attachment and staleness clock stay, so Ready turns
         Unknown by the normal rule while the last observation is kept."""
         self.planner.untrack(key)
         self._forget_unused_tokens()
+        if key not in self._attached:
+            # Paused before this process started: its staleness is still judged, on the interval it
+            # asks for (no account: its credentials are not even read while it is paused).
+            attachment = Attachment(
+                resource.generation,
+                GroupKey("", spec.project_id, spec.team_id),
+                spec.llm_model_deployment_id,
+                self._interval_of(spec),
+                uses_secret=False,
+            )
+            self._attached[key] = attachment
+            self._arm_staleness(key, self._timing(key, attachment))
         if key not in self._paused:
             self._paused.add(key)
             self._refresh.pop(key, None)

@@ -724,3 +724,21 @@ async def test_a_resource_created_paused_is_never_requested() -> None:
     assert h.northflank.calls == []
     assert h.condition(key, "Synced")["reason"] == "ReconcilePaused"
     assert h.condition(key, "Ready")["status"] == "Unknown"
+
+
+async def test_a_resource_paused_before_a_restart_still_turns_stale_on_the_clock() -> None:
+    observed = {
+        "observedGeneration": 1,
+        "phase": "running",
+        "conditions": [{"type": "Ready", "status": "True", "reason": "Running", "message": "",
+                        "observedGeneration": 1, "lastTransitionTime": "2026-11-26T10:00:00Z"}],
+    }  # fmt: skip
+    restarted = Harness(interval=10)
+    key = restarted.add("dep", status=observed)
+    annotate(restarted, key, paused="true")
+    await restarted.advance(25)
+    assert restarted.condition(key, "Ready")["status"] == "True", "not stale before 3 intervals of 10 s"
+    await restarted.advance(10)
+    assert restarted.northflank.calls == []
+    ready = restarted.condition(key, "Ready")
+    assert (ready["status"], ready["reason"]) == ("Unknown", "StatusStale")
