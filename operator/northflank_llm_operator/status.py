@@ -256,9 +256,12 @@ def _failed_status(current: Mapping[str, Any], failure: Failure, *, generation: 
         Condition(SYNCED, "False", failure.reason, failure.message),
     ]
     if failure.transient:
-        reconciling = find(existing, RECONCILING)
-        if reconciling is not None:
-            conditions.append(_as_condition(reconciling))
+        # A pause keeps everything the last observation said, a crash (Stalled) included.
+        kept = (RECONCILING, STALLED) if failure.reason == RECONCILE_PAUSED else (RECONCILING,)
+        for kind in kept:
+            previous = find(existing, kind)
+            if previous is not None:
+                conditions.append(_as_condition(previous))
     else:
         conditions.append(Condition(STALLED, "True", failure.reason, failure.message))
     new["conditions"] = merge_conditions(existing, conditions, generation=generation, now=timing.now)

@@ -338,3 +338,10 @@ def test_pause_keeps_the_observation_and_ready_until_it_is_stale() -> None:
     resumed = compute_status(stale, observe("running"), generation=1, timing=at(200))
     assert [e.reason for e in resumed.events] == ["ReconcileResumed"]
     assert condition(resumed.status, "Ready")["status"] == "True"
+
+
+def test_pause_keeps_a_crash_stalled() -> None:
+    crashed = compute_status({}, observe("crashed"), generation=1, timing=at(0)).status
+    paused = compute_status(crashed, PAUSED, generation=1, timing=at(5)).status
+    assert condition(paused, "Stalled")["status"] == "True"
+    assert condition(paused, "Ready")["reason"] == "Crashed"
