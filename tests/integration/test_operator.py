@@ -121,7 +121,9 @@ def test_kubectl_get_prints_the_columns(cluster: Cluster, nf: SimulatorControl) 
 
     wide = cluster.plane.kubectl("get", "llmd", "-n", cluster.namespace, "-o", "wide").stdout.splitlines()
     assert wide[0].split()[7:] == ["PROJECT", "DEPLOYMENT", "EXPECTED", "INTERVAL", "MESSAGE"]
-    assert wide[1].split()[-8:] == [PROJECT, "mistral", "<none>", "1", "The", "deployment", "is", "running."]
+    assert wide[1].split()[-7:] == [PROJECT, "mistral", "1", "The", "deployment", "is", "running."], (
+        "EXPECTED is empty while spec.expectedPhase is unset"
+    )
 
     by_category = cluster.plane.kubectl("get", "northflank", "-n", cluster.namespace).stdout
     assert [line.split()[0] for line in by_category.splitlines()] == ["NAME", "mistral"]
