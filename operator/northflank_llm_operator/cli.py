@@ -12,6 +12,7 @@ import kopf
 import pydantic
 
 from . import __version__
+from .resource import MIN_POLL_INTERVAL_SECONDS
 from .settings import OperatorSettings
 
 logger = logging.getLogger("northflank_llm_operator")
@@ -28,6 +29,13 @@ class _DropRoutineSuccess(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         return record.getMessage() != "Handler 'track' succeeded."
+
+
+def _poll_interval(text: str) -> int:
+    value = int(text)
+    if not MIN_POLL_INTERVAL_SECONDS <= value <= 86400:
+        raise argparse.ArgumentTypeError(f"must be between {MIN_POLL_INTERVAL_SECONDS} and 86400 seconds")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -72,8 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--credentials-secret", metavar="NAME", help="spec.credentialsSecretRef.name (default: the operator's token)"
     )
     importer.add_argument(
-        "--poll-interval", type=int, metavar="SECONDS", help="spec.pollIntervalSeconds (default: the operator's)"
-    )
+        "--poll-interval", type=_poll_interval, metavar="SECONDS",
+        help="spec.pollIntervalSeconds, 10-86400 (default: the operator's)",
+    )  # fmt: skip
     importer.add_argument(
         "--expected-phase-from-current", action="store_true",
         help="set spec.expectedPhase to each deployment's current phase (running or paused)",

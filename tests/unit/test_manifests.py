@@ -5,8 +5,10 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import pytest
 import yaml
 
+from northflank_llm_operator.cli import build_parser
 from northflank_llm_operator.manifests import (
     DEPLOYMENT_LABEL,
     PROJECT_LABEL,
@@ -101,3 +103,10 @@ def test_output_is_sorted_deterministic_multi_document_yaml() -> None:
     assert first.startswith("---\napiVersion: northflank-llm-operator.dev/v1alpha1\nkind: LLMModelDeployment\n")
     assert all("status" not in d for d in documents)
     assert render([]) == ""
+
+
+def test_the_import_command_refuses_an_interval_the_crd_would_refuse() -> None:
+    parser = build_parser()
+    assert parser.parse_args(["import", "--project", "p", "--poll-interval", "60"]).poll_interval == 60
+    with pytest.raises(SystemExit):
+        parser.parse_args(["import", "--project", "p", "--poll-interval", "5"])
