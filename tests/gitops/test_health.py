@@ -85,14 +85,6 @@ def build_evaluators() -> Path:
     return bin_dir / BINARY
 
 
-@pytest.fixture(scope="session")
-def evaluators() -> Path:
-    try:
-        return build_evaluators()
-    except RuntimeError as exc:
-        pytest.fail(str(exc))
-
-
 @dataclass(frozen=True)
 class Verdict:
     status: str
