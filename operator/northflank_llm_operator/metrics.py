@@ -63,7 +63,8 @@ class ResourceSample:
 
     key: ResourceKey
     status: Mapping[str, Any]
-    #: When Northflank was last successfully asked about it (None: not yet by this process).
+    #: When Northflank last answered about it, or when this replica began leading if not since then
+    #: (the operator's own staleness clock). None: not attached (invalid spec, no credentials).
     last_success: datetime | None
     #: The poll interval the budget lets the operator keep (None: not attached).
     effective_interval: float | None
@@ -166,6 +167,8 @@ class OperatorMetrics:
 
     def set_leading(self, leading: bool) -> None:
         self.leader.labels(self._leader_name).set(1 if leading else 0)
+        if not leading:
+            self._rate_limits.clear()  # a standby reports no budget: the leader's numbers are the current ones
 
     def observe_resources(self, source: ResourceSource, accounts_in_use: Callable[[], Iterable[str]]) -> None:
         """Where per-resource series come from, and which accounts still have resources."""
@@ -245,9 +248,9 @@ class OperatorMetrics:
             current = current if isinstance(current, str) and current else "unknown"
             phase.add_metric([*ids, current], 1.0)
             counts[current] = counts.get(current, 0) + 1
-            last = _latest(sample.last_success, _parse_time(sample.status.get("lastSyncTime")))
-            if last is not None:
-                age.add_metric(ids, max(0.0, (now - last).total_seconds()))
+            if sample.last_success is not None:
+                # Not status.lastSyncTime: with the default heartbeat it moves only when something changes.
+                age.add_metric(ids, max(0.0, (now - sample.last_success).total_seconds()))
             if sample.effective_interval is not None:
                 interval.add_metric(ids, sample.effective_interval)
         for name, count in sorted(counts.items()):
@@ -261,21 +264,6 @@ class _ScrapeTimeCollector(Collector):
 
     def collect(self) -> Iterable[Metric]:
         return list(self._metrics._scrape())
-
-
-def _parse_time(value: object) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
-
-
-def _latest(*moments: datetime | None) -> datetime | None:
-    known = [moment for moment in moments if moment is not None]
-    return max(known, default=None)
 
 
 # -- the HTTP endpoint ------------------------------------------------------------------------------

@@ -487,11 +487,12 @@ class Poller:
             self._arm_staleness(key, timing)
 
     def freshness(self, key: ResourceKey) -> tuple[datetime | None, float | None]:
-        """When ``key`` was last observed successfully by this loop, and its effective interval (metrics)."""
+        """The last success staleness is judged from, and the effective interval, of ``key`` (metrics)."""
         attachment = self._attached.get(key)
         if attachment is None:
-            return self._last_success.get(key), None
-        return self._last_success.get(key), self._timing(key, attachment).effective_interval
+            return None, None
+        timing = self._timing(key, attachment)
+        return timing.last_success, timing.effective_interval
 
     def _timing(self, key: ResourceKey, attachment: Attachment | None) -> Timing:
         interval = attachment.interval if attachment else float(self._settings.poll_interval_seconds)

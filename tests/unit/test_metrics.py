@@ -128,7 +128,6 @@ def test_per_resource_series_come_from_the_current_resources_and_go_with_them() 
     assert value("llmmodeldeployment_status_condition", {**b, "condition": "Ready", "status": "Unknown"}) == 1
     assert value("llmmodeldeployment_phase", {**a, "phase": "running"}) == 1
     assert value("llmmodeldeployment_phase", {"namespace": "other", "name": "c", "phase": "unknown"}) == 1
-    # The newer of this process's last success and status.lastSyncTime.
     assert value("llmmodeldeployment_observation_age_seconds", a) == 30
     assert value("llmmodeldeployment_observation_age_seconds", b) is None
     assert value("llmmodeldeployment_poll_interval_seconds", b) == 120
