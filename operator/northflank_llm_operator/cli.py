@@ -143,6 +143,10 @@ async def _operate(args: argparse.Namespace, settings: OperatorSettings) -> int:
             stop_operator()
 
     leadership = Leadership(runtime, settings, kopf_ready, stop_operator, poller_done)
+    if not settings.leader_elect:
+        # The only replica leads from the start; created before kopf starts, so kopf leaves it alone at exit.
+        runtime.metrics.set_leading(True)  # type: ignore[union-attr]
+        runtime.start().add_done_callback(poller_done)
     metrics_server = None
     if settings.metrics_bind_address is not None:
         from .metrics import MetricsServer
@@ -173,7 +177,8 @@ async def _operate(args: argparse.Namespace, settings: OperatorSettings) -> int:
         )
     finally:
         if crashed:
-            logger.error("The poll loop stopped", exc_info=crashed[0])
+            logger.error("Stopping after an unexpected error in the poll loop or the leader election",
+                         exc_info=crashed[0])  # fmt: skip
         await leadership.step_down()
         campaign.cancel()
         await asyncio.gather(campaign, return_exceptions=True)
@@ -203,12 +208,12 @@ class Leadership:
         self._elector: LeaderElector | None = None
         self._store: KubernetesLeaseStore | None = None
         self._stepped_down = False
+        self._campaign: asyncio.Task[Any] | None = None
 
     async def run(self) -> None:
         if not self._settings.leader_elect:
-            self._runtime.metrics.set_leading(True)
-            self._runtime.start().add_done_callback(self._poller_done)
-            await asyncio.Event().wait()
+            return  # nothing to campaign for: _operate started the poll loop
+        self._campaign = asyncio.current_task()
         namespace = self._settings.leader_election_namespace or _pod_namespace()
         if namespace is None:
             raise RuntimeError("--leader-elect needs --leader-election-namespace when not running in a pod")
@@ -257,12 +262,13 @@ class Leadership:
         if self._stepped_down:
             return
         self._stepped_down = True
-        if self._elector is None:
-            return
-        was_leading = self._elector.leading
         self._runtime.leading = False
+        if self._campaign is not None and self._campaign is not asyncio.current_task():
+            # First stop campaigning, or the free Lease would be taken right back.
+            self._campaign.cancel()
+            await asyncio.gather(self._campaign, return_exceptions=True)
         await self._runtime.stop_polling()
-        if was_leading:
+        if self._elector is not None:
             await self._elector.release()
 
     def readiness(self) -> tuple[bool, str]:

@@ -194,16 +194,26 @@ class LeaderElector:
                 return  # renew deadline passed, or someone else took the Lease
 
     async def release(self) -> None:
-        """Give the Lease up (graceful shutdown) so that a standby takes over on its next try."""
+        """Give the Lease up (graceful shutdown) so that a standby takes over on its next try.
+
+        Call it only once campaigning has stopped, or the free Lease is taken right back."""
         if self._observed is None or self._observed.holder != self.identity:
             return
-        record = replace(self._observed, holder=None, lease_duration_seconds=1, renew_time=self._wall_clock())
-        try:
-            await self._store.update(record)
+        for _ in range(2):  # a renewal cut short may have moved the resourceVersion: read it again once
+            try:
+                current = await self._store.get()
+                if current is None or current.holder != self.identity:
+                    return
+                record = replace(current, holder=None, lease_duration_seconds=1, renew_time=self._wall_clock())
+                self._observed = await self._store.update(record)
+            except LeaseConflictError:
+                continue
+            except Exception as exc:
+                logger.warning("Could not release the leader election Lease (%r); a standby takes over once "
+                               "it expires", exc)  # fmt: skip
+                return
             logger.info("Released the leader election Lease")
-        except Exception as exc:
-            logger.warning("Could not release the leader election Lease (%r); a standby takes over once it expires",
-                           exc)  # fmt: skip
+            return
 
 
 # -- the real store ---------------------------------------------------------------------------------
