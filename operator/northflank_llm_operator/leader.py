@@ -174,7 +174,13 @@ class LeaderElector:
 
     async def _acquire(self) -> None:
         while not await self.try_acquire_or_renew():
-            await self._sleep(self.config.retry_period)
+            wait = self.config.retry_period
+            if self._observed is not None and self._observed.holder:
+                # Try again right when the holder's Lease runs out rather than up to a retry period later.
+                expires_in = self._observed_at + self._observed.lease_duration_seconds - self._clock()
+                if 0 <= expires_in < wait:
+                    wait = expires_in + 0.05
+            await self._sleep(wait)
 
     async def _renew_until_lost(self) -> None:
         while True:

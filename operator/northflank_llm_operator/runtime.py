@@ -57,9 +57,10 @@ class Runtime:
                       kube=self.gateway, settings=self.settings, observer=self.metrics)  # fmt: skip
 
     def start(self) -> asyncio.Task[None]:
-        if self.poller_task is not None:
-            # Leading again: a fresh loop (fresh budgets start nearly empty: no burst) over the registry
-            # the watch kept warm meanwhile. Resources already observed are spread over one interval.
+        if self.poller_task is not None or self.settings.leader_elect:
+            # Taking over: a fresh loop (fresh budgets start nearly empty: no burst) over the registry the
+            # watch kept warm meanwhile. Resources already observed are spread over one interval, and
+            # staleness counts from now: the time nobody led is not held against them twice.
             self.poller = self._new_poller()
             self.registry.mark_pending(resource.key for resource in self.registry)
         self.poller_task = asyncio.create_task(self.poller.run(), name="northflank-poller")

@@ -21,7 +21,11 @@ class FakeClock:
         return self.now
 
     def wall(self) -> datetime:
-        return datetime(2026, 1, 1, tzinfo=UTC) + timedelta(seconds=self.now)
+        return self.wall_at(self.now)
+
+    @staticmethod
+    def wall_at(moment: float) -> datetime:
+        return datetime(2026, 1, 1, tzinfo=UTC) + timedelta(seconds=moment)
 
     async def sleep(self, seconds: float) -> None:
         self.now += seconds
@@ -180,3 +184,21 @@ async def test_reachability_follows_the_last_answer_of_the_lease_api() -> None:
 def test_timings_must_be_ordered() -> None:
     with pytest.raises(ValueError, match="retry period"):
         ElectionConfig(lease_duration=10, renew_deadline=10, retry_period=2)
+
+
+async def test_a_standby_takes_over_right_when_the_lease_runs_out() -> None:
+    clock, store = FakeClock(), MemoryLeaseStore()
+    log: list[str] = []
+    assert await elector(store, clock, "a").try_acquire_or_renew()
+    seen_at = clock.now
+    b = elector(store, clock, "b", log)
+    task = asyncio.create_task(b.run())
+    await until(lambda: "b started" in log)
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    # Not at the next multiple of the 2 s retry period (16 s) but just after the 15 s lease.
+    assert store.record is not None
+    assert store.record.holder == "b"
+    assert store.record.acquire_time is not None
+    taken_after = (store.record.acquire_time - FakeClock.wall_at(seen_at)).total_seconds()
+    assert 15 < taken_after < 15.2
