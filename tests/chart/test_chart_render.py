@@ -349,7 +349,7 @@ def test_test_pod_is_a_small_restricted_hook(render: Any) -> None:
     assert container["resources"]["limits"]["memory"] == "64Mi"
     assert container["command"][-1] == f"http://{FULLNAME}.{RELEASE_NAMESPACE}.svc:8080/healthz"
     service = render("default").one("Service")
-    assert service["spec"]["ports"] == [{"name": "healthz", "port": 8080, "targetPort": "healthz", "protocol": "TCP"}]
+    assert service["spec"]["ports"][0] == {"name": "healthz", "port": 8080, "targetPort": "healthz", "protocol": "TCP"}
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -53,6 +53,21 @@ def ready(operator: OperatorProcess) -> str | None:
     return response.text if response.status_code == 200 else None
 
 
+def take_over(standby: OperatorProcess, since: float, *, timeout: float) -> tuple[float, float]:
+    """Seconds from ``since`` until ``standby`` led (its Lease), and until it sent its first request."""
+    moments: dict[str, float] = {}
+
+    def progressed() -> bool:
+        if "leading" not in moments and leader_status(standby) == 1:
+            moments["leading"] = time.monotonic() - since
+        if "leading" in moments and requests_sent(standby) > 0:
+            moments["polling"] = time.monotonic() - since
+        return "polling" in moments
+
+    wait_for(progressed, timeout=timeout, message="the standby taking over", interval=0.1)
+    return moments["leading"], moments["polling"]
+
+
 def phase_changes(cluster: Cluster, name: str, to: str) -> int:
     return sum(1 for e in cluster.events(name) if e["reason"] == "PhaseChanged" and to in e["message"])
 
@@ -114,13 +129,7 @@ def test_one_leader_polls_and_hands_over_on_sigterm_and_sigkill(
         # A graceful stop releases the Lease: the standby polls within seconds.
         started = time.monotonic()
         first.process.send_signal(signal.SIGTERM)
-        wait_for(
-            lambda: leader_status(second) == 1 and requests_sent(second) > 0,
-            timeout=30,
-            message="the standby taking over after SIGTERM",
-            interval=0.1,
-        )
-        measured["sigterm"] = time.monotonic() - started
+        measured["sigterm"], measured["sigterm_first_poll"] = take_over(second, started, timeout=30)
         assert first.process.wait(timeout=30) == 0
         cluster.operator = second
         wait_for(lambda: requests_sent(second) >= 3, timeout=30, message="the new leader polling")
@@ -139,13 +148,7 @@ def test_one_leader_polls_and_hands_over_on_sigterm_and_sigkill(
         started = time.monotonic()
         second.process.send_signal(signal.SIGKILL)
         nf.patch_deployment(PROJECT, "beta", status="paused")
-        wait_for(
-            lambda: leader_status(third) == 1 and requests_sent(third) > 0,
-            timeout=60,
-            message="the standby taking over after SIGKILL",
-            interval=0.1,
-        )
-        measured["sigkill"] = time.monotonic() - started
+        measured["sigkill"], measured["sigkill_first_poll"] = take_over(third, started, timeout=60)
         cluster.operator = third
         cluster.wait_phase("beta", "paused")
         wait_for(lambda: phase_changes(cluster, "beta", "paused") == 1, timeout=30, message="one PhaseChanged")
@@ -156,12 +159,16 @@ def test_one_leader_polls_and_hands_over_on_sigterm_and_sigkill(
         assert lease["spec"]["leaseTransitions"] >= 2
         assert lease["spec"]["leaseDurationSeconds"] == 15
 
-    print(f"\nfail-over: SIGTERM {measured['sigterm']:.2f}s, SIGKILL {measured['sigkill']:.2f}s")
+    print("\nfail-over (lease, first poll):", {key: round(value, 2) for key, value in measured.items()})
     if results := os.environ.get("NFLLM_FAILOVER_RESULTS"):
         # README's figures: `NFLLM_FAILOVER_RESULTS=f.jsonl pytest tests/integration/test_leader_election.py`, repeated.
         with open(results, "a") as out:
             out.write(json.dumps(measured) + "\n")
     assert measured["sigterm"] <= GRACEFUL_HANDOVER_SECONDS
     assert measured["sigkill"] <= CRASH_FAILOVER_SECONDS
+    # The new leader's first poll is spread over one effective interval (1 s, stretched to 4 s until the
+    # first answer shows the budget: it starts from Northflank's documented 1000/h), so it comes soon after.
+    assert measured["sigterm_first_poll"] - measured["sigterm"] <= 6
+    assert measured["sigkill_first_poll"] - measured["sigkill"] <= 6
     for log_name in ("first", "second", "third"):
         assert TOKEN not in (tmp_path / f"{log_name}.log").read_text(errors="replace")
