@@ -104,6 +104,8 @@ def test_one_leader_polls_and_hands_over_on_sigterm_and_sigkill(
 
     measured: dict[str, float] = {}
     with ExitStack() as stack:
+        # Resources left behind would be polled by the all-namespaces operators of later test modules.
+        stack.callback(control_plane.kubectl, "delete", "llmd", "--all", "-n", namespace, "--wait=false")
         first = stack.enter_context(operator("first"))
         wait_for(lambda: leader_status(first) == 1, timeout=60, message="the first replica leading")
         cluster = Cluster(control_plane, namespace, first)
