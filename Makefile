@@ -26,7 +26,7 @@ setup: ## install uv (if missing) and the locked Python environment into .venv
 	$(UV) sync --frozen
 
 .PHONY: tools
-tools: ## build pinned kube-apiserver, etcd, kubectl, helm, helm-docs and the GitOps evaluators (cached outside the repo)
+tools: ## build pinned kube-apiserver, etcd, kubectl, helm, helm-docs, promtool and the GitOps evaluators (cached outside the repo)
 	tests/controlplane/build.sh all
 
 .PHONY: lint

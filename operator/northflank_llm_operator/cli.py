@@ -5,18 +5,25 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import signal
+import socket
 import sys
-from collections.abc import Sequence
+import uuid
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
 
 import kopf
 import pydantic
 
 from . import __version__
 from .resource import MIN_POLL_INTERVAL_SECONDS
+from .leader import ElectionConfig, KubernetesLeaseStore, LeaderElector
 from .settings import OperatorSettings
 
 logger = logging.getLogger("northflank_llm_operator")
 
+_SERVICE_ACCOUNT_NAMESPACE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
 _LOG_FORMATS = {"plain": kopf.LogFormat.PLAIN, "full": kopf.LogFormat.FULL, "json": kopf.LogFormat.JSON}
 
 
@@ -61,6 +68,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="only track resources whose labels match this label selector, e.g. 'shard=a' or 'shard in (a,b)' "
         "(overrides NORTHFLANK_LLM_OPERATOR_LABEL_SELECTOR; '' tracks every resource)",
     )  # fmt: skip
+    run.add_argument(
+        "--metrics-bind-address", metavar="HOST:PORT",
+        help="serve Prometheus metrics at /metrics and readiness at /readyz, e.g. ':8081' "
+        "(overrides NORTHFLANK_LLM_OPERATOR_METRICS_BIND_ADDRESS; unset: not served)",
+    )  # fmt: skip
+    run.add_argument(
+        "--leader-elect", action=argparse.BooleanOptionalAction, default=None,
+        help="elect a leader through a Lease so that several replicas can run; only the leader polls "
+        "(overrides NORTHFLANK_LLM_OPERATOR_LEADER_ELECT)",
+    )  # fmt: skip
+    run.add_argument("--leader-election-id", metavar="NAME", help="name of the leader election Lease")
+    run.add_argument(
+        "--leader-election-namespace", metavar="NS", help="namespace of the Lease (default: the pod's namespace)"
+    )
     run.add_argument("--log-format", choices=sorted(_LOG_FORMATS), default="full")
     verbosity = run.add_mutually_exclusive_group()
     verbosity.add_argument("-v", "--verbose", action="store_true")
@@ -137,9 +158,16 @@ def run(args: argparse.Namespace) -> int:
         for chatty in ("httpx", "httpcore"):
             logging.getLogger(chatty).setLevel(logging.WARNING)
         logging.getLogger("kopf.objects").addFilter(_DropRoutineSuccess())
+    # A flag, when given, wins over the environment (init arguments come first in pydantic-settings).
+    flags = {
+        "label_selector": args.selector,
+        "metrics_bind_address": args.metrics_bind_address,
+        "leader_elect": args.leader_elect,
+        "leader_election_id": args.leader_election_id,
+        "leader_election_namespace": args.leader_election_namespace,
+    }
     try:
-        # The flag, when given, wins over the environment (init arguments come first in pydantic-settings).
-        settings = OperatorSettings() if args.selector is None else OperatorSettings(label_selector=args.selector)
+        settings = OperatorSettings(**{name: value for name, value in flags.items() if value is not None})
     except pydantic.ValidationError as exc:
         print(f"northflank-llm-operator: invalid settings:\n{exc}", file=sys.stderr)
         return 2
@@ -151,15 +179,34 @@ async def _operate(args: argparse.Namespace, settings: OperatorSettings) -> int:
     from .runtime import Runtime
 
     runtime = Runtime.create(settings)
-    # Created before kopf starts, so kopf leaves it alone at exit; if it dies, kopf is told to stop.
-    poller_task = runtime.start()
     stop_flag: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    kopf_ready = asyncio.Event()
+    crashed: list[BaseException] = []
 
-    def stop_operator(_: object) -> None:
+    def stop_operator(_: object = None) -> None:
         if not stop_flag.done():
             stop_flag.set_result(None)
 
-    poller_task.add_done_callback(stop_operator)
+    def poller_done(task: asyncio.Task[None]) -> None:
+        # A crashed loop stops the process (and the pod restarts); a loop we cancelled does not.
+        if not task.cancelled() and task.exception() is not None:
+            crashed.append(task.exception())  # type: ignore[arg-type]
+            stop_operator()
+
+    leadership = Leadership(runtime, settings, kopf_ready, stop_operator, poller_done)
+    if not settings.leader_elect:
+        # The only replica leads from the start; created before kopf starts, so kopf leaves it alone at exit.
+        runtime.metrics.set_leading(True)  # type: ignore[union-attr]
+        runtime.start().add_done_callback(poller_done)
+    metrics_server = None
+    if settings.metrics_bind_address is not None:
+        from .metrics import MetricsServer
+
+        metrics_server = MetricsServer(runtime.metrics, ready=leadership.readiness)  # type: ignore[arg-type]
+        await metrics_server.start(settings.metrics_bind_address)
+    # Both created before kopf starts, so kopf leaves them alone at exit.
+    campaign = asyncio.create_task(leadership.run(), name="leadership")
+    campaign.add_done_callback(lambda task: None if task.cancelled() else poller_done(task))
     logger.info(
         "Mirroring LLM model deployments from %s (default poll interval %gs, %s)",
         settings.api_base_url,
@@ -177,13 +224,125 @@ async def _operate(args: argparse.Namespace, settings: OperatorSettings) -> int:
             standalone=args.standalone,
             liveness_endpoint=args.liveness,
             stop_flag=stop_flag,
+            ready_flag=kopf_ready,
         )
     finally:
-        crashed = poller_task.done() and not poller_task.cancelled() and poller_task.exception() is not None
         if crashed:
-            logger.error("The poll loop stopped", exc_info=poller_task.exception())
+            logger.error("Stopping after an unexpected error in the poll loop or the leader election",
+                         exc_info=crashed[0])  # fmt: skip
+        await leadership.step_down()
+        campaign.cancel()
+        await asyncio.gather(campaign, return_exceptions=True)
+        if metrics_server is not None:
+            await metrics_server.stop()
         await runtime.close()
+        leadership.close()
     return 1 if crashed else 0
+
+
+class Leadership:
+    """Polls while this replica leads: always without leader election, else while it holds the Lease."""
+
+    def __init__(
+        self,
+        runtime: Any,
+        settings: OperatorSettings,
+        kopf_ready: asyncio.Event,
+        stop_operator: Callable[[], None],
+        poller_done: Callable[[asyncio.Task[None]], None],
+    ) -> None:
+        self._runtime = runtime
+        self._settings = settings
+        self._kopf_ready = kopf_ready
+        self._stop_operator = stop_operator
+        self._poller_done = poller_done
+        self._elector: LeaderElector | None = None
+        self._store: KubernetesLeaseStore | None = None
+        self._stepped_down = False
+        self._campaign: asyncio.Task[Any] | None = None
+
+    async def run(self) -> None:
+        if not self._settings.leader_elect:
+            return  # nothing to campaign for: _operate started the poll loop
+        self._campaign = asyncio.current_task()
+        namespace = self._settings.leader_election_namespace or _pod_namespace()
+        if namespace is None:
+            raise RuntimeError("--leader-elect needs --leader-election-namespace when not running in a pod")
+        self._store = KubernetesLeaseStore(
+            self._runtime.kubernetes_api, namespace=namespace, name=self._settings.leader_election_id,
+            timeout_seconds=min(5.0, self._settings.leader_election_renew_deadline_seconds / 2),
+        )  # fmt: skip
+        self._elector = LeaderElector(
+            self._store,
+            f"{socket.gethostname()}_{uuid.uuid4().hex[:8]}",
+            ElectionConfig(
+                lease_duration=self._settings.leader_election_lease_duration_seconds,
+                renew_deadline=self._settings.leader_election_renew_deadline_seconds,
+                retry_period=self._settings.leader_election_retry_period_seconds,
+            ),
+            on_started_leading=self._started,
+            on_stopped_leading=self._stopped,
+        )
+        # Campaign only once kopf's watch runs, so a new leader starts from a warm registry.
+        await self._kopf_ready.wait()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            # Replaces kopf's handler: hand the Lease over first, then let kopf stop as usual.
+            loop.add_signal_handler(signum, lambda: asyncio.ensure_future(self._graceful_stop()))
+        logger.info("Campaigning for Lease %s/%s as %s", namespace, self._settings.leader_election_id,
+                    self._elector.identity)  # fmt: skip
+        await self._elector.run()
+
+    async def _started(self) -> None:
+        self._runtime.start().add_done_callback(self._poller_done)
+        self._runtime.leading = True
+        self._runtime.metrics.set_leading(True)
+
+    async def _stopped(self) -> None:
+        self._runtime.leading = False
+        self._runtime.metrics.set_leading(False)
+        await self._runtime.stop_polling()
+
+    async def _graceful_stop(self) -> None:
+        logger.info("Stopping: handing the leader election Lease over first")
+        await self.step_down()
+        self._stop_operator()
+
+    async def step_down(self) -> None:
+        """Stop polling, then release the Lease (never the other way round: no write after release)."""
+        if self._stepped_down:
+            return
+        self._stepped_down = True
+        self._runtime.leading = False
+        if self._campaign is not None and self._campaign is not asyncio.current_task():
+            # First stop campaigning, or the free Lease would be taken right back.
+            self._campaign.cancel()
+            await asyncio.gather(self._campaign, return_exceptions=True)
+        await self._runtime.stop_polling()
+        if self._elector is not None:
+            await self._elector.release()
+
+    def readiness(self) -> tuple[bool, str]:
+        if not self._kopf_ready.is_set():
+            return False, "the watch is not running yet"
+        if self._runtime.leading and (self._runtime.poller_task is None or self._runtime.poller_task.done()):
+            return False, "leading, but the poll loop is not running"
+        if self._elector is not None and not self._elector.reachable():
+            return False, "the leader election Lease cannot be read or written"
+        if self._elector is not None:
+            return True, "leading" if self._elector.leading else f"standing by (leader: {self._elector.holder})"
+        return True, "leading (no leader election)"
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+
+
+def _pod_namespace() -> str | None:
+    try:
+        return Path(_SERVICE_ACCOUNT_NAMESPACE).read_text().strip() or None
+    except OSError:
+        return None
 
 
 if __name__ == "__main__":

@@ -64,7 +64,7 @@ def labels_of(body: Mapping[str, Any]) -> Mapping[str, str]:
 @kopf.on.probe(id="trackedResources", registry=registry)
 async def tracked_resources(memo: kopf.Memo, **_: Any) -> int:
     runtime = runtime_of(memo)
-    if runtime.poller_task is None or runtime.poller_task.done():
-        # The liveness endpoint then fails and the kubelet restarts the pod.
+    if runtime.leading and (runtime.poller_task is None or runtime.poller_task.done()):
+        # The liveness endpoint then fails and the kubelet restarts the pod. A standby polls nothing.
         raise kopf.PermanentError("the poll loop is not running")
     return len(runtime.registry)

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 import pydantic
 
@@ -31,6 +31,7 @@ from .northflank import (
     NorthflankClient,
     NorthflankError,
     NotFoundError,
+    RateLimit,
     RateLimitError,
 )
 from .northflank.client import summarize_validation_error
@@ -47,6 +48,14 @@ _CONCURRENT_STATUS_WRITES = 16
 #: The sequence number of the Northflank request whose answer the current task handles (set per
 #: request task), so that a refresh is recorded only by an answer to a request sent after it.
 _REQUEST_SEQ: contextvars.ContextVar[int] = contextvars.ContextVar("northflank_request_seq", default=0)
+
+
+class PollObserver(Protocol):
+    """Told what the loop sees (the metrics module implements it; the loop knows nothing of metrics)."""
+
+    def rate_limit_seen(self, account: str, rate_limit: RateLimit) -> None: ...
+
+    def status_written(self) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -114,7 +123,9 @@ class Poller:
         planner: Planner[ResourceKey] | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        observer: PollObserver | None = None,
     ) -> None:
+        self._observer = observer
         self._registry = registry
         self._client = client
         self._credentials = credentials
@@ -368,14 +379,14 @@ class Poller:
                 group.project_id, deployment_id, token=token, team_id=group.team_id
             )
         except NotFoundError as exc:
-            self.planner.record_headers(group, exc.rate_limit, rejected=False)
+            self._record_headers(group, exc.rate_limit, rejected=False)
             self.planner.observed(group, deployment_id, None)
             self._fan_out(group, [deployment_id], Failure.from_error(exc))
             return
         except NorthflankError as exc:
             await self._failed(request, exc)
             return
-        self.planner.record_headers(group, result.rate_limit, rejected=False)
+        self._record_headers(group, result.rate_limit, rejected=False)
         self.planner.observed(group, deployment_id, result.data.status)
         self._fan_out(group, [deployment_id], Observation(result.data))
 
@@ -398,7 +409,7 @@ class Poller:
                 await self._failed(request, exc)
                 return
             pages += 1
-            self.planner.record_headers(group, result.rate_limit, rejected=False)
+            self._record_headers(group, result.rate_limit, rejected=False)
             for item in result.data.items:
                 deployment_id = item.get("id") if isinstance(item, Mapping) else None
                 if isinstance(deployment_id, str):
@@ -428,6 +439,11 @@ class Poller:
         for deployment_id, outcome in outcomes.items():
             self._fan_out(group, [deployment_id], outcome)
 
+    def _record_headers(self, group: GroupKey, rate_limit: RateLimit | None, *, rejected: bool) -> bool:
+        if self._observer is not None and rate_limit is not None:
+            self._observer.rate_limit_seen(group.account, rate_limit)
+        return self.planner.record_headers(group, rate_limit, rejected=rejected)
+
     def _may_spend_extra_page(self, request: Request) -> bool:
         budget = self.planner.budget(request.group.account)
         if budget is None:
@@ -441,7 +457,7 @@ class Poller:
     async def _failed(self, request: Request, error: NorthflankError) -> None:
         group = request.group
         rejected = isinstance(error, RateLimitError)
-        new_hold = self.planner.record_headers(group, error.rate_limit, rejected=rejected)
+        new_hold = self._record_headers(group, error.rate_limit, rejected=rejected)
         budget = self.planner.budget(group.account)
         held_until = budget.held(self._clock()) if budget is not None else None
         failure = Failure.from_error(error)
@@ -546,6 +562,14 @@ class Poller:
         if attachment is not None:
             self._arm_staleness(key, timing)
 
+    def freshness(self, key: ResourceKey) -> tuple[datetime | None, float | None]:
+        """The last success staleness is judged from, and the effective interval, of ``key`` (metrics)."""
+        attachment = self._attached.get(key)
+        if attachment is None:
+            return None, None
+        timing = self._timing(key, attachment)
+        return timing.last_success, timing.effective_interval
+
     def _timing(self, key: ResourceKey, attachment: Attachment | None) -> Timing:
         interval = attachment.interval if attachment else float(self._settings.poll_interval_seconds)
         stretch = self.planner.reported_stretch(attachment.group.account) if attachment else 1.0
@@ -597,6 +621,8 @@ class Poller:
             self._registry.forget(resource.key)
             return
         self._registry.record_written(resource.key, stored)
+        if self._observer is not None:
+            self._observer.status_written()
         for event in events:
             # Transitions only (never every poll), so this log stays readable with thousands of resources.
             level = logging.WARNING if event.type == "Warning" else logging.INFO

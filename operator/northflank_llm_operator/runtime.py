@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from .credentials import CredentialResolver
 from .kube import KubernetesGateway, load_api_client
+from .metrics import OperatorMetrics, ResourceSample
 from .northflank import NorthflankClient
 from .poller import Poller
 from .registry import Registry
@@ -24,28 +26,62 @@ class Runtime:
     kubernetes_api: Any
     gateway: KubernetesGateway
     poller_task: asyncio.Task[None] | None = field(default=None)
+    credentials: CredentialResolver | None = field(default=None)
+    metrics: OperatorMetrics | None = field(default=None)
+    #: False while this replica stands by for the leader election Lease (it polls only while leading).
+    leading: bool = True
 
     @classmethod
     def create(cls, settings: OperatorSettings) -> Runtime:
         """Build the runtime inside the running event loop (the HTTP pool and events bind to it)."""
         kubernetes_api = load_api_client()
         gateway = KubernetesGateway(kubernetes_api, instance=socket.gethostname())
-        northflank = NorthflankClient(str(settings.api_base_url), timeout_seconds=settings.request_timeout_seconds)
+        metrics = OperatorMetrics(leader_election_id=settings.leader_election_id)
+        northflank = NorthflankClient(
+            str(settings.api_base_url), timeout_seconds=settings.request_timeout_seconds, observer=metrics
+        )
         registry = Registry()
         credentials = CredentialResolver(
             gateway, default_token=settings.api_token, cache_seconds=settings.credentials_cache_seconds
         )
-        poller = Poller(registry=registry, client=northflank, credentials=credentials, kube=gateway, settings=settings)
-        return cls(settings, registry, poller, northflank, kubernetes_api, gateway)
+        poller = Poller(registry=registry, client=northflank, credentials=credentials, kube=gateway,
+                        settings=settings, observer=metrics)  # fmt: skip
+        runtime = cls(settings, registry, poller, northflank, kubernetes_api, gateway,
+                      credentials=credentials, metrics=metrics, leading=not settings.leader_elect)  # fmt: skip
+        metrics.observe_resources(runtime, accounts_in_use=lambda: runtime.poller.planner.accounts())
+        return runtime
+
+    def _new_poller(self) -> Poller:
+        assert self.credentials is not None
+        return Poller(registry=self.registry, client=self.northflank, credentials=self.credentials,
+                      kube=self.gateway, settings=self.settings, observer=self.metrics)  # fmt: skip
 
     def start(self) -> asyncio.Task[None]:
+        if self.poller_task is not None or self.settings.leader_elect:
+            # Taking over: a fresh loop (fresh budgets start nearly empty: no burst) over the registry the
+            # watch kept warm meanwhile. Resources already observed are spread over one interval, and
+            # staleness counts from now: the time nobody led is not held against them twice.
+            self.poller = self._new_poller()
+            self.registry.mark_pending(resource.key for resource in self.registry)
         self.poller_task = asyncio.create_task(self.poller.run(), name="northflank-poller")
         return self.poller_task
 
-    async def close(self) -> None:
-        if self.poller_task is not None:
+    async def stop_polling(self) -> None:
+        """Stop polling and writing at once (the Lease was lost, or the process is stopping)."""
+        if self.poller_task is not None and not self.poller_task.done():
             self.poller_task.cancel()
             await asyncio.gather(self.poller_task, return_exceptions=True)
+
+    def resource_samples(self) -> Iterator[ResourceSample]:
+        """Per-resource metrics: only the leader observes, so only the leader reports."""
+        if not self.leading or self.poller_task is None or self.poller_task.done():
+            return
+        for resource in self.registry:
+            last_success, interval = self.poller.freshness(resource.key)
+            yield ResourceSample(resource.key, resource.status, last_success, interval)
+
+    async def close(self) -> None:
+        await self.stop_polling()
         await self.northflank.aclose()
         self.gateway.close()
         await asyncio.to_thread(self.kubernetes_api.close)

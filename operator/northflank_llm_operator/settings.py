@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import AliasChoices, Field, HttpUrl, SecretStr, field_validator
+from pydantic import AliasChoices, Field, HttpUrl, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from . import selector
@@ -91,6 +91,61 @@ class OperatorSettings(BaseSettings):
             "empty tracks every resource in the watched namespaces."
         ),
     )
+
+    metrics_bind_address: str | None = Field(
+        default=None,
+        description=(
+            "Serve Prometheus metrics at /metrics (and readiness at /readyz) on this HOST:PORT, e.g. "
+            "':8081'; unset serves nothing."
+        ),
+    )
+    leader_elect: bool = Field(
+        default=False,
+        description=(
+            "Elect a leader through a coordination.k8s.io Lease so that several replicas can run: only "
+            "the leader polls Northflank and writes status, the others keep their watch warm."
+        ),
+    )
+    leader_election_id: str = Field(
+        default="northflank-llm-operator",
+        min_length=1,
+        max_length=253,
+        pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$",
+        description="Name of the leader election Lease (also the name label of leader_election_master_status).",
+    )
+    leader_election_namespace: str | None = Field(
+        default=None,
+        description="Namespace of the Lease; default: the pod's own namespace (required out of cluster).",
+    )
+    leader_election_lease_duration_seconds: float = Field(
+        default=15.0, gt=0.0, le=3600.0, description="A standby takes over once the leader has not renewed this long."
+    )
+    leader_election_renew_deadline_seconds: float = Field(
+        default=10.0, gt=0.0, le=3600.0, description="The leader stops leading when it could not renew for this long."
+    )
+    leader_election_retry_period_seconds: float = Field(
+        default=2.0, gt=0.0, le=600.0, description="Seconds between attempts to take or renew the Lease."
+    )
+
+    @field_validator("metrics_bind_address")
+    @classmethod
+    def _check_bind_address(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        from .metrics import parse_bind_address
+
+        parse_bind_address(value)
+        return value.strip()
+
+    @model_validator(mode="after")
+    def _check_election_timings(self) -> OperatorSettings:
+        if not (
+            self.leader_election_retry_period_seconds
+            < self.leader_election_renew_deadline_seconds
+            < self.leader_election_lease_duration_seconds
+        ):
+            raise ValueError("leader election needs retry period < renew deadline < lease duration")
+        return self
 
     @field_validator("label_selector")
     @classmethod

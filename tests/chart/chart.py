@@ -49,6 +49,9 @@ COMBINATIONS: Final[dict[str, dict[str, Any]]] = {
     "existing-secret": {"northflank": {"existingSecret": "northflank-api-token", "existingSecretKey": "api-token"}},
     "created-secret": {"northflank": {"apiToken": SENTINEL_TOKEN}},
     "crds-disabled": {"crds": {"enabled": False}},
+    # Two replicas electing a leader (README "High availability"); the monitoring objects need
+    # prometheus-operator's CRDs, so tests/chart/test_chart_monitoring.py renders those statically.
+    "ha": {"replicaCount": 2},
     "crds-not-kept": {"crds": {"keep": False}},
     "secret-access-off": {
         "rbac": {"secretAccess": False},

@@ -1,4 +1,4 @@
-"""Chart-local fixtures: the pinned helm and helm-docs binaries (no cluster needed)."""
+"""Chart-local fixtures: the pinned helm, helm-docs and promtool binaries (no cluster needed)."""
 
 from __future__ import annotations
 
@@ -36,4 +36,17 @@ def helm_docs() -> Path:
     binary = Path(proc.stdout.strip().splitlines()[-1]) / "helm-docs"
     if not os.access(binary, os.X_OK):
         pytest.fail(f"{binary} missing after `{BUILD_SCRIPT} helm-docs`")
+    return binary
+
+
+@pytest.fixture(scope="session")
+def promtool() -> Path:
+    """The pinned promtool (``build.sh promtool``; ``make tools`` builds it)."""
+    try:
+        bin_dir = resolve_bin_dir(build=False)
+    except ControlPlaneError as exc:
+        pytest.fail(f"cannot locate the pinned tools: {exc}")
+    binary = bin_dir / "promtool"
+    if not os.access(binary, os.X_OK):
+        pytest.fail(f"promtool is not built in {bin_dir}: run `bash {BUILD_SCRIPT} promtool` first")
     return binary

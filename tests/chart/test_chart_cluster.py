@@ -396,6 +396,33 @@ def test_secret_access_can_be_turned_off(
     )
 
 
+def test_leader_election_may_change_only_its_own_lease(
+    control_plane: ControlPlane, namespace: str, releases: Releases, crd_installed: object
+) -> None:
+    plane = control_plane
+    release = _release_name()
+    releases.install(release, namespace, {"crds": {"enabled": False}, "replicaCount": 2})
+    sa = _service_account(release, namespace)
+    lease = f"leases.coordination.k8s.io/{_fullname(release)}"
+    other = "leases.coordination.k8s.io/someone-elses-lease"
+    wrong = [
+        f"{verb} {what}: expected {'yes' if allowed else 'no'}"
+        for verb, what, where, allowed in [
+            ("get", lease, namespace, True),
+            ("update", lease, namespace, True),
+            ("create", "leases.coordination.k8s.io", namespace, True),  # create cannot name its object
+            ("get", other, namespace, False),
+            ("update", other, namespace, False),
+            ("delete", lease, namespace, False),
+            ("list", "leases.coordination.k8s.io", namespace, False),
+            ("get", lease, "default", False),
+        ]
+        if _can_i(plane, sa, verb, what, where) != allowed
+    ]
+    assert wrong == []
+    assert _exists(plane, "poddisruptionbudget", _fullname(release), "-n", namespace)
+
+
 # ---------------------------------------------------------------------------------------------------
 # end to end: the operator with only the chart's ServiceAccount token
 

@@ -76,6 +76,8 @@ def test_every_object_is_labelled_and_placed(render: Any, combination: str) -> N
         assert len(meta["name"]) <= 63 or obj["kind"] == "CustomResourceDefinition", where
         if obj["kind"] in CLUSTER_SCOPED:
             assert "namespace" not in meta, where
+        elif obj["kind"] in ("Role", "RoleBinding") and meta["name"].endswith("-leader-election"):
+            assert meta["namespace"] == RELEASE_NAMESPACE, where  # the Lease lives with the operator
         elif obj["kind"] in ("Role", "RoleBinding"):
             assert meta["namespace"] in watched, where
         else:
@@ -111,7 +113,7 @@ def test_bring_your_own_renders_only_the_operator(render: Any) -> None:
 # the Deployment
 
 
-def test_deployment_runs_one_standalone_operator_with_a_liveness_probe(render: Any) -> None:
+def test_deployment_runs_one_standalone_operator_with_liveness_and_readiness_probes(render: Any) -> None:
     manifests: Manifests = render("default")
     spec = manifests.deployment()["spec"]
     assert spec["replicas"] == 1
@@ -127,12 +129,17 @@ def test_deployment_runs_one_standalone_operator_with_a_liveness_probe(render: A
         "run",
         "--standalone",
         "--liveness=http://0.0.0.0:8080/healthz",
+        "--metrics-bind-address=:8081",
         "--log-format=json",
         "--all-namespaces",
     ]
-    assert container["ports"] == [{"name": "healthz", "containerPort": 8080, "protocol": "TCP"}]
+    assert container["ports"] == [
+        {"name": "healthz", "containerPort": 8080, "protocol": "TCP"},
+        {"name": "metrics", "containerPort": 8081, "protocol": "TCP"},
+    ]
     assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "healthz"}
-    assert "readinessProbe" not in container
+    # Ready: the watch runs and this replica can lead (tests/chart/test_chart_monitoring.py has the rest).
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
     assert "startupProbe" not in container
     assert container["resources"]["requests"]
     assert container["resources"]["limits"]
@@ -232,7 +239,7 @@ def test_everything_reaches_the_pod(render: Any) -> None:
     container = manifests.container()
     assert container["image"] == f"registry.example.com/mirror/northflank-llm-operator:0.1.0-rc.1@sha256:{'a' * 64}"
     assert container["imagePullPolicy"] == "Always"
-    assert container["args"][3:] == ["--log-format=plain", "--verbose", "--all-namespaces", "--log-refkey=x"]
+    assert container["args"][4:] == ["--log-format=plain", "--verbose", "--all-namespaces", "--log-refkey=x"]
     assert pod["imagePullSecrets"] == values["imagePullSecrets"]
     for key in ("priorityClassName", "nodeSelector", "tolerations", "affinity", "topologySpreadConstraints"):
         assert pod[key] == values[key], key
@@ -344,7 +351,7 @@ def test_test_pod_is_a_small_restricted_hook(render: Any) -> None:
     assert container["resources"]["limits"]["memory"] == "64Mi"
     assert container["command"][-1] == f"http://{FULLNAME}.{RELEASE_NAMESPACE}.svc:8080/healthz"
     service = render("default").one("Service")
-    assert service["spec"]["ports"] == [{"name": "healthz", "port": 8080, "targetPort": "healthz", "protocol": "TCP"}]
+    assert service["spec"]["ports"][0] == {"name": "healthz", "port": 8080, "targetPort": "healthz", "protocol": "TCP"}
 
 
 # ---------------------------------------------------------------------------------------------------

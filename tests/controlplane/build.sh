@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Build pinned kube-apiserver, kubectl, etcd and helm from the Go module proxy, once.
+# Build pinned kube-apiserver, kubectl, etcd, helm (and helm-docs, promtool, the gitops evaluators) from
+# the Go module proxy, once.
 #
 # Binaries land in $NFLLM_TOOLS_DIR (default ~/.cache/northflank-llm-operator/tools/<versions>/bin),
 # outside the repository, and are reused on every later run. Why a wrapper module per binary family:
@@ -130,13 +131,30 @@ build_gitops_evaluators() {
   printf '%s\n' "$stamp" >"$bin/.gitops-evaluators.build"
 }
 
+# promtool checks and unit-tests the chart's PrometheusRule (tests/chart/test_chart_alerts.py). Built from
+# the committed wrapper module (prometheus/go.mod + go.sum pin github.com/prometheus/prometheus, whose
+# v0.3xx.y module versions are the v3.xx.y releases); the version is recorded next to the binary so a
+# bump rebuilds it. A cold build takes about 6 minutes on 2 busy cores.
+PROMETHEUS_VERSION="$(sed -n 's#^\s*github.com/prometheus/prometheus \(v[^ ]*\).*#\1#p' "$here/prometheus/go.mod")"
+build_promtool() {
+  if have promtool && [ "$(cat "$bin/.promtool.version" 2>/dev/null)" = "$PROMETHEUS_VERSION" ]; then return; fi
+  local dir="$work/prometheus"
+  mkdir -p "$dir"
+  log "promtool (prometheus $PROMETHEUS_VERSION)"
+  cp "$here/prometheus/go.mod" "$here/prometheus/go.sum" "$dir/"
+  (cd "$dir" && go build -mod=readonly -buildvcs=false -trimpath -ldflags="-s -w" \
+      -o "$bin/promtool.tmp" github.com/prometheus/prometheus/cmd/promtool && mv "$bin/promtool.tmp" "$bin/promtool")
+  printf '%s\n' "$PROMETHEUS_VERSION" >"$bin/.promtool.version"
+}
+
 case "${1:-all}" in
-  all) build_etcd; build_k8s; build_helm; build_helm_docs; build_gitops_evaluators ;;
+  all) build_etcd; build_k8s; build_helm; build_helm_docs; build_gitops_evaluators; build_promtool ;;
   etcd) build_etcd ;; k8s) build_k8s ;; helm) build_helm ;;
   helm-docs) build_helm_docs ;;
   gitops) build_gitops_evaluators ;;
+  promtool) build_promtool ;;
   path) ;;
-  *) echo "usage: $0 [all|etcd|k8s|helm|helm-docs|gitops|path]" >&2; exit 2 ;;
+  *) echo "usage: $0 [all|etcd|k8s|helm|helm-docs|gitops|promtool|path]" >&2; exit 2 ;;
 esac
 [ "${1:-all}" = path ] || log "tools ready in $bin"
 echo "$bin"

@@ -26,6 +26,7 @@ class OperatorProcess:
     process: subprocess.Popen[bytes]
     log_path: Path
     liveness_url: str | None = None
+    metrics_url: str | None = None
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -46,6 +47,8 @@ def run_operator(
     poll_interval_seconds: float = 1.0,
     extra_env: dict[str, str] | None = None,
     liveness_port: int | None = None,
+    metrics_port: int | None = None,
+    extra_args: Iterable[str] = (),
 ) -> Iterator[OperatorProcess]:
     """Start the operator, yield it, and stop it with SIGTERM (SIGKILL after a deadline)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("NORTHFLANK_", "NF_"))}
@@ -65,11 +68,15 @@ def run_operator(
     command = [str(console_script), "run", "--standalone", "--verbose", *scope]
     if liveness_port is not None:
         command.append(f"--liveness=http://127.0.0.1:{liveness_port}/healthz")
+    if metrics_port is not None:
+        command.append(f"--metrics-bind-address=127.0.0.1:{metrics_port}")
+    command.extend(extra_args)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("wb") as log_file:
         process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, env=env)
     liveness_url = f"http://127.0.0.1:{liveness_port}/healthz" if liveness_port is not None else None
-    handle = OperatorProcess(process, log_path, liveness_url)
+    metrics_url = f"http://127.0.0.1:{metrics_port}" if metrics_port is not None else None
+    handle = OperatorProcess(process, log_path, liveness_url, metrics_url)
     try:
         yield handle
     finally:
@@ -92,6 +99,7 @@ def run_operator_for_module(
     poll_interval_seconds: float,
     other_secrets: Iterable[str] = (),
     liveness: bool = False,
+    metrics_port: int | None = None,
 ) -> Iterator[OperatorProcess]:
     """The operator a test module shares (all namespaces), and afterwards proof that no token it saw
     reached its log, whatever happened in the tests."""
@@ -103,6 +111,7 @@ def run_operator_for_module(
         log_path=log_path,
         poll_interval_seconds=poll_interval_seconds,
         liveness_port=free_port() if liveness else None,
+        metrics_port=metrics_port,
     ) as process:
         yield process
     log = log_path.read_text(errors="replace")

@@ -138,4 +138,27 @@ Fail early on combinations of values the schema cannot express.
 {{- if and (not .Values.rbac.secretAccess) (not (include "northflank-llm-operator.tokenSecretName" .)) }}
 {{- fail "rbac.secretAccess=false needs an operator-wide token: set northflank.existingSecret (or northflank.apiToken), because resources cannot use spec.credentialsSecretRef without Secret access" }}
 {{- end }}
+{{- if and .Values.metrics.serviceMonitor.enabled (not (and .Values.metrics.enabled .Values.service.enabled)) }}
+{{- fail "metrics.serviceMonitor.enabled needs metrics.enabled and service.enabled: it scrapes the Service's metrics port" }}
+{{- end }}
+{{- if not (lt (float64 .Values.leaderElection.retryPeriodSeconds) (float64 .Values.leaderElection.renewDeadlineSeconds)) }}
+{{- fail "leaderElection needs retryPeriodSeconds < renewDeadlineSeconds < leaseDurationSeconds" }}
+{{- end }}
+{{- if not (lt (float64 .Values.leaderElection.renewDeadlineSeconds) (float64 .Values.leaderElection.leaseDurationSeconds)) }}
+{{- fail "leaderElection needs retryPeriodSeconds < renewDeadlineSeconds < leaseDurationSeconds" }}
+{{- end }}
+{{- end }}
+
+{{/*
+"true" when the replicas elect a leader: asked for, or needed because more than one replica runs.
+*/}}
+{{- define "northflank-llm-operator.leaderElection" -}}
+{{- if or .Values.leaderElection.enabled (gt (int .Values.replicaCount) 1) }}true{{ end }}
+{{- end }}
+
+{{/*
+Name of the leader election Lease.
+*/}}
+{{- define "northflank-llm-operator.leaseName" -}}
+{{- default (include "northflank-llm-operator.fullname" .) .Values.leaderElection.leaseName }}
 {{- end }}

@@ -7,8 +7,9 @@ process; the token is passed per call because each resource may use its own cred
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Literal, Protocol, TypeVar
 from urllib.parse import quote
 
 import httpx
@@ -53,6 +54,17 @@ class DeploymentPage:
     cursor: str | None
 
 
+Endpoint = Literal["get", "list"]
+
+
+class RequestObserver(Protocol):
+    """Told about every request (metrics hook in here; the client itself knows nothing of them)."""
+
+    def request_finished(self, endpoint: str, status_code: int | None, seconds: float) -> None:
+        """``status_code`` is None when no HTTP answer came (timeout, connection error)."""
+        ...
+
+
 def path_segment(value: str, *, what: str) -> str:
     """Percent-encode one path parameter so no id can change the request path."""
     if value in ("", ".", ".."):
@@ -77,7 +89,9 @@ class NorthflankClient:
         *,
         timeout_seconds: float = 10.0,
         transport: httpx.AsyncBaseTransport | None = None,
+        observer: RequestObserver | None = None,
     ) -> None:
+        self._observer = observer
         self._http = httpx.AsyncClient(
             base_url=base_url.rstrip("/"),
             timeout=httpx.Timeout(timeout_seconds),
@@ -104,7 +118,7 @@ class NorthflankClient:
             f"{project_path(project_id, team_id)}/llm-model-deployments/"
             f"{path_segment(deployment_id, what='llmModelDeploymentId')}"
         )
-        body, rate_limit, status_code = await self._get(path, token=token)
+        body, rate_limit, status_code = await self._get(path, token=token, endpoint="get")
         envelope = _validate(GetLLMModelDeploymentResponse, body, status_code, rate_limit)
         return ApiResult(envelope.data, rate_limit)
 
@@ -128,7 +142,7 @@ class NorthflankClient:
         elif page is not None:
             params["page"] = page
         path = f"{project_path(project_id, team_id)}/llm-model-deployments"
-        body, rate_limit, status_code = await self._get(path, token=token, params=params)
+        body, rate_limit, status_code = await self._get(path, token=token, params=params, endpoint="list")
         envelope = _validate(ListLLMModelDeploymentsResponse, body, status_code, rate_limit)
         listing = DeploymentPage(
             items=envelope.data.llm_model_deployments,
@@ -138,14 +152,18 @@ class NorthflankClient:
         return ApiResult(listing, rate_limit)
 
     async def _get(
-        self, path: str, *, token: str, params: dict[str, str | int] | None = None
+        self, path: str, *, token: str, endpoint: Endpoint, params: dict[str, str | int] | None = None
     ) -> tuple[Any, RateLimit, int]:
+        started = time.monotonic()
         try:
             response = await self._http.get(path, params=params, headers={"Authorization": f"Bearer {token}"})
         except httpx.TimeoutException as exc:
+            self._observe(endpoint, None, started)
             raise APITimeoutError(f"Northflank did not answer {path} in time ({type(exc).__name__})") from None
         except httpx.TransportError as exc:
+            self._observe(endpoint, None, started)
             raise APIConnectionError(f"could not reach Northflank for {path}: {type(exc).__name__}") from None
+        self._observe(endpoint, response.status_code, started)
 
         rate_limit = RateLimit.from_headers(response.headers)
         if not response.is_success:
@@ -159,6 +177,10 @@ class NorthflankClient:
                 status_code=response.status_code,
                 rate_limit=rate_limit,
             ) from None
+
+    def _observe(self, endpoint: Endpoint, status_code: int | None, started: float) -> None:
+        if self._observer is not None:
+            self._observer.request_finished(endpoint, status_code, time.monotonic() - started)
 
 
 ModelT = TypeVar("ModelT", bound=pydantic.BaseModel)

@@ -1,0 +1,176 @@
+"""Two (then three) operator processes with --leader-elect against one kube-apiserver and one simulator:
+exactly one polls, a graceful stop hands over in seconds, a crash fails over within the lease duration,
+and no status write is lost or repeated across a hand-over."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import signal
+import time
+from contextlib import AbstractContextManager, ExitStack
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.controlplane.controlplane import ControlPlane
+from tests.simulator.fixtures import RunningSimulator
+from tests.support.cluster import PROJECT, Cluster
+from tests.support.metrics import scrape
+from tests.support.operator_process import OperatorProcess, free_port, run_operator
+from tests.support.waiting import wait_for
+
+pytestmark = pytest.mark.integration
+
+TOKEN = "nf-ha-token"
+LEASE = "nf-llm-ha"
+NAMES = ("alpha", "beta", "gamma")
+#: What the issue asks for, with controller-runtime's default timings (lease 15 s, renew 10 s, retry 2 s).
+GRACEFUL_HANDOVER_SECONDS = 5.0
+CRASH_FAILOVER_SECONDS = 20.0
+
+
+def leader_status(operator: OperatorProcess) -> float | None:
+    try:
+        return scrape(operator.metrics_url or "", timeout=2).value("leader_election_master_status", name=LEASE)
+    except httpx.HTTPError:
+        return None
+
+
+def requests_sent(operator: OperatorProcess) -> float:
+    return scrape(operator.metrics_url or "", timeout=2).total("northflank_api_requests_total")
+
+
+def ready(operator: OperatorProcess) -> str | None:
+    try:
+        response = httpx.get(f"{operator.metrics_url}/readyz", timeout=2)
+    except httpx.HTTPError:
+        return None
+    return response.text if response.status_code == 200 else None
+
+
+def take_over(standby: OperatorProcess, since: float, *, timeout: float) -> tuple[float, float]:
+    """Seconds from ``since`` until ``standby`` led (its Lease), and until it sent its first request."""
+    moments: dict[str, float] = {}
+
+    def progressed() -> bool:
+        if "leading" not in moments and leader_status(standby) == 1:
+            moments["leading"] = time.monotonic() - since
+        if "leading" in moments and requests_sent(standby) > 0:
+            moments["polling"] = time.monotonic() - since
+        return "polling" in moments
+
+    wait_for(progressed, timeout=timeout, message="the standby taking over", interval=0.1)
+    return moments["leading"], moments["polling"]
+
+
+def phase_changes(cluster: Cluster, name: str, to: str) -> int:
+    return sum(1 for e in cluster.events(name) if e["reason"] == "PhaseChanged" and to in e["message"])
+
+
+def at(entry: dict[str, Any]) -> datetime:
+    return datetime.fromisoformat(entry["time"].replace("Z", "+00:00"))
+
+
+def test_one_leader_polls_and_hands_over_on_sigterm_and_sigkill(
+    control_plane: ControlPlane,
+    crd_installed: object,
+    namespace: str,
+    simulator: RunningSimulator,
+    tmp_path: Path,
+) -> None:
+    nf = simulator.control
+    nf.add_token(TOKEN, team_id="team-ha")
+    nf.put_project(PROJECT, team_id="team-ha")
+    nf.set_rate_limit(100_000, 3600)
+    for name in NAMES:
+        nf.put_deployment(PROJECT, name, status="running")
+
+    def operator(log_name: str) -> AbstractContextManager[OperatorProcess]:
+        return run_operator(
+            kubeconfig=control_plane.kubeconfig,
+            namespaces=[namespace],
+            api_base_url=simulator.base_url,
+            api_token=TOKEN,
+            log_path=tmp_path / f"{log_name}.log",
+            poll_interval_seconds=1.0,
+            metrics_port=free_port(),
+            extra_args=["--leader-elect", f"--leader-election-id={LEASE}", f"--leader-election-namespace={namespace}"],
+        )
+
+    measured: dict[str, float] = {}
+    with ExitStack() as stack:
+        # Resources left behind would be polled by the all-namespaces operators of later test modules.
+        stack.callback(control_plane.kubectl, "delete", "llmd", "--all", "-n", namespace, "--wait=false")
+        first = stack.enter_context(operator("first"))
+        wait_for(lambda: leader_status(first) == 1, timeout=60, message="the first replica leading")
+        cluster = Cluster(control_plane, namespace, first)
+        for name in NAMES:
+            cluster.apply(name, name)
+        cluster.wait_all_ready(NAMES)
+        second = stack.enter_context(operator("second"))
+        wait_for(lambda: leader_status(second) == 0 and ready(second), timeout=60, message="a ready standby")
+        assert "standing by" in (ready(second) or "")
+
+        # Exactly one polls: the standby sent nothing, and the simulator saw exactly the leader's requests.
+        nf.clear_requests()
+        wait_for(lambda: len(nf.requests(path_contains=PROJECT)) >= 6, timeout=30, message="a few polls")
+        assert requests_sent(second) == 0
+        listings = [e for e in nf.requests(path_contains=PROJECT) if e["path"].endswith("llm-model-deployments")]
+        gaps = [(at(b) - at(a)).total_seconds() for a, b in itertools.pairwise(listings)]
+        assert gaps, "no listing pairs"
+        assert min(gaps) > 0.5, f"listings closer than one interval allows: {gaps}"
+        assert sorted([leader_status(first) or 0, leader_status(second) or 0]) == [0, 1]
+
+        versions = {name: cluster.get(name)["metadata"]["resourceVersion"] for name in NAMES}
+
+        # A graceful stop releases the Lease: the standby polls within seconds.
+        started = time.monotonic()
+        first.process.send_signal(signal.SIGTERM)
+        measured["sigterm"], measured["sigterm_first_poll"] = take_over(second, started, timeout=30)
+        assert first.process.wait(timeout=30) == 0
+        cluster.operator = second
+        wait_for(lambda: requests_sent(second) >= 3, timeout=30, message="the new leader polling")
+        # Nothing changed at Northflank, so nothing was written again (no duplicate across the hand-over).
+        assert {name: cluster.get(name)["metadata"]["resourceVersion"] for name in NAMES} == versions
+        assert scrape(second.metrics_url or "").value("llmmodeldeployment_status_writes_total") == 0
+        # And a change is written once, by the new leader.
+        nf.patch_deployment(PROJECT, "alpha", status="crashed")
+        cluster.wait_phase("alpha", "crashed")
+        wait_for(lambda: phase_changes(cluster, "alpha", "crashed") == 1, timeout=30, message="one PhaseChanged")
+
+        third = stack.enter_context(operator("third"))
+        wait_for(lambda: leader_status(third) == 0 and ready(third), timeout=60, message="a new ready standby")
+
+        # A crash: the Lease expires, and a change made while nobody leads is not lost.
+        started = time.monotonic()
+        second.process.send_signal(signal.SIGKILL)
+        nf.patch_deployment(PROJECT, "beta", status="paused")
+        measured["sigkill"], measured["sigkill_first_poll"] = take_over(third, started, timeout=60)
+        cluster.operator = third
+        cluster.wait_phase("beta", "paused")
+        wait_for(lambda: phase_changes(cluster, "beta", "paused") == 1, timeout=30, message="one PhaseChanged")
+        assert phase_changes(cluster, "alpha", "crashed") == 1
+        assert cluster.get("gamma")["metadata"]["resourceVersion"] == versions["gamma"]
+
+        lease = json.loads(control_plane.kubectl("get", "lease", LEASE, "-n", namespace, "-o", "json").stdout)
+        assert lease["spec"]["leaseTransitions"] >= 2
+        assert lease["spec"]["leaseDurationSeconds"] == 15
+
+    print("\nfail-over (lease, first poll):", {key: round(value, 2) for key, value in measured.items()})
+    if results := os.environ.get("NFLLM_FAILOVER_RESULTS"):
+        # README's figures: `NFLLM_FAILOVER_RESULTS=f.jsonl pytest tests/integration/test_leader_election.py`, repeated.
+        with open(results, "a") as out:
+            out.write(json.dumps(measured) + "\n")
+    assert measured["sigterm"] <= GRACEFUL_HANDOVER_SECONDS
+    assert measured["sigkill"] <= CRASH_FAILOVER_SECONDS
+    # The new leader's first poll is spread over one effective interval (1 s, stretched to 4 s until the
+    # first answer shows the budget: it starts from Northflank's documented 1000/h), so it comes soon after.
+    assert measured["sigterm_first_poll"] - measured["sigterm"] <= 6
+    assert measured["sigkill_first_poll"] - measured["sigkill"] <= 6
+    for log_name in ("first", "second", "third"):
+        assert TOKEN not in (tmp_path / f"{log_name}.log").read_text(errors="replace")

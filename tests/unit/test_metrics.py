@@ -1,0 +1,173 @@
+"""The metrics module: request counters fed by the API client, rate-limit gauges, per-resource series
+read at scrape time (gone with the resource), and no secret in any label."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+
+from northflank_llm_operator.credentials import Credential
+from northflank_llm_operator.metrics import (
+    OperatorMetrics,
+    ResourceSample,
+    account_label,
+    parse_bind_address,
+)
+from northflank_llm_operator.northflank import APIConnectionError, NorthflankClient, RateLimit
+from northflank_llm_operator.resource import ResourceKey
+
+EMPTY_PAGE = {"data": {"llmModelDeployments": []}, "pagination": {"hasNextPage": False, "count": 0}}
+NOW = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def build(clock: Clock | None = None) -> OperatorMetrics:
+    return OperatorMetrics(
+        leader_election_id="nf-llm", clock=clock or Clock(), wall_clock=lambda: NOW, process_metrics=False
+    )
+
+
+async def test_the_client_reports_every_request_by_endpoint_and_code() -> None:
+    metrics = build()
+    answers = iter([200, 429, 500])
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if "fail" in request.url.path:
+            raise httpx.ConnectError("refused")
+        code = next(answers)
+        body = EMPTY_PAGE if code == 200 else {"error": {"message": "no"}}
+        return httpx.Response(code, json=body)
+
+    async with NorthflankClient("http://nf.test", transport=httpx.MockTransport(handler), observer=metrics) as client:
+        await client.list_llm_model_deployments("proj-xq7", token="t")
+        for _ in range(2):
+            with pytest.raises(Exception, match="HTTP"):
+                await client.get_llm_model_deployment("proj-xq7", "dep-zr9", token="t")
+        with pytest.raises(APIConnectionError):
+            await client.get_llm_model_deployment("fail", "dep", token="t")
+    value = metrics.registry.get_sample_value
+    assert value("northflank_api_requests_total", {"endpoint": "list", "code": "200"}) == 1
+    assert value("northflank_api_requests_total", {"endpoint": "get", "code": "429"}) == 1
+    assert value("northflank_api_requests_total", {"endpoint": "get", "code": "500"}) == 1
+    assert value("northflank_api_requests_total", {"endpoint": "get", "code": "error"}) == 1
+    assert value("northflank_api_request_duration_seconds_count", {"endpoint": "get"}) == 3
+    # No URL, id or token anywhere in the exposition.
+    text = metrics.render().decode()
+    assert "xq7" not in text
+    assert "zr9" not in text
+
+
+def test_rate_limit_gauges_follow_the_headers_and_leave_with_the_account() -> None:
+    clock = Clock()
+    metrics = build(clock)
+    token = "nf-secret-token-value"
+    identity = Credential.of(token).identity
+    accounts = {identity}
+    metrics.observe_resources(NoResources(), accounts_in_use=lambda: accounts)
+    metrics.rate_limit_seen(identity, RateLimit(limit=1000, remaining=900, reset_seconds=3000))
+    # A late answer from the same window does not raise what is left; a new window does.
+    metrics.rate_limit_seen(identity, RateLimit(limit=1000, remaining=905, reset_seconds=3001))
+    label = {"account": account_label(identity)}
+    clock.now += 10
+    value = metrics.registry.get_sample_value
+    assert value("northflank_ratelimit_limit", label) == 1000
+    assert value("northflank_ratelimit_remaining", label) == 900
+    assert value("northflank_ratelimit_reset_seconds", label) == pytest.approx(2991)
+    metrics.rate_limit_seen(identity, RateLimit(limit=1000, remaining=999, reset_seconds=3600))
+    assert value("northflank_ratelimit_remaining", label) == 999
+    # The label is no part of the token nor of the credential's internal digest.
+    text = metrics.render().decode()
+    assert token not in text
+    assert identity not in text
+    assert token[:6] not in text
+    accounts.clear()
+    assert value("northflank_ratelimit_remaining", label) is None
+
+
+class NoResources:
+    def resource_samples(self) -> Iterable[ResourceSample]:
+        return []
+
+
+class Resources:
+    def __init__(self, samples: list[ResourceSample]) -> None:
+        self.samples = samples
+
+    def resource_samples(self) -> Iterable[ResourceSample]:
+        return list(self.samples)
+
+
+def test_per_resource_series_come_from_the_current_resources_and_go_with_them() -> None:
+    metrics = build()
+    running = {
+        "phase": "running",
+        "lastSyncTime": "2026-12-03T11:59:00Z",
+        "conditions": [{"type": "Ready", "status": "True"}, {"type": "Synced", "status": "True"}],
+    }
+    stale = {"phase": "running", "conditions": [{"type": "Ready", "status": "Unknown", "reason": "StatusStale"}]}
+    source = Resources([
+        ResourceSample(ResourceKey("ns", "a"), running, NOW - timedelta(seconds=30), 60.0),
+        ResourceSample(ResourceKey("ns", "b"), stale, None, 120.0),
+        ResourceSample(ResourceKey("other", "c"), {}, None, None),
+    ])  # fmt: skip
+    metrics.observe_resources(source, accounts_in_use=list)
+    value = metrics.registry.get_sample_value
+    a, b = {"namespace": "ns", "name": "a"}, {"namespace": "ns", "name": "b"}
+    assert value("llmmodeldeployment_status_condition", {**a, "condition": "Ready", "status": "True"}) == 1
+    assert value("llmmodeldeployment_status_condition", {**a, "condition": "Ready", "status": "False"}) == 0
+    assert value("llmmodeldeployment_status_condition", {**b, "condition": "Ready", "status": "Unknown"}) == 1
+    assert value("llmmodeldeployment_phase", {**a, "phase": "running"}) == 1
+    assert value("llmmodeldeployment_phase", {"namespace": "other", "name": "c", "phase": "unknown"}) == 1
+    assert value("llmmodeldeployment_observation_age_seconds", a) == 30
+    assert value("llmmodeldeployment_observation_age_seconds", b) is None
+    assert value("llmmodeldeployment_poll_interval_seconds", b) == 120
+    assert value("llmmodeldeployment_resources", {"phase": "running"}) == 2
+    assert value("llmmodeldeployment_resources", {"phase": "unknown"}) == 1
+    source.samples.pop(0)  # deleted
+    assert value("llmmodeldeployment_phase", {**a, "phase": "running"}) is None
+    assert value("llmmodeldeployment_status_condition", {**a, "condition": "Ready", "status": "True"}) is None
+    assert value("llmmodeldeployment_resources", {"phase": "running"}) == 1
+
+
+def test_leader_status_and_status_writes() -> None:
+    metrics = build()
+    value = metrics.registry.get_sample_value
+    assert value("leader_election_master_status", {"name": "nf-llm"}) == 0
+    metrics.set_leading(True)
+    metrics.status_written()
+    metrics.status_written()
+    assert value("leader_election_master_status", {"name": "nf-llm"}) == 1
+    assert value("llmmodeldeployment_status_writes_total") == 2
+
+
+def test_process_metrics_are_exported() -> None:
+    metrics = OperatorMetrics(leader_election_id="x")
+    assert metrics.registry.get_sample_value("process_resident_memory_bytes") is not None
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (":8081", ("0.0.0.0", 8081)),  # noqa: S104 - what ":PORT" means
+        ("127.0.0.1:9000", ("127.0.0.1", 9000)),
+        ("[::1]:80", ("::1", 80)),
+    ],
+)
+def test_bind_addresses(value: str, expected: tuple[str, int]) -> None:
+    assert parse_bind_address(value) == expected
+
+
+@pytest.mark.parametrize("value", ["8081", "host:", "host:99999", "host:http"])
+def test_bad_bind_addresses_are_refused(value: str) -> None:
+    with pytest.raises(ValueError, match="HOST:PORT"):
+        parse_bind_address(value)
