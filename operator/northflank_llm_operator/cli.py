@@ -17,8 +17,8 @@ import kopf
 import pydantic
 
 from . import __version__
-from .resource import MIN_POLL_INTERVAL_SECONDS
 from .leader import ElectionConfig, KubernetesLeaseStore, LeaderElector
+from .resource import MIN_POLL_INTERVAL_SECONDS
 from .settings import OperatorSettings
 
 logger = logging.getLogger("northflank_llm_operator")
