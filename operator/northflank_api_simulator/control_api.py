@@ -32,6 +32,12 @@ same envelope as the Northflank routes. Camel-case keys throughout, like Northfl
 ``POST /_simulator/faults``
     Add a fault (see :class:`~northflank_api_simulator.models.FaultSpec`), e.g.
     ``{"status": 503, "body": "<html>bad gateway</html>", "times": 2}``; answers 201 ``{"id": "fault-1"}``.
+    Any status (100-599) and any ``headers`` (e.g. ``{"x-ratelimit-reset": "1e9"}``, ``Retry-After``)
+    can be served. Hostile bodies: ``"deepJsonDepth": 100000`` (``{"data": [[[...]]]}``),
+    ``"hugeNumberDigits": 40`` (each ``"__HUGE_NUMBER__"`` string in ``json``/``body`` becomes a
+    40-digit number), ``"padBytes": 52428800`` (trailing spaces, generated while sending),
+    ``"gzip": true`` (``Content-Encoding: gzip``; with ``padBytes`` a decompression bomb) and
+    ``"drip": {"chunkBytes": 1, "intervalSeconds": 2}`` (a slow body after prompt headers).
 ``DELETE /_simulator/faults`` and ``DELETE /_simulator/faults/{faultId}``
     Remove all faults, or one (404 if unknown or already used up).
 ``GET /_simulator/requests`` / ``DELETE /_simulator/requests``
