@@ -6,7 +6,10 @@ process; the token is passed per call because each resource may use its own cred
 
 from __future__ import annotations
 
+import asyncio
 import json
+import ssl
+import zlib
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 from urllib.parse import quote
@@ -20,7 +23,11 @@ from .errors import (
     APIConnectionError,
     APITimeoutError,
     InvalidResponseError,
+    InvalidTokenError,
+    TLSError,
+    clean_text,
     error_class_for,
+    token_problem,
 )
 from .models import (
     GetLLMModelDeploymentResponse,
@@ -34,6 +41,8 @@ T = TypeVar("T")
 USER_AGENT = f"northflank-llm-operator/{__version__}"
 _MAX_ERROR_TEXT = 300
 MAX_PAGE_SIZE = 100
+DEFAULT_DEADLINE_SECONDS = 30.0
+DEFAULT_MAX_RESPONSE_BYTES = 4 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -76,13 +85,20 @@ class NorthflankClient:
         base_url: str,
         *,
         timeout_seconds: float = 10.0,
+        deadline_seconds: float = DEFAULT_DEADLINE_SECONDS,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
+        # httpx's timeout bounds each socket operation; a body dripping one byte per second never
+        # trips it. The deadline bounds the whole request, headers and body.
+        self._deadline = deadline_seconds
+        self._max_bytes = max_response_bytes
         self._http = httpx.AsyncClient(
             base_url=base_url.rstrip("/"),
             timeout=httpx.Timeout(timeout_seconds),
             transport=transport,
-            headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
+            # Only encodings this client decodes itself, with a size limit (see _read_body).
+            headers={"User-Agent": USER_AGENT, "Accept": "application/json", "Accept-Encoding": "gzip, deflate"},
             # Redirects would forward the bearer token to wherever they point; the API never redirects.
             follow_redirects=False,
         )
@@ -140,25 +156,115 @@ class NorthflankClient:
     async def _get(
         self, path: str, *, token: str, params: dict[str, str | int] | None = None
     ) -> tuple[Any, RateLimit, int]:
+        problem = token_problem(token)
+        if problem is not None:
+            # Never handed to the HTTP library: it would refuse the header and log it whole.
+            raise InvalidTokenError(f"The Northflank API token {problem}; no request was sent.")
         try:
-            response = await self._http.get(path, params=params, headers={"Authorization": f"Bearer {token}"})
+            async with asyncio.timeout(self._deadline):
+                async with self._http.stream(
+                    "GET", path, params=params, headers={"Authorization": f"Bearer {token}"}
+                ) as response:
+                    rate_limit = RateLimit.from_headers(response.headers)
+                    raw = await _read_body(response, self._max_bytes, path, rate_limit)
         except httpx.TimeoutException as exc:
             raise APITimeoutError(f"Northflank did not answer {path} in time ({type(exc).__name__})") from None
+        except TimeoutError:
+            raise APITimeoutError(
+                f"Northflank did not finish answering {path} within the {self._deadline:g}s request deadline"
+            ) from None
         except httpx.TransportError as exc:
+            tls = _tls_problem(exc)
+            if tls is not None:
+                raise TLSError(f"could not reach Northflank for {path}: {tls}") from None
             raise APIConnectionError(f"could not reach Northflank for {path}: {type(exc).__name__}") from None
 
-        rate_limit = RateLimit.from_headers(response.headers)
+        charset = response.charset_encoding or "utf-8"
         if not response.is_success:
-            raise _status_error(response, path, rate_limit)
+            raise _status_error(response, raw, charset, path, rate_limit)
         try:
-            return response.json(), rate_limit, response.status_code
+            return json.loads(raw), rate_limit, response.status_code
         except (json.JSONDecodeError, UnicodeDecodeError):
             raise InvalidResponseError(
                 f"Northflank answered {path} with HTTP {response.status_code} but the body is not JSON: "
-                f"{_snippet(response.text)}",
+                f"{_snippet(raw.decode(charset, errors='replace'))}",
                 status_code=response.status_code,
                 rate_limit=rate_limit,
             ) from None
+
+
+async def _read_body(response: httpx.Response, limit: int, path: str, rate_limit: RateLimit) -> bytes:
+    """The body, decompressed, or InvalidResponseError once it grows past ``limit`` bytes.
+
+    Decompression is done here, not by httpx, so that the limit applies to the inflated size one
+    bounded step at a time: a small gzip body cannot inflate into gigabytes of memory.
+    """
+
+    def too_large(what: str) -> InvalidResponseError:
+        return InvalidResponseError(
+            f"Northflank's answer to {path} is larger than {limit} bytes{what}; it was not read further "
+            "(a proxy error, or a response this operator cannot hold)",
+            status_code=response.status_code,
+            rate_limit=rate_limit,
+        )
+
+    if response.is_stream_consumed:
+        # Only an in-memory transport (tests) hands over a body already read and decoded.
+        if len(response.content) > limit:
+            raise too_large("")
+        return response.content
+    encoding = response.headers.get("content-encoding", "identity").strip().lower()
+    decoder: Any = None
+    if encoding in ("gzip", "x-gzip"):
+        decoder = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+    elif encoding == "deflate":
+        decoder = zlib.decompressobj()
+    elif encoding not in ("", "identity"):
+        raise InvalidResponseError(
+            f"Northflank answered {path} with an unsupported Content-Encoding {clean_text(encoding)[:40]!r}",
+            status_code=response.status_code,
+            rate_limit=rate_limit,
+        )
+    declared = response.headers.get("content-length", "")
+    if decoder is None and declared.isdigit() and int(declared) > limit:
+        raise too_large(f" (Content-Length {declared})")
+    body = bytearray()
+    try:
+        async for chunk in response.aiter_raw():
+            if decoder is None:
+                body += chunk
+            else:
+                body += decoder.decompress(chunk, limit + 1 - len(body))
+                if decoder.unconsumed_tail:
+                    raise too_large(" after decompression")
+            if len(body) > limit:
+                raise too_large(" after decompression" if decoder is not None else "")
+        if decoder is not None:
+            body += decoder.flush()  # bounded: all input is consumed, at most one window is pending
+            if len(body) > limit:
+                raise too_large(" after decompression")
+    except zlib.error:
+        raise InvalidResponseError(
+            f"Northflank's answer to {path} is not valid {encoding} data",
+            status_code=response.status_code,
+            rate_limit=rate_limit,
+        ) from None
+    return bytes(body)
+
+
+def _tls_problem(exc: BaseException) -> str | None:
+    """Name a TLS failure (expired, self-signed, wrong host...) hidden in httpx's ConnectError chain."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, ssl.SSLCertVerificationError):
+            detail = current.verify_message or current.reason or "verification failed"
+            return f"TLS certificate verification failed: {clean_text(str(detail))}"
+        if isinstance(current, ssl.SSLError):
+            return f"TLS handshake failed: {clean_text(str(current.reason or current))}"
+        current = current.__cause__ or current.__context__
+    return None
 
 
 ModelT = TypeVar("ModelT", bound=pydantic.BaseModel)
@@ -187,28 +293,29 @@ def summarize_validation_error(exc: pydantic.ValidationError, *, limit: int = 5)
     return "; ".join(parts)
 
 
-def _status_error(response: httpx.Response, path: str, rate_limit: RateLimit) -> Exception:
+def _status_error(response: httpx.Response, raw: bytes, charset: str, path: str, rate_limit: RateLimit) -> Exception:
     error_id: str | None = None
     details: Any = None
     upstream_message: str | None = None
+    text = raw.decode(charset, errors="replace")
     try:
-        body = response.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
+        body = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
         body = None
     error = body.get("error") if isinstance(body, dict) else None
     if isinstance(error, dict):
         message_value = error.get("message")
         upstream_message = message_value if isinstance(message_value, str) else None
         id_value = error.get("id")
-        error_id = id_value if isinstance(id_value, str) else None
+        error_id = clean_text(id_value)[:100] if isinstance(id_value, str) else None
         details = error.get("details")
     if upstream_message is None:
-        upstream_message = _snippet(response.text) or response.reason_phrase
+        upstream_message = _snippet(text) or response.reason_phrase
     message = f"Northflank answered {path} with HTTP {response.status_code}: {_snippet(upstream_message)}"
     cls = error_class_for(response.status_code)
     return cls(message, status_code=response.status_code, rate_limit=rate_limit, error_id=error_id, details=details)
 
 
 def _snippet(text: str) -> str:
-    text = " ".join(text.split())
+    text = " ".join(clean_text(text).split())
     return text if len(text) <= _MAX_ERROR_TEXT else text[: _MAX_ERROR_TEXT - 1] + "…"
