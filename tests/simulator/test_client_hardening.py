@@ -117,7 +117,8 @@ async def test_escape_sequences_in_upstream_errors_are_stripped(simulator: Runni
             await client.get_llm_model_deployment(PROJECT, "model", token=TOKEN)
     message = raised.value.message
     assert all(c.isprintable() for c in message), repr(message)
-    assert "red" in message and "FAKE LOG LINE" in message
+    assert "red" in message
+    assert "FAKE LOG LINE" in message
     assert raised.value.retry_after_seconds == 3600.0  # capped at the documented window
 
 

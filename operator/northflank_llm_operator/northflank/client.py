@@ -193,6 +193,17 @@ class NorthflankClient:
             ) from None
 
 
+def _decoder_for(encoding: str) -> Any:
+    """A zlib decompressor for the Content-Encoding, None for identity, ValueError for anything else."""
+    if encoding in ("gzip", "x-gzip"):
+        return zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+    if encoding == "deflate":
+        return zlib.decompressobj()
+    if encoding in ("", "identity"):
+        return None
+    raise ValueError(encoding)
+
+
 async def _read_body(response: httpx.Response, limit: int, path: str, rate_limit: RateLimit) -> bytes:
     """The body, decompressed, or InvalidResponseError once it grows past ``limit`` bytes.
 
@@ -200,55 +211,43 @@ async def _read_body(response: httpx.Response, limit: int, path: str, rate_limit
     bounded step at a time: a small gzip body cannot inflate into gigabytes of memory.
     """
 
-    def too_large(what: str) -> InvalidResponseError:
+    def invalid(what: str) -> InvalidResponseError:
         return InvalidResponseError(
-            f"Northflank's answer to {path} is larger than {limit} bytes{what}; it was not read further "
-            "(a proxy error, or a response this operator cannot hold)",
-            status_code=response.status_code,
-            rate_limit=rate_limit,
+            f"Northflank's answer to {path} {what}", status_code=response.status_code, rate_limit=rate_limit
         )
 
+    too_large = (
+        f"is larger than {limit} bytes; it was not read further (a proxy error, or a response this "
+        "operator cannot hold)"
+    )
     if response.is_stream_consumed:
         # Only an in-memory transport (tests) hands over a body already read and decoded.
         if len(response.content) > limit:
-            raise too_large("")
+            raise invalid(too_large)
         return response.content
     encoding = response.headers.get("content-encoding", "identity").strip().lower()
-    decoder: Any = None
-    if encoding in ("gzip", "x-gzip"):
-        decoder = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
-    elif encoding == "deflate":
-        decoder = zlib.decompressobj()
-    elif encoding not in ("", "identity"):
-        raise InvalidResponseError(
-            f"Northflank answered {path} with an unsupported Content-Encoding {clean_text(encoding)[:40]!r}",
-            status_code=response.status_code,
-            rate_limit=rate_limit,
-        )
+    try:
+        decoder = _decoder_for(encoding)
+    except ValueError:
+        raise invalid(f"uses an unsupported Content-Encoding {clean_text(encoding)[:40]!r}") from None
+    if decoder is not None:
+        too_large = too_large.replace("bytes;", "bytes after decompression;")
     declared = response.headers.get("content-length", "")
     if decoder is None and declared.isdigit() and int(declared) > limit:
-        raise too_large(f" (Content-Length {declared})")
+        raise invalid(too_large)
     body = bytearray()
     try:
         async for chunk in response.aiter_raw():
-            if decoder is None:
-                body += chunk
-            else:
-                body += decoder.decompress(chunk, limit + 1 - len(body))
-                if decoder.unconsumed_tail:
-                    raise too_large(" after decompression")
-            if len(body) > limit:
-                raise too_large(" after decompression" if decoder is not None else "")
+            # With a decoder, at most one byte more than the limit is ever inflated from a chunk.
+            body += chunk if decoder is None else decoder.decompress(chunk, limit + 1 - len(body))
+            if len(body) > limit or (decoder is not None and decoder.unconsumed_tail):
+                raise invalid(too_large)
         if decoder is not None:
             body += decoder.flush()  # bounded: all input is consumed, at most one window is pending
-            if len(body) > limit:
-                raise too_large(" after decompression")
     except zlib.error:
-        raise InvalidResponseError(
-            f"Northflank's answer to {path} is not valid {encoding} data",
-            status_code=response.status_code,
-            rate_limit=rate_limit,
-        ) from None
+        raise invalid(f"is not valid {encoding} data") from None
+    if len(body) > limit:
+        raise invalid(too_large)
     return bytes(body)
 
 
