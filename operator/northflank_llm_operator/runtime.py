@@ -30,10 +30,20 @@ class Runtime:
         """Build the runtime inside the running event loop (the HTTP pool and events bind to it)."""
         kubernetes_api = load_api_client()
         gateway = KubernetesGateway(kubernetes_api, instance=socket.gethostname())
-        northflank = NorthflankClient(str(settings.api_base_url), timeout_seconds=settings.request_timeout_seconds)
+        northflank = NorthflankClient(
+            str(settings.api_base_url),
+            timeout_seconds=settings.request_timeout_seconds,
+            deadline_seconds=settings.request_deadline_seconds,
+            max_response_bytes=settings.max_response_bytes,
+        )
         registry = Registry()
         credentials = CredentialResolver(
-            gateway, default_token=settings.api_token, cache_seconds=settings.credentials_cache_seconds
+            gateway,
+            default_token=settings.api_token,
+            cache_seconds=settings.credentials_cache_seconds,
+            default_token_file=settings.api_token_file,
+            default_token_namespaces=settings.default_token_namespaces,
+            default_token_denied_namespaces=settings.default_token_denied_namespaces,
         )
         poller = Poller(registry=registry, client=northflank, credentials=credentials, kube=gateway, settings=settings)
         return cls(settings, registry, poller, northflank, kubernetes_api, gateway)
