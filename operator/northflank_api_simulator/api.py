@@ -65,6 +65,14 @@ async def northflank_middleware(request: web.Request, handler: Handler) -> web.S
     if request.path != "/v1" and not request.path.startswith("/v1/"):
         return await handler(request)
     state = request.app[STATE]
+    state.in_flight += 1
+    try:
+        return await _serve_v1(request, handler, state)
+    finally:
+        state.in_flight -= 1
+
+
+async def _serve_v1(request: web.Request, handler: Handler, state: SimulatorState) -> web.StreamResponse:
     token = _bearer_token(request)
     record = state.token(token) if token is not None else None
     fault = state.faults.take(

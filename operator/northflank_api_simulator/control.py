@@ -238,6 +238,11 @@ class SimulatorControl:
         rows: list[dict[str, Any]] = self._call("GET", "/stats")["requests"]
         return rows
 
+    def in_flight(self) -> int:
+        """``/v1`` requests received and not yet answered in full (e.g. dripping bodies)."""
+        count: int = self._call("GET", "/stats")["inFlight"]
+        return count
+
     def clear_stats(self) -> None:
         self._call("DELETE", "/stats")
 

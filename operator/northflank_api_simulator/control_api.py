@@ -47,7 +47,8 @@ same envelope as the Northflank routes. Camel-case keys throughout, like Northfl
     Counters of every ``/v1`` request since the last reset, never truncated (unlike the log):
     ``{"requests": [{"tokenId": "token-1", "route": "get", "status": 200, "count": 42}]}`` with
     ``route`` one of ``get``, ``list``, ``auth``, ``other`` and ``tokenId`` ``"unknown"`` for unknown
-    tokens (the token itself is never shown); or reset them.
+    tokens (the token itself is never shown), and ``inFlight``: requests received but not yet answered
+    in full (a dripping body counts until its last byte); or reset the counters.
 ``PUT /_simulator/rate-limit``
     ``{"limit": 5, "windowSeconds": 2, "retryAfterHeader": false}``; also restarts every window.
 ``POST /_simulator/rate-limit/reset``
@@ -202,7 +203,8 @@ async def _clear_requests(request: web.Request) -> web.Response:
 
 @routes.get(PREFIX + "/stats", allow_head=False)
 async def _stats(request: web.Request) -> web.Response:
-    return web.json_response({"requests": _state(request).request_stats()})
+    state = _state(request)
+    return web.json_response({"requests": state.request_stats(), "inFlight": state.in_flight})
 
 
 @routes.delete(PREFIX + "/stats")

@@ -11,6 +11,7 @@ import pytest
 
 from northflank_api_simulator.control import SimulatorControlError
 from tests.simulator.fixtures import RunningSimulator
+from tests.support.waiting import wait_for
 
 ROUTE = "/v1/projects/inference/llm-model-deployments"
 ENVELOPE = {"error": {"status": 503, "message": "Service unavailable", "id": "fault-envelope"}}
@@ -173,11 +174,13 @@ def test_drip_sends_headers_at_once_and_the_body_slowly(simulator: RunningSimula
     started = time.monotonic()
     with client.stream("GET", ROUTE) as response:
         headers_after = time.monotonic() - started
+        assert simulator.control.in_flight() == 1  # counted until the last byte is sent
         body = response.read()
     elapsed = time.monotonic() - started
     assert body == b'{"data": {}}'
     assert headers_after < 0.5
     assert elapsed >= 0.5  # six 2-byte chunks, 0.1 s apart
+    wait_for(lambda: simulator.control.in_flight() == 0, timeout=5, message="the drip to end")
 
 
 def test_a_client_may_hang_up_during_a_streamed_body(simulator: RunningSimulator, client: httpx.Client) -> None:
