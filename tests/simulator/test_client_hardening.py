@@ -15,14 +15,8 @@ import httpx
 import pytest
 from aiohttp import web
 
-from northflank_llm_operator.northflank import (
-    APITimeoutError,
-    InvalidResponseError,
-    NorthflankClient,
-    ServerError,
-    TLSError,
-)
-from northflank_llm_operator.northflank.client import DEFAULT_MAX_RESPONSE_BYTES
+from northflank_llm_operator import northflank
+from northflank_llm_operator.northflank import APITimeoutError, InvalidResponseError, NorthflankClient, ServerError
 from tests.simulator.fixtures import RunningSimulator
 
 TOKEN = "hardening-token"
@@ -66,7 +60,7 @@ async def test_an_oversized_plain_body_is_refused_not_read_whole(
     async with NorthflankClient(simulator.base_url) as client:
         with pytest.raises(InvalidResponseError) as raised:
             await client.get_llm_model_deployment(PROJECT, "model", token=TOKEN)
-    assert f"larger than {DEFAULT_MAX_RESPONSE_BYTES} bytes" in raised.value.message
+    assert "larger than 4194304 bytes" in raised.value.message  # the default limit, 4 MiB
     assert raised.value.rate_limit.remaining is not None  # the headers still count for the budget
 
 
@@ -189,7 +183,7 @@ async def test_tls_failures_name_the_certificate_problem(
     async for base_url in _tls_server(certificates / f"{name}.pem", certificates / f"{name}.key"):
         transport = httpx.AsyncHTTPTransport(verify=verify)
         async with NorthflankClient(base_url, transport=transport) as client:
-            with pytest.raises(TLSError) as raised:
+            with pytest.raises(northflank.TLSError) as raised:
                 await client.get_llm_model_deployment(PROJECT, "model", token=TOKEN)
     assert raised.value.reason == "TLSError"
     assert "TLS certificate verification failed" in raised.value.message
