@@ -8,7 +8,7 @@ operator-wide token carrying the trailing newline ``kubectl create secret --from
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -89,7 +89,8 @@ def test_slow_drip_bodies_end_at_the_deadline_and_others_are_still_polled(
     for project in drips:
         nf.put_project(project, team_id=TEAM)
         nf.put_deployment(project, "model", status="running")
-        nf.add_fault(status=200, json_body={"data": {"id": "model"}}, project_id=project,
+        # 100 kB at one byte a second: each read is prompt, the whole body takes a day.
+        nf.add_fault(status=200, json_body={"data": {"id": "model"}}, project_id=project, pad_bytes=100_000,
                      drip_chunk_bytes=1, drip_interval_seconds=1.0)  # fmt: skip
     # One burst, so the four are observed together and fill the four request slots at once.
     cluster.apply_all(cluster.manifest(project, "model", project=project) for project in drips)
@@ -103,7 +104,9 @@ def test_slow_drip_bodies_end_at_the_deadline_and_others_are_still_polled(
         assert "Stalled" not in conditions_by_type(status)
 
 
-def test_a_gzip_bomb_is_refused_and_memory_stays_bounded(cluster: Cluster, nf: SimulatorControl) -> None:
+def test_a_gzip_bomb_is_refused_and_memory_stays_bounded(
+    cluster: Cluster, nf: SimulatorControl, record_property: Callable[[str, object], None]
+) -> None:
     """Issue 7 item 2: 1 MB of gzip inflating to 1 GiB took the operator to 3.5 GiB RSS."""
     nf.put_project("bomb", team_id=TEAM)
     served = nf.put_deployment("bomb", "model", status="running")
@@ -114,6 +117,8 @@ def test_a_gzip_bomb_is_refused_and_memory_stays_bounded(cluster: Cluster, nf: S
     status = cluster.wait_condition("bomb", "Synced", "False", "InvalidResponse")
     assert "after decompression" in conditions_by_type(status)["Synced"]["message"]
     grown = _vm_hwm_bytes(pid) - before
+    record_property("operator_peak_rss_mib", round(_vm_hwm_bytes(pid) / 1024**2))
+    record_property("operator_peak_rss_growth_mib", round(grown / 1024**2))
     assert grown < 100 * 1024**2, f"operator peak RSS grew by {grown / 1024**2:.0f} MiB"
     assert _vm_hwm_bytes(pid) < 300 * 1024**2
 
