@@ -147,8 +147,10 @@ def test_settings_reach_the_operator_as_environment(render: Any) -> None:
         "NORTHFLANK_API_BASE_URL": "https://nf.example.com",
         "NORTHFLANK_LLM_OPERATOR_POLL_INTERVAL_SECONDS": "120",
         "NORTHFLANK_LLM_OPERATOR_REQUEST_TIMEOUT_SECONDS": "20",
-        "NORTHFLANK_LLM_OPERATOR_REQUEST_DEADLINE_SECONDS": "30",
-        "NORTHFLANK_LLM_OPERATOR_MAX_RESPONSE_BYTES": "4194304",
+        "NORTHFLANK_LLM_OPERATOR_DEFAULT_TOKEN_NAMESPACES": "platform,ops",
+        "NORTHFLANK_LLM_OPERATOR_DEFAULT_TOKEN_DENIED_NAMESPACES": "tenant-a",
+        "NORTHFLANK_LLM_OPERATOR_REQUEST_DEADLINE_SECONDS": "45",
+        "NORTHFLANK_LLM_OPERATOR_MAX_RESPONSE_BYTES": "8388608",
         "NORTHFLANK_LLM_OPERATOR_STATUS_HEARTBEAT_SECONDS": "900",
         "NORTHFLANK_LLM_OPERATOR_BUDGET_RESERVE_FRACTION": "0.2",
         "NORTHFLANK_LLM_OPERATOR_MAX_CONCURRENT_REQUESTS": "2",
@@ -187,6 +189,11 @@ def test_the_chart_defaults_are_the_operators_defaults_and_every_variable_is_rea
         "api_base_url",
         "poll_interval_seconds",
         "request_timeout_seconds",
+        "request_deadline_seconds",
+        "max_response_bytes",
+        "api_token_file",
+        "default_token_namespaces",
+        "default_token_denied_namespaces",
         "status_heartbeat_seconds",
         "budget_reserve_fraction",
         "max_concurrent_requests",
@@ -241,7 +248,7 @@ def test_everything_reaches_the_pod(render: Any) -> None:
         assert pod[key] == values[key], key
     assert pod["terminationGracePeriodSeconds"] == 60
     assert {"name": "ca-bundle", "configMap": {"name": "corporate-ca"}} in pod["volumes"]
-    assert container["volumeMounts"][1:] == values["extraVolumeMounts"]
+    assert container["volumeMounts"][2:] == values["extraVolumeMounts"]  # after /tmp and the token file
     # Helm merges user maps into the defaults: the default CPU limit stays unless set to null.
     assert container["resources"] == {
         "requests": {"cpu": "100m", "memory": "200Mi"},
