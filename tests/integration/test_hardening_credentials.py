@@ -4,6 +4,7 @@ token file, and a token the HTTP library would refuse, with every library loggin
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,13 @@ pytestmark = pytest.mark.integration
 TEAM = "team-rotation"
 FIRST = "nf-rotation-first-token"
 SECOND = "nf-rotation-second-token"
+
+
+@pytest.fixture
+def cleanup(control_plane: ControlPlane, namespace: str) -> Iterator[None]:
+    """Resources left behind would be tracked by later modules' all-namespace operators."""
+    yield
+    control_plane.kubectl("delete", "llmd", "--all", "-n", namespace, "--wait=false")
 
 
 @pytest.fixture
@@ -44,6 +52,7 @@ def test_a_rotated_token_file_is_used_without_a_restart(
     nf: SimulatorControl,
     namespace: str,
     tmp_path: Path,
+    cleanup: None,
 ) -> None:
     first_id = nf.add_token(FIRST, team_id=TEAM)
     token_file = tmp_path / "token"
@@ -92,6 +101,7 @@ def test_an_unusable_token_is_credentials_invalid_and_never_logged_at_debug(
     nf: SimulatorControl,
     namespace: str,
     tmp_path: Path,
+    cleanup: None,
 ) -> None:
     """A control character inside the token: before, h11 refused the header and httpcore's DEBUG line
     printed the whole Bearer value; every poll failed as ConnectionFailed."""
