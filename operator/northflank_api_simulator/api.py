@@ -23,6 +23,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import zlib
+from collections.abc import Iterable, Iterator
 from typing import Any, Final
 
 from aiohttp import web
@@ -63,6 +65,14 @@ async def northflank_middleware(request: web.Request, handler: Handler) -> web.S
     if request.path != "/v1" and not request.path.startswith("/v1/"):
         return await handler(request)
     state = request.app[STATE]
+    state.in_flight += 1
+    try:
+        return await _serve_v1(request, handler, state)
+    finally:
+        state.in_flight -= 1
+
+
+async def _serve_v1(request: web.Request, handler: Handler, state: SimulatorState) -> web.StreamResponse:
     token = _bearer_token(request)
     record = state.token(token) if token is not None else None
     fault = state.faults.take(
@@ -75,7 +85,10 @@ async def northflank_middleware(request: web.Request, handler: Handler) -> web.S
         await asyncio.sleep(fault.spec.latency_seconds)
     if fault is not None and fault.spec.status is not None:
         charge_to = token if record is not None and fault.spec.count_against_rate_limit else None
-        response: web.StreamResponse = _fault_response(state, fault.spec, fault.spec.status, charge_to)
+        canned = _fault_response(state, fault.spec, fault.spec.status, charge_to)
+        response: web.StreamResponse = canned
+        if fault.spec.streamed:
+            response = await _stream_fault_body(request, fault.spec, canned)
     else:
         response = await _answer(request, handler, state, token, record)
     state.record_request(
@@ -107,18 +120,84 @@ def _bearer_token(request: web.Request) -> str | None:
     return token.strip() or None
 
 
+_HUGE_NUMBER_PLACEHOLDER = b'"__HUGE_NUMBER__"'
+_STREAM_CHUNK = 64 * 1024
+
+
 def _fault_response(state: SimulatorState, spec: FaultSpec, status: int, charge_to: str | None) -> web.Response:
     headers: dict[str, str] = {}
     if charge_to is not None:
         headers.update(state.rate_limiter.charge(charge_to).headers())
-    if spec.has_json_body:
+    if spec.deep_json_depth is not None:
+        depth = spec.deep_json_depth
+        body = b'{"data": ' + b"[" * depth + b"]" * depth + b"}"
+        response = web.Response(body=body, status=status, headers=headers, content_type="application/json")
+    elif spec.has_json_body:
         response = web.json_response(spec.json_body, status=status, headers=headers)
     else:
         headers["Content-Type"] = "text/plain; charset=utf-8"
         response = web.Response(body=(spec.body or "").encode(), status=status, headers=headers)
+    if spec.huge_number_digits is not None and isinstance(response.body, bytes):
+        response.body = response.body.replace(_HUGE_NUMBER_PLACEHOLDER, b"9" * spec.huge_number_digits)
     if spec.content_type is not None:
         response.headers["Content-Type"] = spec.content_type
     response.headers.update(spec.headers)
+    return response
+
+
+def _body_pieces(prefix: bytes, pad_bytes: int) -> Iterator[bytes]:
+    yield prefix
+    spaces = b" " * _STREAM_CHUNK
+    while pad_bytes > 0:
+        piece = spaces[: min(pad_bytes, _STREAM_CHUNK)]
+        pad_bytes -= len(piece)
+        yield piece
+
+
+def _gzipped(pieces: Iterable[bytes]) -> Iterator[bytes]:
+    compressor = zlib.compressobj(9, zlib.DEFLATED, 31)  # wbits 31: gzip framing
+    for piece in pieces:
+        out = compressor.compress(piece)
+        if out:
+            yield out
+    yield compressor.flush()
+
+
+def _in_chunks(pieces: Iterable[bytes], size: int) -> Iterator[bytes]:
+    for piece in pieces:
+        for start in range(0, len(piece), size):
+            yield piece[start : start + size]
+
+
+async def _stream_fault_body(request: web.Request, spec: FaultSpec, canned: web.Response) -> web.StreamResponse:
+    """Send ``canned`` (status, headers, body) as a stream: padded, gzip-compressed and/or dripped.
+
+    Everything is generated as it is written, so a client that stops reading (or hangs up) stops
+    the simulator too, and a gigabyte body costs no memory here.
+    """
+    response = web.StreamResponse(status=canned.status, headers=canned.headers)
+    response.headers.pop("Content-Length", None)
+    prefix = canned.body if isinstance(canned.body, bytes) else b""
+    pieces: Iterable[bytes] = _body_pieces(prefix, spec.pad_bytes)
+    if spec.gzip:
+        response.headers["Content-Encoding"] = "gzip"
+        pieces = _gzipped(pieces)
+    if spec.drip is not None:
+        pieces = _in_chunks(pieces, spec.drip.chunk_bytes)
+    try:
+        await response.prepare(request)
+        first = True
+        for piece in pieces:
+            if spec.drip is not None and not first:
+                await asyncio.sleep(spec.drip.interval_seconds)
+            first = False
+            if piece:
+                await response.write(piece)
+        await response.write_eof()
+    except (ConnectionError, asyncio.CancelledError) as error:
+        logger.info("client hung up during a streamed fault body (%s)", type(error).__name__)
+        if isinstance(error, asyncio.CancelledError):
+            raise
     return response
 
 

@@ -161,6 +161,12 @@ class SimulatorControl:
         latency_seconds: float = 0.0,
         times: int | None = None,
         count_against_rate_limit: bool = True,
+        deep_json_depth: int | None = None,
+        huge_number_digits: int | None = None,
+        pad_bytes: int = 0,
+        gzip: bool = False,
+        drip_chunk_bytes: int | None = None,
+        drip_interval_seconds: float = 1.0,
     ) -> str:
         """Make matching ``/v1`` requests misbehave; returns the fault id.
 
@@ -168,6 +174,12 @@ class SimulatorControl:
         ``body`` instead of the API; with only ``latency_seconds`` it answers normally, late. ``path``
         is a regular expression searched in the request path; ``method="*"`` matches any method.
         ``times`` limits how many requests it applies to (``None``: until removed).
+
+        Hostile bodies (all need ``status``): ``deep_json_depth`` serves ``{"data": [[[...]]]}``;
+        ``huge_number_digits`` replaces each ``"__HUGE_NUMBER__"`` string in the body with a number
+        that long; ``pad_bytes`` appends that many spaces (valid JSON, generated while sending);
+        ``gzip`` compresses the body (with ``pad_bytes``, a decompression bomb); ``drip_chunk_bytes``
+        sends the body that many bytes at a time, ``drip_interval_seconds`` apart.
         """
         spec: dict[str, Any] = {
             "method": method,
@@ -183,6 +195,15 @@ class SimulatorControl:
             "headers": dict(headers) if headers is not None else None,
             "contentType": content_type,
             "times": times,
+            "deepJsonDepth": deep_json_depth,
+            "hugeNumberDigits": huge_number_digits,
+            "padBytes": pad_bytes or None,
+            "gzip": gzip or None,
+            "drip": (
+                {"chunkBytes": drip_chunk_bytes, "intervalSeconds": drip_interval_seconds}
+                if drip_chunk_bytes is not None
+                else None
+            ),
         }
         spec.update({key: value for key, value in optional.items() if value is not None})
         if json_body is not _UNSET:
@@ -216,6 +237,11 @@ class SimulatorControl:
         rows ``{"tokenId", "route", "status", "count"}``, ``route`` one of get, list, auth, other."""
         rows: list[dict[str, Any]] = self._call("GET", "/stats")["requests"]
         return rows
+
+    def in_flight(self) -> int:
+        """``/v1`` requests received and not yet answered in full (e.g. dripping bodies)."""
+        count: int = self._call("GET", "/stats")["inFlight"]
+        return count
 
     def clear_stats(self) -> None:
         self._call("DELETE", "/stats")

@@ -32,6 +32,12 @@ same envelope as the Northflank routes. Camel-case keys throughout, like Northfl
 ``POST /_simulator/faults``
     Add a fault (see :class:`~northflank_api_simulator.models.FaultSpec`), e.g.
     ``{"status": 503, "body": "<html>bad gateway</html>", "times": 2}``; answers 201 ``{"id": "fault-1"}``.
+    Any status (100-599) and any ``headers`` (e.g. ``{"x-ratelimit-reset": "1e9"}``, ``Retry-After``)
+    can be served. Hostile bodies: ``"deepJsonDepth": 100000`` (``{"data": [[[...]]]}``),
+    ``"hugeNumberDigits": 40`` (each ``"__HUGE_NUMBER__"`` string in ``json``/``body`` becomes a
+    40-digit number), ``"padBytes": 52428800`` (trailing spaces, generated while sending),
+    ``"gzip": true`` (``Content-Encoding: gzip``; with ``padBytes`` a decompression bomb) and
+    ``"drip": {"chunkBytes": 1, "intervalSeconds": 2}`` (a slow body after prompt headers).
 ``DELETE /_simulator/faults`` and ``DELETE /_simulator/faults/{faultId}``
     Remove all faults, or one (404 if unknown or already used up).
 ``GET /_simulator/requests`` / ``DELETE /_simulator/requests``
@@ -41,7 +47,8 @@ same envelope as the Northflank routes. Camel-case keys throughout, like Northfl
     Counters of every ``/v1`` request since the last reset, never truncated (unlike the log):
     ``{"requests": [{"tokenId": "token-1", "route": "get", "status": 200, "count": 42}]}`` with
     ``route`` one of ``get``, ``list``, ``auth``, ``other`` and ``tokenId`` ``"unknown"`` for unknown
-    tokens (the token itself is never shown); or reset them.
+    tokens (the token itself is never shown), and ``inFlight``: requests received but not yet answered
+    in full (a dripping body counts until its last byte); or reset the counters.
 ``PUT /_simulator/rate-limit``
     ``{"limit": 5, "windowSeconds": 2, "retryAfterHeader": false}``; also restarts every window.
 ``POST /_simulator/rate-limit/reset``
@@ -196,7 +203,8 @@ async def _clear_requests(request: web.Request) -> web.Response:
 
 @routes.get(PREFIX + "/stats", allow_head=False)
 async def _stats(request: web.Request) -> web.Response:
-    return web.json_response({"requests": _state(request).request_stats()})
+    state = _state(request)
+    return web.json_response({"requests": state.request_stats(), "inFlight": state.in_flight})
 
 
 @routes.delete(PREFIX + "/stats")

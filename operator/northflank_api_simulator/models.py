@@ -76,6 +76,13 @@ class RateLimitConfig(ControlModel):
     """Northflank documents no ``Retry-After``; off by default so clients cannot come to rely on it."""
 
 
+class DripSpec(ControlModel):
+    """A slow body: ``chunkBytes`` bytes, then a pause of ``intervalSeconds``, until the body is sent."""
+
+    chunk_bytes: int = Field(default=1, ge=1)
+    interval_seconds: float = Field(default=1.0, ge=0)
+
+
 class FaultSpec(ControlModel):
     """A scripted misbehaviour for matching ``/v1`` requests.
 
@@ -101,6 +108,19 @@ class FaultSpec(ControlModel):
     """How many matching requests the fault applies to; ``None`` keeps it until removed."""
     count_against_rate_limit: bool = True
     """Whether the faulted response spends rate-limit budget and carries the rate-limit headers."""
+    deep_json_depth: int | None = Field(default=None, ge=1, le=10_000_000)
+    """Serve ``{"data": [[[...]]]}`` nested this deep (valid JSON a recursive parser cannot read)."""
+    huge_number_digits: int | None = Field(default=None, ge=1, le=10_000_000)
+    """Replace every ``"__HUGE_NUMBER__"`` string (quotes included) in the body with a number of this
+    many digits, e.g. a port beyond int64 inside an otherwise valid deployment."""
+    pad_bytes: int = Field(default=0, ge=0, le=16 * 1024**3)
+    """Append this many spaces (valid trailing JSON whitespace) to the body; generated as it is sent,
+    so a multi-gigabyte body costs the simulator no memory."""
+    gzip: bool = False
+    """Send the body gzip-compressed with ``Content-Encoding: gzip``; with ``padBytes`` a
+    decompression bomb (1 GiB of spaces is about 1 MiB on the wire)."""
+    drip: DripSpec | None = None
+    """Send the body (as it goes on the wire, after compression) slowly, a few bytes at a time."""
 
     @field_validator("method")
     @classmethod
@@ -121,6 +141,11 @@ class FaultSpec(ControlModel):
     def _has_an_effect(self) -> FaultSpec:
         if self.has_json_body and self.body is not None:
             raise ValueError('give either "json" or "body", not both')
+        if self.deep_json_depth is not None and (self.has_json_body or self.body is not None):
+            raise ValueError('"deepJsonDepth" generates the body: give no "json" or "body"')
+        generated = self.deep_json_depth is not None or self.huge_number_digits is not None or self.pad_bytes
+        if self.status is None and (generated or self.gzip or self.drip is not None):
+            raise ValueError('a generated, compressed or dripped body needs a "status"')
         if self.status is None and (self.has_json_body or self.body is not None):
             raise ValueError('a response body needs a "status"')
         if self.status is None and self.latency_seconds == 0:
@@ -130,6 +155,11 @@ class FaultSpec(ControlModel):
     @property
     def has_json_body(self) -> bool:
         return "json_body" in self.model_fields_set
+
+    @property
+    def streamed(self) -> bool:
+        """Whether the answer is generated while it is sent rather than built up front."""
+        return bool(self.pad_bytes) or self.gzip or self.drip is not None
 
     def matches(self, method: str, path: str, project_id: str | None, deployment_id: str | None) -> bool:
         return (

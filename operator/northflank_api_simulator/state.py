@@ -192,6 +192,8 @@ class SimulatorState:
         self.faults = FaultBook()
         self.request_log: deque[dict[str, Any]] = deque(maxlen=request_log_size)
         self.request_counts: Counter[tuple[str, str, int]] = Counter()
+        #: ``/v1`` requests received and not yet answered in full (a dripping body counts until its end).
+        self.in_flight = 0
         """Every ``/v1`` request ever answered, by (token id, route kind, status): unbounded, unlike the log."""
         self.reset()
 

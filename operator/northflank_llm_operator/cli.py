@@ -16,7 +16,7 @@ from typing import Any
 import kopf
 import pydantic
 
-from . import __version__
+from . import __version__, redaction
 from .leader import ElectionConfig, KubernetesLeaseStore, LeaderElector
 from .resource import MIN_POLL_INTERVAL_SECONDS
 from .settings import OperatorSettings
@@ -151,6 +151,7 @@ def import_project(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    redaction.install()  # before any library logs: no token reaches the log at any level
     kopf.configure(debug=args.debug, verbose=args.verbose, quiet=args.quiet, log_format=_LOG_FORMATS[args.log_format])
     if not args.debug:
         # httpx logs every request at INFO and httpcore every socket step at DEBUG; the poll loop
@@ -211,7 +212,7 @@ async def _operate(args: argparse.Namespace, settings: OperatorSettings) -> int:
         "Mirroring LLM model deployments from %s (default poll interval %gs, %s)",
         settings.api_base_url,
         settings.poll_interval_seconds,
-        "operator-wide token set" if settings.api_token else "no operator-wide token",
+        "operator-wide token set" if settings.has_default_token else "no operator-wide token",
     )
     if settings.label_selector is not None:
         logger.info("Tracking only resources whose labels match %r", settings.label_selector)

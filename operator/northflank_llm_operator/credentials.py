@@ -1,22 +1,35 @@
 """Which Northflank token a resource polls with.
 
 A resource either names a Secret in its own namespace (spec.credentialsSecretRef) or uses the
-operator-wide token. Secret values are cached briefly so a thousand resources sharing one Secret do
-not read it a thousand times per interval, and dropped on a 401 so a rotated token is picked up at
-once. Tokens live only in memory; a credential is identified elsewhere by an opaque digest.
+operator-wide token (NORTHFLANK_API_TOKEN, or a mounted file named by NORTHFLANK_API_TOKEN_FILE that
+is re-read when it changes, so a rotated Secret needs no restart). An installation may forbid the
+operator-wide token in chosen namespaces, or allow it only in a list of them. Secret values are
+cached briefly so a thousand resources sharing one Secret do not read it a thousand times per
+interval, and dropped on a 401 so a rotated token is picked up at once. Tokens live only in memory;
+a credential is identified elsewhere by an opaque digest.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol
 
 from pydantic import SecretStr
 
+from . import redaction
+from .northflank.errors import token_problem
 from .resource import LLMModelDeploymentSpec
+
+logger = logging.getLogger(__name__)
+
+#: Which operator-wide variable a message names.
+_ENV_SOURCE = "the operator-wide token (NORTHFLANK_API_TOKEN)"
+_FILE_SOURCE = "the operator-wide token file (NORTHFLANK_API_TOKEN_FILE)"
 
 
 class SecretReader(Protocol):
@@ -26,12 +39,17 @@ class SecretReader(Protocol):
 
 
 class CredentialsError(Exception):
-    """No usable token for a resource; ``reason`` becomes the condition reason."""
+    """No usable token for a resource; ``reason`` becomes the condition reason.
 
-    def __init__(self, reason: str, message: str) -> None:
+    ``transient``: retrying later may succeed without anyone acting (the API server failed or timed
+    out reading the Secret), so the resource is not Stalled.
+    """
+
+    def __init__(self, reason: str, message: str, *, transient: bool = False) -> None:
         super().__init__(message)
         self.reason = reason
         self.message = message
+        self.transient = transient
 
 
 @dataclass(frozen=True)
@@ -42,7 +60,16 @@ class Credential:
 
     @classmethod
     def of(cls, token: str) -> Credential:
+        redaction.register_secret(token)
         return cls(token=token, identity=hashlib.sha256(token.encode()).hexdigest()[:16])
+
+
+def _checked(token: str, what: str) -> Credential:
+    """The credential for an already stripped token, or CredentialsInvalid naming what is wrong."""
+    problem = token_problem(token)
+    if problem is not None:
+        raise CredentialsError("CredentialsInvalid", f"{what[0].upper()}{what[1:]} {problem}.")
+    return Credential.of(token)
 
 
 class CredentialResolver:
@@ -53,22 +80,72 @@ class CredentialResolver:
         default_token: SecretStr | None,
         cache_seconds: float,
         clock: Callable[[], float] = time.monotonic,
+        default_token_file: Path | None = None,
+        default_token_namespaces: Collection[str] | None = None,
+        default_token_denied_namespaces: Collection[str] = (),
     ) -> None:
         self._reader = reader
-        self._default = Credential.of(default_token.get_secret_value()) if default_token else None
         self._cache_seconds = cache_seconds
         self._clock = clock
         self._cache: dict[tuple[str, str, str], tuple[float, Credential]] = {}
+        self._allowed = frozenset(default_token_namespaces) if default_token_namespaces is not None else None
+        self._denied = frozenset(default_token_denied_namespaces)
+        self._token_file = default_token_file
+        self._file_content: str | None = None
+        self._default: Credential | CredentialsError | None = None
+        if default_token_file is not None:
+            self.refresh_default()
+        elif default_token is not None:
+            try:
+                # Validated once: a token with a newline or non-ASCII in it is reported, never sent.
+                self._default = _checked(default_token.get_secret_value().strip(), _ENV_SOURCE)
+            except CredentialsError as exc:
+                self._default = exc
+
+    def refresh_default(self) -> bool:
+        """Re-read the operator-wide token file; True when what it yields changed (a rotation)."""
+        if self._token_file is None:
+            return False
+        try:
+            content = self._token_file.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            if self._file_content is None and isinstance(self._default, CredentialsError):
+                return False
+            self._file_content = None
+            # A Secret volume is swapped atomically; a failure here is the file's own problem.
+            self._default = CredentialsError(
+                "CredentialsUnavailable",
+                f"Cannot read {_FILE_SOURCE} ({type(exc).__name__}).",
+                transient=isinstance(exc, OSError),
+            )
+            return True
+        if content == self._file_content:
+            return False
+        self._file_content = content
+        previous = self._default
+        try:
+            self._default = _checked(content.strip(), _FILE_SOURCE)
+        except CredentialsError as exc:
+            self._default = exc
+        changed = not (
+            isinstance(previous, Credential)
+            and isinstance(self._default, Credential)
+            and previous.identity == self._default.identity
+        )
+        if changed and previous is not None:
+            logger.info("The operator-wide token file changed; its resources are observed with the new token")
+        return changed
+
+    def default_allowed(self, namespace: str) -> bool:
+        """Whether resources in ``namespace`` may use the operator-wide token (tenancy setting)."""
+        if namespace in self._denied:
+            return False
+        return self._allowed is None or namespace in self._allowed
 
     async def resolve(self, namespace: str, spec: LLMModelDeploymentSpec) -> Credential:
         ref = spec.credentials_secret_ref
         if ref is None:
-            if self._default is None:
-                raise CredentialsError(
-                    "CredentialsNotConfigured",
-                    "The resource sets no spec.credentialsSecretRef and the operator has no NORTHFLANK_API_TOKEN.",
-                )
-            return self._default
+            return self._resolve_default(namespace)
         cache_key = (namespace, ref.name, ref.key)
         cached = self._cache.get(cache_key)
         now = self._clock()
@@ -76,15 +153,40 @@ class CredentialResolver:
             return cached[1]
         try:
             value = await self._reader.read_secret_value(namespace, ref.name, ref.key)
-        except CredentialsError:
+            credential = _checked(value, f"key {ref.key!r} of Secret {ref.name!r}")
+        except CredentialsError as exc:
+            if exc.transient and cached is not None:
+                # The API server failed to answer: keep polling with the last token read.
+                logger.warning("Re-reading Secret %s/%s failed (%s); using the token read before",
+                               namespace, ref.name, exc.message)  # fmt: skip
+                return cached[1]
             self._cache.pop(cache_key, None)
             raise
-        credential = Credential.of(value)
         self._cache[cache_key] = (now, credential)
         return credential
+
+    def _resolve_default(self, namespace: str) -> Credential:
+        if not self.default_allowed(namespace):
+            # Says only what this installation allows here; nothing about any other namespace.
+            raise CredentialsError(
+                "CredentialsNotConfigured",
+                f"This installation does not let resources in namespace {namespace!r} use the operator-wide "
+                "token; set spec.credentialsSecretRef to a Secret in this namespace.",
+            )
+        if self._default is None:
+            raise CredentialsError(
+                "CredentialsNotConfigured",
+                "The resource sets no spec.credentialsSecretRef and the operator has no NORTHFLANK_API_TOKEN.",
+            )
+        if isinstance(self._default, CredentialsError):
+            problem = self._default  # a fresh exception each time: no traceback piles up on one object
+            raise CredentialsError(problem.reason, problem.message, transient=problem.transient)
+        return self._default
 
     def forget(self, namespace: str, spec: LLMModelDeploymentSpec) -> None:
         """Drop a cached Secret value (after a 401), so the next poll reads the Secret again."""
         ref = spec.credentials_secret_ref
         if ref is not None:
             self._cache.pop((namespace, ref.name, ref.key), None)
+        else:
+            self.refresh_default()

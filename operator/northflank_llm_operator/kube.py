@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import kubernetes
+import urllib3
 from kubernetes.client.exceptions import ApiException
 
 from .credentials import CredentialsError
@@ -147,8 +148,20 @@ class KubernetesGateway:
                     "CredentialsForbidden",
                     f"The operator is not allowed to read Secret {name!r} in namespace {namespace!r}.",
                 ) from None
+            # 5xx and 429 are the API server's own trouble: retried soon, not Stalled. 401 or 400
+            # will not go away by themselves.
+            transient = exc.status is None or exc.status >= 500 or exc.status == 429
             raise CredentialsError(
-                "CredentialsUnavailable", f"Reading Secret {name!r} failed with HTTP {exc.status}."
+                "CredentialsUnavailable",
+                f"Reading Secret {name!r} failed with HTTP {exc.status}.",
+                transient=transient,
+            ) from None
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            # Timeouts, refused or reset connections: the API server did not answer.
+            raise CredentialsError(
+                "CredentialsUnavailable",
+                f"Reading Secret {name!r} failed: the Kubernetes API server did not answer ({type(exc).__name__}).",
+                transient=True,
             ) from None
         data = secret.get("data") if isinstance(secret, Mapping) else None
         encoded = data.get(key) if isinstance(data, Mapping) else None

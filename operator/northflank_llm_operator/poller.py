@@ -33,6 +33,7 @@ from .northflank import (
     NotFoundError,
     RateLimit,
     RateLimitError,
+    ServerError,
 )
 from .northflank.client import summarize_validation_error
 from .planner import GroupKey, Planner, Request
@@ -56,6 +57,10 @@ class PollObserver(Protocol):
     def rate_limit_seen(self, account: str, rate_limit: RateLimit) -> None: ...
 
     def status_written(self) -> None: ...
+
+
+#: How soon a Secret read that failed transiently (API server 5xx, timeout) is tried again.
+_CREDENTIALS_RETRY_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -182,7 +187,9 @@ class Poller:
         if now >= self._next_secret_sweep:
             # Secrets are re-read when their cache expires, so a rotated token moves its resources.
             self._next_secret_sweep = now + max(self._settings.credentials_cache_seconds, 1.0)
-            self._registry.mark_pending(key for key, a in self._attached.items() if a.uses_secret)
+            # So is the operator-wide token file: a changed file moves every resource using it.
+            rotated = self._credentials.refresh_default()
+            self._registry.mark_pending(key for key, a in self._attached.items() if a.uses_secret or rotated)
         for key in self._registry.take_pending():
             await self._guarded(key, self._sync(key))
         for key in self._stale_checks.pop_due(now):
@@ -261,10 +268,14 @@ class Poller:
             credential = await self._credentials.resolve(key.namespace, spec)
         except CredentialsError as exc:
             self._detach(key)
-            failure = Failure(exc.reason, exc.message, transient=False)
+            failure = Failure(exc.reason, exc.message, transient=exc.transient)
             # Nothing can be observed: that is the answer to a refresh request too.
             self._enqueue(key, _WriteJob(failure, resource.generation, resource.reconcile_requested_at))
-            self._retries.arm(key, self._clock() + self._interval_of(spec))
+            # A Secret read the API server failed to answer is retried soon; a missing one at the interval.
+            delay = (
+                min(self._interval_of(spec), _CREDENTIALS_RETRY_SECONDS) if exc.transient else self._interval_of(spec)
+            )
+            self._retries.arm(key, self._clock() + delay)
             return
         group = GroupKey(credential.identity, spec.project_id, spec.team_id)
         self._tokens[credential.identity] = credential.token
@@ -472,7 +483,18 @@ class Poller:
                 # One warning per account and window, however many resources wait.
                 logger.warning("Northflank's rate limit for one set of credentials is spent until %s; "
                                "its resources wait", format_time(resume))  # fmt: skip
-        affected = self.planner.failed(request, transient=error.transient, retry_at=held_until if rejected else None)
+        retry_at = held_until if rejected else None
+        retry_after = error.retry_after_seconds if isinstance(error, ServerError) else None
+        if retry_at is None and retry_after is not None:
+            # A 502/503 that says when to come back (capped at the documented hour): come back then.
+            retry_at = self._clock() + retry_after
+            resume = self._wall_clock() + timedelta(seconds=retry_after)
+            failure = Failure(
+                failure.reason,
+                f"{failure.message} Northflank asked to retry later; polling resumes at {format_time(resume)}.",
+                transient=True,
+            )
+        affected = self.planner.failed(request, transient=error.transient, retry_at=retry_at)
         if isinstance(error, AuthenticationError):
             self._drop_cached_credentials(group, affected)
         self._fan_out(group, affected, failure)

@@ -38,11 +38,20 @@ class Runtime:
         gateway = KubernetesGateway(kubernetes_api, instance=socket.gethostname())
         metrics = OperatorMetrics(leader_election_id=settings.leader_election_id)
         northflank = NorthflankClient(
-            str(settings.api_base_url), timeout_seconds=settings.request_timeout_seconds, observer=metrics
+            str(settings.api_base_url),
+            timeout_seconds=settings.request_timeout_seconds,
+            deadline_seconds=settings.request_deadline_seconds,
+            max_response_bytes=settings.max_response_bytes,
+            observer=metrics,
         )
         registry = Registry()
         credentials = CredentialResolver(
-            gateway, default_token=settings.api_token, cache_seconds=settings.credentials_cache_seconds
+            gateway,
+            default_token=settings.api_token,
+            cache_seconds=settings.credentials_cache_seconds,
+            default_token_file=settings.api_token_file,
+            default_token_namespaces=settings.default_token_namespaces,
+            default_token_denied_namespaces=settings.default_token_denied_namespaces,
         )
         poller = Poller(registry=registry, client=northflank, credentials=credentials, kube=gateway,
                         settings=settings, observer=metrics)  # fmt: skip

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated
+
 from pydantic import AliasChoices, Field, HttpUrl, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from . import selector
 from .planner import PlannerConfig
@@ -19,12 +22,34 @@ class OperatorSettings(BaseSettings):
     the ``NORTHFLANK_LLM_OPERATOR_`` prefix.
     """
 
-    model_config = SettingsConfigDict(env_prefix="NORTHFLANK_LLM_OPERATOR_", extra="ignore", frozen=True)
+    # hide_input_in_errors: a refused value (a token, a URL with a password) is never echoed back.
+    model_config = SettingsConfigDict(
+        env_prefix="NORTHFLANK_LLM_OPERATOR_", extra="ignore", frozen=True, hide_input_in_errors=True
+    )
 
     api_token: SecretStr | None = Field(
         default=None,
         validation_alias=AliasChoices("NORTHFLANK_API_TOKEN", "NF_API_TOKEN"),
         description="Default Northflank API token for resources without spec.credentialsSecretRef.",
+    )
+    api_token_file: Path | None = Field(
+        default=None,
+        validation_alias=AliasChoices("NORTHFLANK_API_TOKEN_FILE"),
+        description=(
+            "File holding the operator-wide token (a mounted Secret); re-read when it changes, so a "
+            "rotated token needs no restart. Replaces NORTHFLANK_API_TOKEN."
+        ),
+    )
+    default_token_namespaces: Annotated[tuple[str, ...] | None, NoDecode] = Field(
+        default=None,
+        description=(
+            "Comma-separated namespaces whose resources may use the operator-wide token; unset: every "
+            "namespace. Elsewhere a resource must name its own Secret."
+        ),
+    )
+    default_token_denied_namespaces: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(),
+        description="Comma-separated namespaces whose resources may not use the operator-wide token.",
     )
     api_base_url: HttpUrl = Field(
         default=HttpUrl(DEFAULT_API_BASE_URL),
@@ -38,6 +63,21 @@ class OperatorSettings(BaseSettings):
         description="Seconds between observations of a resource that sets no spec.pollIntervalSeconds.",
     )
     request_timeout_seconds: float = Field(default=10.0, gt=0.0, le=300.0)
+    request_deadline_seconds: float = Field(
+        default=30.0,
+        gt=0.0,
+        le=600.0,
+        description=(
+            "Deadline for a whole Northflank request, headers and body: a body that trickles in "
+            "never holds a request slot longer than this."
+        ),
+    )
+    max_response_bytes: int = Field(
+        default=4 * 1024 * 1024,
+        ge=64 * 1024,
+        le=256 * 1024 * 1024,
+        description="Largest Northflank response body read (after decompression); larger is InvalidResponse.",
+    )
     max_concurrent_requests: int = Field(
         default=4, ge=1, le=64, description="Northflank requests in flight at once, across all resources."
     )
@@ -146,6 +186,44 @@ class OperatorSettings(BaseSettings):
         ):
             raise ValueError("leader election needs retry period < renew deadline < lease duration")
         return self
+
+    @field_validator("api_token")
+    @classmethod
+    def _strip_token(cls, value: SecretStr | None) -> SecretStr | None:
+        """``kubectl create secret --from-file`` keeps the file's trailing newline; Secret values are
+        stripped the same way. What is left is checked (printable ASCII) when it is first used."""
+        if value is None:
+            return None
+        stripped = value.get_secret_value().strip()
+        return SecretStr(stripped) if stripped else None
+
+    @field_validator("api_base_url")
+    @classmethod
+    def _no_userinfo(cls, value: HttpUrl) -> HttpUrl:
+        # httpx would send user:password as Basic auth next to the token, and logs would show it.
+        if value.username is not None or value.password is not None:
+            raise ValueError(
+                "NORTHFLANK_API_BASE_URL must not contain user:password@ credentials; the API token "
+                "(NORTHFLANK_API_TOKEN) is the only credential"
+            )
+        return value
+
+    @field_validator("default_token_namespaces", "default_token_denied_namespaces", mode="before")
+    @classmethod
+    def _split_namespaces(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @model_validator(mode="after")
+    def _one_token_source(self) -> OperatorSettings:
+        if self.api_token is not None and self.api_token_file is not None:
+            raise ValueError("set NORTHFLANK_API_TOKEN or NORTHFLANK_API_TOKEN_FILE, not both")
+        return self
+
+    @property
+    def has_default_token(self) -> bool:
+        return self.api_token is not None or self.api_token_file is not None
 
     @field_validator("label_selector")
     @classmethod

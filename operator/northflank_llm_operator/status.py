@@ -184,7 +184,12 @@ def _observed_status(
         new["effectivePollIntervalSeconds"] = math.ceil(timing.effective_interval)
     conditions = [
         _ready_from_phase(deployment, phase, expected),
-        Condition(SYNCED, "True", "Observed", "The last poll of Northflank succeeded." + _stretch_note(timing)),
+        Condition(
+            SYNCED,
+            "True",
+            "Observed",
+            "The last poll of Northflank succeeded." + _stretch_note(timing) + _deviation_note(deployment),
+        ),
     ]
     known = deployment.known_status
     if known in _TRANSITIONAL:
@@ -198,6 +203,16 @@ def _observed_status(
     )
     new["lastSyncTime"] = _sync_time(current, new, timing)
     return new
+
+
+def _deviation_note(deployment: LLMModelDeployment, *, limit: int = 3) -> str:
+    """A non-fatal contract deviation (a field the operator only mirrors breaks its documented rule)."""
+    deviations = deployment.contract_deviations
+    if not deviations:
+        return ""
+    listed = "; ".join(deviations[:limit])
+    more = f"; and {len(deviations) - limit} more" if len(deviations) > limit else ""
+    return f" Contract deviation in fields the operator only mirrors: {listed}{more}."
 
 
 def _stretch_note(timing: Timing) -> str:

@@ -149,10 +149,15 @@ def test_deployment_runs_one_standalone_operator_with_liveness_and_readiness_pro
 
 def test_settings_reach_the_operator_as_environment(render: Any) -> None:
     env = render("everything").env()
-    assert {name: item.get("value") for name, item in env.items() if name != "NORTHFLANK_API_TOKEN"} == {
+    assert {name: item.get("value") for name, item in env.items()} == {
+        "NORTHFLANK_API_TOKEN_FILE": "/var/run/secrets/northflank/token",
         "NORTHFLANK_API_BASE_URL": "https://nf.example.com",
         "NORTHFLANK_LLM_OPERATOR_POLL_INTERVAL_SECONDS": "120",
         "NORTHFLANK_LLM_OPERATOR_REQUEST_TIMEOUT_SECONDS": "20",
+        "NORTHFLANK_LLM_OPERATOR_DEFAULT_TOKEN_NAMESPACES": "platform,ops",
+        "NORTHFLANK_LLM_OPERATOR_DEFAULT_TOKEN_DENIED_NAMESPACES": "tenant-a",
+        "NORTHFLANK_LLM_OPERATOR_REQUEST_DEADLINE_SECONDS": "45",
+        "NORTHFLANK_LLM_OPERATOR_MAX_RESPONSE_BYTES": "8388608",
         "NORTHFLANK_LLM_OPERATOR_STATUS_HEARTBEAT_SECONDS": "900",
         "NORTHFLANK_LLM_OPERATOR_BUDGET_RESERVE_FRACTION": "0.2",
         "NORTHFLANK_LLM_OPERATOR_MAX_CONCURRENT_REQUESTS": "2",
@@ -191,6 +196,11 @@ def test_the_chart_defaults_are_the_operators_defaults_and_every_variable_is_rea
         "api_base_url",
         "poll_interval_seconds",
         "request_timeout_seconds",
+        "request_deadline_seconds",
+        "max_response_bytes",
+        "api_token_file",
+        "default_token_namespaces",
+        "default_token_denied_namespaces",
         "status_heartbeat_seconds",
         "budget_reserve_fraction",
         "max_concurrent_requests",
@@ -245,7 +255,7 @@ def test_everything_reaches_the_pod(render: Any) -> None:
         assert pod[key] == values[key], key
     assert pod["terminationGracePeriodSeconds"] == 60
     assert {"name": "ca-bundle", "configMap": {"name": "corporate-ca"}} in pod["volumes"]
-    assert container["volumeMounts"][1:] == values["extraVolumeMounts"]
+    assert container["volumeMounts"][2:] == values["extraVolumeMounts"]  # after /tmp and the token file
     # Helm merges user maps into the defaults: the default CPU limit stays unless set to null.
     assert container["resources"] == {
         "requests": {"cpu": "100m", "memory": "200Mi"},
@@ -363,9 +373,9 @@ def test_no_token_literal_and_no_configmap(render: Any, combination: str) -> Non
     manifests: Manifests = render(combination)
     assert not manifests.of_kind("ConfigMap")
     for name, item in manifests.env().items():
-        if "TOKEN" in name or "SECRET" in name:
-            assert set(item) == {"name", "valueFrom"}, item
-            assert set(item["valueFrom"]) == {"secretKeyRef"}, item
+        if ("TOKEN" in name or "SECRET" in name) and "NAMESPACES" not in name:
+            # The token only ever arrives as a mounted Secret file, never as a value.
+            assert item == {"name": "NORTHFLANK_API_TOKEN_FILE", "value": "/var/run/secrets/northflank/token"}, item
     encoded = base64.b64encode(SENTINEL_TOKEN.encode()).decode()
     for obj in manifests.objects:
         text = json.dumps(obj)
@@ -381,18 +391,26 @@ def test_created_secret_holds_the_token_and_the_pod_references_it(render: Any) -
     assert secret["metadata"]["name"] == name
     assert secret["type"] == "Opaque"
     assert secret["data"] == {"token": base64.b64encode(SENTINEL_TOKEN.encode()).decode()}
-    assert manifests.env()["NORTHFLANK_API_TOKEN"]["valueFrom"] == {"secretKeyRef": {"name": name, "key": "token"}}
-    # The token is read at start-up: a new token must roll the pod.
-    checksum = manifests.deployment()["spec"]["template"]["metadata"]["annotations"]["checksum/api-token"]
-    assert len(checksum) == 64
+    assert_token_file_mounted(manifests, name, "token")
+    # The mounted file is re-read when it changes: a new token needs no pod roll.
+    assert "annotations" not in manifests.deployment()["spec"]["template"]["metadata"]
+
+
+def assert_token_file_mounted(manifests: Manifests, secret: str, key: str) -> None:
+    env = manifests.env()
+    assert "NORTHFLANK_API_TOKEN" not in env
+    assert env["NORTHFLANK_API_TOKEN_FILE"]["value"] == "/var/run/secrets/northflank/token"
+    volume = next(v for v in manifests.pod_spec()["volumes"] if v["name"] == "api-token")
+    assert volume["secret"] == {"secretName": secret, "defaultMode": 0o400, "items": [{"key": key, "path": "token"}]}
+    container = manifests.pod_spec()["containers"][0]
+    mount = next(m for m in container["volumeMounts"] if m["name"] == "api-token")
+    assert mount == {"name": "api-token", "mountPath": "/var/run/secrets/northflank", "readOnly": True}
 
 
 def test_existing_secret_is_referenced_and_not_created(render: Any) -> None:
     manifests: Manifests = render("existing-secret")
     assert not manifests.of_kind("Secret")
-    assert manifests.env()["NORTHFLANK_API_TOKEN"]["valueFrom"] == {
-        "secretKeyRef": {"name": "northflank-api-token", "key": "api-token"}
-    }
+    assert_token_file_mounted(manifests, "northflank-api-token", "api-token")
     assert "annotations" not in manifests.deployment()["spec"]["template"]["metadata"]
 
 
@@ -400,6 +418,17 @@ def test_without_any_token_the_operator_gets_no_token_variable(render: Any) -> N
     manifests: Manifests = render("default")
     assert not manifests.of_kind("Secret")
     assert "NORTHFLANK_API_TOKEN" not in manifests.env()
+    assert "NORTHFLANK_API_TOKEN_FILE" not in manifests.env()
+    assert not [v for v in manifests.pod_spec()["volumes"] if v["name"] == "api-token"]
+
+
+def test_tenancy_values_reach_the_operator(helm: Helm) -> None:
+    manifests: Manifests = helm.render(
+        {"northflank": {"defaultTokenNamespaces": ["platform", "ops"], "defaultTokenDeniedNamespaces": ["tenant-a"]}}
+    )
+    env = manifests.env()
+    assert env["NORTHFLANK_LLM_OPERATOR_DEFAULT_TOKEN_NAMESPACES"]["value"] == "platform,ops"
+    assert env["NORTHFLANK_LLM_OPERATOR_DEFAULT_TOKEN_DENIED_NAMESPACES"]["value"] == "tenant-a"
 
 
 @pytest.mark.parametrize(

@@ -11,6 +11,7 @@ import pytest
 
 from northflank_api_simulator.control import SimulatorControlError
 from tests.simulator.fixtures import RunningSimulator
+from tests.support.waiting import wait_for
 
 ROUTE = "/v1/projects/inference/llm-model-deployments"
 ENVELOPE = {"error": {"status": 503, "message": "Service unavailable", "id": "fault-envelope"}}
@@ -132,3 +133,74 @@ def test_invalid_fault_is_refused(simulator: RunningSimulator) -> None:
         simulator.control.add_fault(body="no status")
     assert refused.value.status_code == 400
     assert "status" in refused.value.body
+
+
+def test_deep_json_is_generated(simulator: RunningSimulator, client: httpx.Client) -> None:
+    simulator.control.add_fault(status=200, deep_json_depth=50_000)
+    response = client.get(ROUTE)
+    assert response.headers["content-type"].startswith("application/json")
+    assert response.content == b'{"data": ' + b"[" * 50_000 + b"]" * 50_000 + b"}"
+
+
+def test_huge_numbers_replace_the_placeholder(simulator: RunningSimulator, client: httpx.Client) -> None:
+    simulator.control.add_fault(
+        status=200, json_body={"data": {"ports": [{"internalPort": "__HUGE_NUMBER__"}]}}, huge_number_digits=30
+    )
+    assert client.get(ROUTE).json() == {"data": {"ports": [{"internalPort": int("9" * 30)}]}}
+
+
+def test_padding_is_trailing_whitespace(simulator: RunningSimulator, client: httpx.Client) -> None:
+    simulator.control.add_fault(status=200, json_body={"data": {}}, pad_bytes=3 * 1024 * 1024 + 5)
+    response = client.get(ROUTE)
+    assert len(response.content) == len(b'{"data": {}}') + 3 * 1024 * 1024 + 5
+    assert response.json() == {"data": {}}
+    assert response.headers["x-ratelimit-remaining"] == "999"
+
+
+def test_gzip_bomb_is_small_on_the_wire(simulator: RunningSimulator, client: httpx.Client) -> None:
+    simulator.control.add_fault(status=200, json_body={"data": {}}, pad_bytes=64 * 1024 * 1024, gzip=True)
+    with client.stream("GET", ROUTE) as response:
+        assert response.headers["content-encoding"] == "gzip"
+        wire = sum(len(chunk) for chunk in response.iter_raw())
+        # Streamed raw bytes are still compressed: about a thousandth of what they inflate to.
+    assert wire < 1024 * 1024
+    again = simulator.control.add_fault(status=200, json_body={"data": {}}, pad_bytes=1000, gzip=True)
+    assert client.get(ROUTE).json() == {"data": {}}
+    assert again
+
+
+def test_drip_sends_headers_at_once_and_the_body_slowly(simulator: RunningSimulator, client: httpx.Client) -> None:
+    simulator.control.add_fault(status=200, json_body={"data": {}}, drip_chunk_bytes=2, drip_interval_seconds=0.1)
+    started = time.monotonic()
+    with client.stream("GET", ROUTE) as response:
+        headers_after = time.monotonic() - started
+        assert simulator.control.in_flight() == 1  # counted until the last byte is sent
+        body = response.read()
+    elapsed = time.monotonic() - started
+    assert body == b'{"data": {}}'
+    assert headers_after < 0.5
+    assert elapsed >= 0.5  # six 2-byte chunks, 0.1 s apart
+    wait_for(lambda: simulator.control.in_flight() == 0, timeout=5, message="the drip to end")
+
+
+def test_a_client_may_hang_up_during_a_streamed_body(simulator: RunningSimulator, client: httpx.Client) -> None:
+    simulator.control.add_fault(status=200, json_body={"data": {}}, pad_bytes=8 * 1024**3, gzip=True, times=1)
+    with client.stream("GET", ROUTE) as response:
+        assert next(response.iter_raw())
+    assert client.get(f"{ROUTE}/model").status_code == 200  # the simulator serves on
+
+
+def test_any_status_and_headers(simulator: RunningSimulator, client: httpx.Client) -> None:
+    simulator.control.add_fault(status=418, json_body={}, headers={"x-ratelimit-reset": "1e9", "Retry-After": "inf"})
+    response = client.get(ROUTE)
+    assert (response.status_code, response.headers["x-ratelimit-reset"], response.headers["retry-after"]) == (
+        418,
+        "1e9",
+        "inf",
+    )
+
+
+def test_generated_bodies_need_a_status(simulator: RunningSimulator) -> None:
+    with pytest.raises(SimulatorControlError) as refused:
+        simulator.control.add_fault(latency_seconds=1, drip_chunk_bytes=1)
+    assert refused.value.status_code == 400

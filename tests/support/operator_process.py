@@ -49,8 +49,11 @@ def run_operator(
     liveness_port: int | None = None,
     metrics_port: int | None = None,
     extra_args: Iterable[str] = (),
+    debug: bool = False,
 ) -> Iterator[OperatorProcess]:
-    """Start the operator, yield it, and stop it with SIGTERM (SIGKILL after a deadline)."""
+    """Start the operator, yield it, and stop it with SIGTERM (SIGKILL after a deadline).
+
+    ``debug`` runs it with ``--debug``: every library logs at DEBUG (token-leak tests)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("NORTHFLANK_", "NF_"))}
     env.update(
         KUBECONFIG=str(kubeconfig),
@@ -65,7 +68,7 @@ def run_operator(
     scope = ["-A"] if namespaces is None else [arg for ns in namespaces for arg in ("-n", ns)]
     # The installed console script, exactly as users and the container run it.
     console_script = Path(sys.executable).with_name("northflank-llm-operator")
-    command = [str(console_script), "run", "--standalone", "--verbose", *scope]
+    command = [str(console_script), "run", "--standalone", "--debug" if debug else "--verbose", *scope]
     if liveness_port is not None:
         command.append(f"--liveness=http://127.0.0.1:{liveness_port}/healthz")
     if metrics_port is not None:

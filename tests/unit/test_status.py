@@ -345,3 +345,20 @@ def test_pause_keeps_a_crash_stalled() -> None:
     paused = compute_status(crashed, PAUSED, generation=1, timing=at(5)).status
     assert condition(paused, "Stalled")["status"] == "True"
     assert condition(paused, "Ready")["reason"] == "Crashed"
+
+
+def test_a_contract_deviation_in_a_mirrored_only_field_is_noted_not_fatal() -> None:
+    """A name Northflank no longer restricts (too long, underscores) keeps the fleet observed; the
+    deviation is said in Synced's message and the value is mirrored as sent."""
+    odd_name = "model_" + "x" * 120
+    update = compute_status({}, observe("running", name=odd_name, entityType="robot"), generation=1, timing=at(0))
+    status = update.status
+    assert condition(status, "Ready")["status"] == "True"
+    synced = condition(status, "Synced")
+    assert (synced["status"], synced["reason"]) == ("True", "Observed")
+    assert "Contract deviation in fields the operator only mirrors: name:" in synced["message"]
+    assert "entityType: Input should be 'user', 'team' or 'org' (kept as sent)" in synced["message"]
+    assert status["deployment"]["name"] == odd_name
+    assert status["deployment"]["entityType"] == "robot"
+    again = compute_status(status, observe("running", name=odd_name, entityType="robot"), generation=1, timing=at(5))
+    assert not again.changed  # the same deviation is not news

@@ -9,11 +9,13 @@ from .errors import (
     BadRequestError,
     ConflictError,
     InvalidResponseError,
+    InvalidTokenError,
     NorthflankError,
     NotFoundError,
     PermissionDeniedError,
     RateLimitError,
     ServerError,
+    TLSError,
 )
 from .models import DeploymentStatus, LLMModelDeployment
 from .ratelimit import RateLimit
@@ -29,6 +31,7 @@ __all__ = [
     "DeploymentPage",
     "DeploymentStatus",
     "InvalidResponseError",
+    "InvalidTokenError",
     "LLMModelDeployment",
     "NorthflankClient",
     "NorthflankError",
@@ -37,4 +40,5 @@ __all__ = [
     "RateLimit",
     "RateLimitError",
     "ServerError",
+    "TLSError",
 ]

@@ -6,8 +6,11 @@ process; the token is passed per call because each resource may use its own cred
 
 from __future__ import annotations
 
+import asyncio
 import json
+import ssl
 import time
+import zlib
 from dataclasses import dataclass
 from typing import Any, Generic, Literal, Protocol, TypeVar
 from urllib.parse import quote
@@ -21,7 +24,11 @@ from .errors import (
     APIConnectionError,
     APITimeoutError,
     InvalidResponseError,
+    InvalidTokenError,
+    TLSError,
+    clean_text,
     error_class_for,
+    token_problem,
 )
 from .models import (
     GetLLMModelDeploymentResponse,
@@ -35,6 +42,8 @@ T = TypeVar("T")
 USER_AGENT = f"northflank-llm-operator/{__version__}"
 _MAX_ERROR_TEXT = 300
 MAX_PAGE_SIZE = 100
+DEFAULT_DEADLINE_SECONDS = 30.0
+DEFAULT_MAX_RESPONSE_BYTES = 4 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -88,15 +97,22 @@ class NorthflankClient:
         base_url: str,
         *,
         timeout_seconds: float = 10.0,
+        deadline_seconds: float = DEFAULT_DEADLINE_SECONDS,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         transport: httpx.AsyncBaseTransport | None = None,
         observer: RequestObserver | None = None,
     ) -> None:
         self._observer = observer
+        # httpx's timeout bounds each socket operation; a body dripping one byte per second never
+        # trips it. The deadline bounds the whole request, headers and body.
+        self._deadline = deadline_seconds
+        self._max_bytes = max_response_bytes
         self._http = httpx.AsyncClient(
             base_url=base_url.rstrip("/"),
             timeout=httpx.Timeout(timeout_seconds),
             transport=transport,
-            headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
+            # Only encodings this client decodes itself, with a size limit (see _read_body).
+            headers={"User-Agent": USER_AGENT, "Accept": "application/json", "Accept-Encoding": "gzip, deflate"},
             # Redirects would forward the bearer token to wherever they point; the API never redirects.
             follow_redirects=False,
         )
@@ -154,26 +170,44 @@ class NorthflankClient:
     async def _get(
         self, path: str, *, token: str, endpoint: Endpoint, params: dict[str, str | int] | None = None
     ) -> tuple[Any, RateLimit, int]:
+        problem = token_problem(token)
+        if problem is not None:
+            # Never handed to the HTTP library: it would refuse the header and log it whole.
+            raise InvalidTokenError(f"The Northflank API token {problem}; no request was sent.")
         started = time.monotonic()
+        status_code: int | None = None
         try:
-            response = await self._http.get(path, params=params, headers={"Authorization": f"Bearer {token}"})
+            async with asyncio.timeout(self._deadline):
+                async with self._http.stream(
+                    "GET", path, params=params, headers={"Authorization": f"Bearer {token}"}
+                ) as response:
+                    status_code = response.status_code
+                    rate_limit = RateLimit.from_headers(response.headers)
+                    raw = await _read_body(response, self._max_bytes, path, rate_limit)
         except httpx.TimeoutException as exc:
-            self._observe(endpoint, None, started)
             raise APITimeoutError(f"Northflank did not answer {path} in time ({type(exc).__name__})") from None
+        except TimeoutError:
+            raise APITimeoutError(
+                f"Northflank did not finish answering {path} within the {self._deadline:g}s request deadline"
+            ) from None
         except httpx.TransportError as exc:
-            self._observe(endpoint, None, started)
+            tls = _tls_problem(exc)
+            if tls is not None:
+                raise TLSError(f"could not reach Northflank for {path}: {tls}") from None
             raise APIConnectionError(f"could not reach Northflank for {path}: {type(exc).__name__}") from None
-        self._observe(endpoint, response.status_code, started)
+        finally:
+            # Every request that was sent is counted, whatever became of its answer.
+            self._observe(endpoint, status_code, started)
 
-        rate_limit = RateLimit.from_headers(response.headers)
+        charset = response.charset_encoding or "utf-8"
         if not response.is_success:
-            raise _status_error(response, path, rate_limit)
+            raise _status_error(response, raw, charset, path, rate_limit)
         try:
-            return response.json(), rate_limit, response.status_code
+            return json.loads(raw), rate_limit, response.status_code
         except (json.JSONDecodeError, UnicodeDecodeError):
             raise InvalidResponseError(
                 f"Northflank answered {path} with HTTP {response.status_code} but the body is not JSON: "
-                f"{_snippet(response.text)}",
+                f"{_snippet(raw.decode(charset, errors='replace'))}",
                 status_code=response.status_code,
                 rate_limit=rate_limit,
             ) from None
@@ -181,6 +215,79 @@ class NorthflankClient:
     def _observe(self, endpoint: Endpoint, status_code: int | None, started: float) -> None:
         if self._observer is not None:
             self._observer.request_finished(endpoint, status_code, time.monotonic() - started)
+
+
+def _decoder_for(encoding: str) -> Any:
+    """A zlib decompressor for the Content-Encoding, None for identity, ValueError for anything else."""
+    if encoding in ("gzip", "x-gzip"):
+        return zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+    if encoding == "deflate":
+        return zlib.decompressobj()
+    if encoding in ("", "identity"):
+        return None
+    raise ValueError(encoding)
+
+
+async def _read_body(response: httpx.Response, limit: int, path: str, rate_limit: RateLimit) -> bytes:
+    """The body, decompressed, or InvalidResponseError once it grows past ``limit`` bytes.
+
+    Decompression is done here, not by httpx, so that the limit applies to the inflated size one
+    bounded step at a time: a small gzip body cannot inflate into gigabytes of memory.
+    """
+
+    def invalid(what: str) -> InvalidResponseError:
+        return InvalidResponseError(
+            f"Northflank's answer to {path} {what}", status_code=response.status_code, rate_limit=rate_limit
+        )
+
+    too_large = (
+        f"is larger than {limit} bytes; it was not read further (a proxy error, or a response this "
+        "operator cannot hold)"
+    )
+    if response.is_stream_consumed:
+        # Only an in-memory transport (tests) hands over a body already read and decoded.
+        if len(response.content) > limit:
+            raise invalid(too_large)
+        return response.content
+    encoding = response.headers.get("content-encoding", "identity").strip().lower()
+    try:
+        decoder = _decoder_for(encoding)
+    except ValueError:
+        raise invalid(f"uses an unsupported Content-Encoding {clean_text(encoding)[:40]!r}") from None
+    if decoder is not None:
+        too_large = too_large.replace("bytes;", "bytes after decompression;")
+    declared = response.headers.get("content-length", "")
+    if decoder is None and declared.isdigit() and int(declared) > limit:
+        raise invalid(too_large)
+    body = bytearray()
+    try:
+        async for chunk in response.aiter_raw():
+            # With a decoder, at most one byte more than the limit is ever inflated from a chunk.
+            body += chunk if decoder is None else decoder.decompress(chunk, limit + 1 - len(body))
+            if len(body) > limit or (decoder is not None and decoder.unconsumed_tail):
+                raise invalid(too_large)
+        if decoder is not None:
+            body += decoder.flush()  # bounded: all input is consumed, at most one window is pending
+    except zlib.error:
+        raise invalid(f"is not valid {encoding} data") from None
+    if len(body) > limit:
+        raise invalid(too_large)
+    return bytes(body)
+
+
+def _tls_problem(exc: BaseException) -> str | None:
+    """Name a TLS failure (expired, self-signed, wrong host...) hidden in httpx's ConnectError chain."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, ssl.SSLCertVerificationError):
+            detail = current.verify_message or current.reason or "verification failed"
+            return f"TLS certificate verification failed: {clean_text(str(detail))}"
+        if isinstance(current, ssl.SSLError):
+            return f"TLS handshake failed: {clean_text(str(current.reason or current))}"
+        current = current.__cause__ or current.__context__
+    return None
 
 
 ModelT = TypeVar("ModelT", bound=pydantic.BaseModel)
@@ -209,28 +316,29 @@ def summarize_validation_error(exc: pydantic.ValidationError, *, limit: int = 5)
     return "; ".join(parts)
 
 
-def _status_error(response: httpx.Response, path: str, rate_limit: RateLimit) -> Exception:
+def _status_error(response: httpx.Response, raw: bytes, charset: str, path: str, rate_limit: RateLimit) -> Exception:
     error_id: str | None = None
     details: Any = None
     upstream_message: str | None = None
+    text = raw.decode(charset, errors="replace")
     try:
-        body = response.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
+        body = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
         body = None
     error = body.get("error") if isinstance(body, dict) else None
     if isinstance(error, dict):
         message_value = error.get("message")
         upstream_message = message_value if isinstance(message_value, str) else None
         id_value = error.get("id")
-        error_id = id_value if isinstance(id_value, str) else None
+        error_id = clean_text(id_value)[:100] if isinstance(id_value, str) else None
         details = error.get("details")
     if upstream_message is None:
-        upstream_message = _snippet(response.text) or response.reason_phrase
+        upstream_message = _snippet(text) or response.reason_phrase
     message = f"Northflank answered {path} with HTTP {response.status_code}: {_snippet(upstream_message)}"
     cls = error_class_for(response.status_code)
     return cls(message, status_code=response.status_code, rate_limit=rate_limit, error_id=error_id, details=details)
 
 
 def _snippet(text: str) -> str:
-    text = " ".join(text.split())
+    text = " ".join(clean_text(text).split())
     return text if len(text) <= _MAX_ERROR_TEXT else text[: _MAX_ERROR_TEXT - 1] + "…"

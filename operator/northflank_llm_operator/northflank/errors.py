@@ -6,9 +6,32 @@ contains the token. ``reason`` is a CamelCase word the status mapping uses as co
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from typing import Any, ClassVar
 
-from .ratelimit import RateLimit
+from .ratelimit import MAX_WAIT_SECONDS, RateLimit
+
+# ANSI/VT escape sequences: CSI (colours, cursor moves), OSC (terminal titles, hyperlinks), others.
+_ESCAPES = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[@-_]?|\x9b[0-?]*[ -/]*[@-~]")
+
+
+def clean_text(text: str) -> str:
+    """``text`` without escape sequences or control/format characters (each becomes a space), so an
+    upstream message cannot recolour a terminal, forge log lines or hide text with bidi overrides."""
+    text = _ESCAPES.sub("", text)
+    return "".join(" " if unicodedata.category(c) in ("Cc", "Cf", "Cs") else c for c in text)
+
+
+def token_problem(token: str) -> str | None:
+    """What makes ``token`` unusable in an Authorization header, without quoting any of it."""
+    if not token:
+        return "is empty"
+    if not token.isascii() or not token.isprintable():
+        return "contains characters that are not printable ASCII"
+    if any(c.isspace() for c in token):
+        return "contains whitespace"
+    return None
 
 
 class NorthflankError(Exception):
@@ -19,6 +42,7 @@ class NorthflankError(Exception):
     transient: ClassVar[bool] = True
 
     def __init__(self, message: str, *, rate_limit: RateLimit | None = None) -> None:
+        message = clean_text(message)
         super().__init__(message)
         self.message = message
         #: The rate-limit headers of the response, when there was one.
@@ -32,9 +56,22 @@ class APIConnectionError(NorthflankError):
 
 
 class APITimeoutError(APIConnectionError):
-    """No response within the request timeout."""
+    """No response within the request timeout, or not all of it within the request deadline."""
 
     reason = "Timeout"
+
+
+class TLSError(APIConnectionError):
+    """The TLS handshake failed: the message names the certificate problem (expired, wrong host...)."""
+
+    reason = "TLSError"
+
+
+class InvalidTokenError(NorthflankError):
+    """The token cannot be sent at all (whitespace, control or non-ASCII characters)."""
+
+    reason = "CredentialsInvalid"
+    transient = False
 
 
 class InvalidResponseError(NorthflankError):
@@ -108,6 +145,13 @@ class ServerError(APIStatusError):
 
     reason = "ServerError"
     transient = True
+
+    @property
+    def retry_after_seconds(self) -> float | None:
+        """A 502/503's ``Retry-After`` (capped at the documented one-hour window), if it sent one."""
+        if self.status_code not in (502, 503) or self.rate_limit.retry_after_seconds is None:
+            return None
+        return min(self.rate_limit.retry_after_seconds, MAX_WAIT_SECONDS)
 
 
 _BY_STATUS: dict[int, type[APIStatusError]] = {

@@ -11,7 +11,17 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    StringConstraints,
+    TypeAdapter,
+    ValidationError,
+    ValidatorFunctionWrapHandler,
+    model_validator,
+)
 
 
 class DeploymentStatus(StrEnum):
@@ -64,17 +74,41 @@ class DeploymentConfiguration(_ApiModel):
     created_at: str | None = Field(default=None, alias="createdAt")
 
 
-class LLMModelDeployment(_ApiModel):
-    """The ``data`` object of the GET response (the list endpoint returns the same shape per item)."""
+#: Fields the operator mirrors verbatim into status.deployment but never reasons about: their
+#: documented constraints are checked, and a violation is reported, not fatal (a relaxed rule at
+#: Northflank must not turn a whole fleet InvalidResponse). The type is what the CRD's status schema
+#: needs; a value of another type is left out of status and reported.
+_LENIENT: dict[str, tuple[TypeAdapter[Any], TypeAdapter[Any]]] = {
+    "name": (TypeAdapter(str), TypeAdapter(Name)),
+    "description": (TypeAdapter(str), TypeAdapter(Description)),
+    "tags": (TypeAdapter(list[str]), TypeAdapter(list[Tag])),
+    "entityType": (TypeAdapter(str), TypeAdapter(Literal["user", "team", "org"])),
+    "createdAt": (TypeAdapter(str), TypeAdapter(str)),
+    "updatedAt": (TypeAdapter(str), TypeAdapter(str)),
+}
 
-    name: Name
-    description: Description | None = None
-    tags: list[Tag] | None = None
+
+def _first_error(exc: ValidationError) -> str:
+    error = exc.errors()[0]
+    where = ".".join(str(part) for part in error["loc"])
+    return f"{where}: {error['msg']}" if where else str(error["msg"])
+
+
+class LLMModelDeployment(_ApiModel):
+    """The ``data`` object of the GET response (the list endpoint returns the same shape per item).
+
+    Strict where the operator's status and conditions depend on a value (``id`` and the other ids,
+    ``status``, ``dns``, ``ports``, ``spec``); lenient elsewhere, see ``contract_deviations``.
+    """
+
+    name: str | None = None
+    description: str | None = None
+    tags: list[str] | None = None
     spec: dict[str, Any]
     id: str
     project_id: str = Field(alias="projectId")
     entity_id: str = Field(alias="entityId")
-    entity_type: Literal["user", "team", "org"] = Field(alias="entityType")
+    entity_type: str | None = Field(default=None, alias="entityType")
     creator_id: str = Field(alias="creatorId")
     dns: Dns
     ports: list[Port]
@@ -82,6 +116,40 @@ class LLMModelDeployment(_ApiModel):
     deployment_configuration: DeploymentConfiguration | None = Field(default=None, alias="deploymentConfiguration")
     created_at: str | None = Field(default=None, alias="createdAt")
     updated_at: str | None = Field(default=None, alias="updatedAt")
+    _deviations: tuple[str, ...] = PrivateAttr(default=())
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _lenient_fields(cls, data: Any, handler: ValidatorFunctionWrapHandler) -> LLMModelDeployment:
+        deviations: list[str] = []
+        if isinstance(data, dict):
+            data = dict(data)
+            if "name" not in data:
+                deviations.append("name: Field required")
+            if "entityType" not in data and "entity_type" not in data:
+                deviations.append("entityType: Field required")
+            for key, (shape, documented) in _LENIENT.items():
+                if key not in data or data[key] is None:
+                    continue
+                try:
+                    shape.validate_python(data[key], strict=True)
+                except ValidationError as exc:
+                    deviations.append(f"{key}: {_first_error(exc)} (left out of status)")
+                    del data[key]
+                    continue
+                try:
+                    documented.validate_python(data[key])
+                except ValidationError as exc:
+                    deviations.append(f"{key}: {_first_error(exc)} (kept as sent)")
+        model = handler(data)
+        assert isinstance(model, LLMModelDeployment)
+        model._deviations = tuple(deviations)
+        return model
+
+    @property
+    def contract_deviations(self) -> tuple[str, ...]:
+        """Where Northflank's answer breaks the documented contract in fields the operator does not use."""
+        return self._deviations
 
     @property
     def known_status(self) -> DeploymentStatus | None:

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+
+#: Northflank's documented window is one hour; no announced wait is trusted beyond it.
+MAX_WAIT_SECONDS = 3600.0
 
 
 @dataclass(frozen=True)
@@ -57,4 +61,7 @@ def _seconds(value: str | None) -> float | None:
         parsed = float(value.strip())
     except ValueError:
         return None
-    return parsed if parsed >= 0 else None
+    if math.isnan(parsed) or parsed < 0:
+        return None
+    # 1e9 or inf would hold a credential for decades: nothing waits longer than the documented window.
+    return min(parsed, MAX_WAIT_SECONDS)

@@ -1,0 +1,130 @@
+"""The operator-wide token as a real operator process sees it (issue 7, items 7 and 9): a rotating
+token file, and a token the HTTP library would refuse, with every library logging at DEBUG."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from northflank_api_simulator.control import SimulatorControl
+from tests.controlplane.controlplane import ControlPlane
+from tests.simulator.fixtures import RunningSimulator
+from tests.support.cluster import PROJECT, Cluster, conditions_by_type
+from tests.support.operator_process import run_operator
+from tests.support.waiting import wait_for
+
+pytestmark = pytest.mark.integration
+
+TEAM = "team-rotation"
+FIRST = "nf-rotation-first-token"
+SECOND = "nf-rotation-second-token"
+
+
+@pytest.fixture
+def cleanup(control_plane: ControlPlane, namespace: str) -> Iterator[None]:
+    """Resources left behind would be tracked by later modules' all-namespace operators."""
+    yield
+    control_plane.kubectl("delete", "llmd", "--all", "-n", namespace, "--wait=false")
+
+
+@pytest.fixture
+def nf(simulator: RunningSimulator) -> SimulatorControl:
+    control = simulator.control
+    control.put_project(PROJECT, team_id=TEAM)
+    control.set_rate_limit(100_000, 3600)
+    return control
+
+
+def _write_atomically(path: Path, content: str) -> None:
+    """As the kubelet updates a mounted Secret: a new file renamed into place."""
+    temporary = path.with_name(path.name + ".new")
+    temporary.write_text(content)
+    os.replace(temporary, path)
+
+
+def test_a_rotated_token_file_is_used_without_a_restart(
+    control_plane: ControlPlane,
+    crd_installed: object,
+    simulator: RunningSimulator,
+    nf: SimulatorControl,
+    namespace: str,
+    tmp_path: Path,
+    cleanup: None,
+) -> None:
+    first_id = nf.add_token(FIRST, team_id=TEAM)
+    token_file = tmp_path / "token"
+    token_file.write_text(FIRST + "\n")  # a Secret written from a file keeps its newline
+    nf.put_deployment(PROJECT, "rotating", status="running")
+    log_path = tmp_path / "operator.log"
+    with run_operator(
+        kubeconfig=control_plane.kubeconfig,
+        namespaces=[namespace],
+        api_base_url=simulator.base_url,
+        api_token=None,
+        log_path=log_path,
+        poll_interval_seconds=2.0,
+        extra_env={
+            "NORTHFLANK_API_TOKEN_FILE": str(token_file),
+            "NORTHFLANK_LLM_OPERATOR_CREDENTIALS_CACHE_SECONDS": "1",
+        },
+    ) as operator:
+        cluster = Cluster(control_plane, namespace, operator)
+        cluster.apply("rotating", "rotating")
+        cluster.wait_condition("rotating", "Ready", "True")
+
+        second_id = nf.add_token(SECOND, team_id=TEAM)
+        _write_atomically(token_file, SECOND + "\n")
+        nf.revoke_token(FIRST)
+        process_before = operator.process.pid
+
+        def used_second() -> bool:
+            return any(row["tokenId"] == second_id and row["status"] == 200 for row in nf.stats())
+
+        wait_for(used_second, timeout=30, message="a successful poll with the rotated token")
+        status = cluster.wait_condition("rotating", "Synced", "True")
+        assert conditions_by_type(status)["Ready"]["status"] == "True"
+        assert operator.process.pid == process_before
+        operator.assert_alive()
+    assert first_id != second_id
+    log = log_path.read_text(errors="replace")
+    assert FIRST not in log
+    assert SECOND not in log
+
+
+def test_an_unusable_token_is_credentials_invalid_and_never_logged_at_debug(
+    control_plane: ControlPlane,
+    crd_installed: object,
+    simulator: RunningSimulator,
+    nf: SimulatorControl,
+    namespace: str,
+    tmp_path: Path,
+    cleanup: None,
+) -> None:
+    """A control character inside the token: before, h11 refused the header and httpcore's DEBUG line
+    printed the whole Bearer value; every poll failed as ConnectionFailed."""
+    token = "nf-\x01-debug-leak-token"
+    nf.put_deployment(PROJECT, "refused", status="running")
+    log_path = tmp_path / "operator.log"
+    with run_operator(
+        kubeconfig=control_plane.kubeconfig,
+        namespaces=[namespace],
+        api_base_url=simulator.base_url,
+        api_token=token,
+        log_path=log_path,
+        poll_interval_seconds=2.0,
+        debug=True,
+    ) as operator:
+        cluster = Cluster(control_plane, namespace, operator)
+        cluster.apply("refused", "refused")
+        status = cluster.wait_condition("refused", "Synced", "False", "CredentialsInvalid")
+        message = conditions_by_type(status)["Synced"]["message"]
+        assert "NORTHFLANK_API_TOKEN" in message
+        assert "printable ASCII" in message
+        assert conditions_by_type(status)["Stalled"]["status"] == "True"
+    log = log_path.read_text(errors="replace")
+    assert "DEBUG" in log or "debug" in log.lower()  # the libraries did log at DEBUG
+    assert "debug-leak-token" not in log
+    assert not nf.requests(), "an unusable token must not be sent at all"
