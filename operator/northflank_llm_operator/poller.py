@@ -23,7 +23,7 @@ import pydantic
 
 from .conditions import format_time
 from .credentials import CredentialResolver, CredentialsError
-from .kube import KubernetesGateway, ResourceGoneError
+from .kube import KubernetesGateway, ResourceGoneError, StatusConflictError, StatusRejectedError
 from .northflank import (
     AuthenticationError,
     LLMModelDeployment,
@@ -37,7 +37,18 @@ from .planner import GroupKey, Planner, Request
 from .registry import Registry, TrackedResource
 from .resource import LLMModelDeploymentSpec, ResourceKey
 from .settings import OperatorSettings
-from .status import Failure, Observation, Outcome, Timing, compute_staleness, compute_status
+from .status import (
+    INTERNAL_ERROR,
+    STATUS_REJECTED,
+    Failure,
+    Observation,
+    Outcome,
+    StatusUpdate,
+    Timing,
+    compute_staleness,
+    compute_status,
+    fallback_status,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -51,12 +62,15 @@ class _WriteJob:
 
     outcome: Outcome | None
     generation: int
+    #: The object the outcome belongs to: a re-created object of the same name never gets it.
+    uid: str
 
 
 @dataclass(frozen=True)
 class Attachment:
     """Where a resource is observed from, as decided for one generation of its spec."""
 
+    uid: str
     generation: int
     group: GroupKey
     deployment_id: str
@@ -166,7 +180,7 @@ class Poller:
         for key in self._stale_checks.pop_due(now):
             attachment = self._attached.get(key)
             if attachment is not None:
-                self._enqueue(key, _WriteJob(None, attachment.generation))
+                self._enqueue(key, _WriteJob(None, attachment.generation, attachment.uid))
         self._start_requests()
 
     async def drain(self) -> None:
@@ -227,13 +241,17 @@ class Poller:
         except pydantic.ValidationError as exc:
             self._detach(key)
             message = f"spec is invalid: {summarize_validation_error(exc)}"
-            self._enqueue(key, _WriteJob(Failure("InvalidSpec", message, transient=False), resource.generation))
+            self._enqueue(
+                key, _WriteJob(Failure("InvalidSpec", message, transient=False), resource.generation, resource.uid)
+            )
             return  # a new generation brings it back
         try:
             credential = await self._credentials.resolve(key.namespace, spec)
         except CredentialsError as exc:
             self._detach(key)
-            self._enqueue(key, _WriteJob(Failure(exc.reason, exc.message, transient=False), resource.generation))
+            self._enqueue(
+                key, _WriteJob(Failure(exc.reason, exc.message, transient=False), resource.generation, resource.uid)
+            )
             self._retries.arm(key, self._clock() + self._interval_of(spec))
             return
         group = GroupKey(credential.identity, spec.project_id, spec.team_id)
@@ -241,7 +259,7 @@ class Poller:
         interval = self._interval_of(spec)
         previous = self._attached.get(key)
         attachment = Attachment(
-            resource.generation, group, spec.llm_model_deployment_id, interval, spec.credentials_secret_ref is not None
+            resource.uid, resource.generation, group, spec.llm_model_deployment_id, interval, spec.credentials_secret_ref is not None
         )
         if previous is None:
             urgent = not _observed_at_generation(resource)  # new, or changed while the operator was away
@@ -430,7 +448,7 @@ class Poller:
                 if current:
                     # A confirmed 404 is an answer too: the status is current, not stale.
                     self._last_success[key] = self._wall_clock()
-                self._enqueue(key, _WriteJob(outcome, attachment.generation))
+                self._enqueue(key, _WriteJob(outcome, attachment.generation, attachment.uid))
 
     def _enqueue(self, key: ResourceKey, job: _WriteJob) -> None:
         if job.outcome is None and key in self._jobs:
@@ -457,16 +475,27 @@ class Poller:
 
     async def _perform(self, key: ResourceKey, job: _WriteJob) -> None:
         resource = self._registry.get(key)
-        if resource is None:
-            return
+        if resource is None or resource.uid != job.uid:
+            return  # deleted, or re-created under the same name: the outcome is not about this object
         attachment = self._attached.get(key)
+        if attachment is not None and attachment.uid != job.uid:
+            attachment = None
         timing = self._timing(key, attachment)
         if job.outcome is None:
             if attachment is not None:
                 await self._judge_staleness(resource, attachment, timing)
             return
-        update = compute_status(resource.status, job.outcome, generation=job.generation, timing=timing)
-        await self._apply(resource, update.patch, update.events)
+        try:
+            update = compute_status(resource.status, job.outcome, generation=job.generation, timing=timing)
+        except Exception:
+            # A bug, or an answer too hostile to map (RecursionError on deep JSON, ...): say so.
+            logger.exception("Mapping the outcome for %s to a status failed", key)
+            failure = Failure(INTERNAL_ERROR, "The operator failed to map Northflank's answer; see its log.", True)
+            try:
+                update = compute_status(resource.status, failure, generation=job.generation, timing=timing)
+            except Exception:
+                update = fallback_status(resource.status, failure, generation=job.generation, timing=timing)
+        await self._apply(resource, update, job, timing)
         if attachment is not None:
             self._arm_staleness(key, timing)
 
@@ -502,7 +531,26 @@ class Poller:
             return
         update = compute_staleness(resource.status, generation=attachment.generation, timing=timing,
                                    cause=self._hold_cause(attachment.group))  # fmt: skip
-        await self._apply(resource, update.patch, update.events)
+        await self._apply(resource, update, _WriteJob(None, attachment.generation, resource.uid), timing)
+
+    async def _write(self, resource: TrackedResource, patch: Mapping[str, Any], job: _WriteJob) -> Mapping[str, Any] | None:
+        """Write ``patch`` to exactly the object that was read (its uid at its resourceVersion)."""
+        try:
+            return await self._kube.patch_status(
+                resource.key, patch, uid=resource.uid, resource_version=resource.resource_version or None
+            )
+        except ResourceGoneError:
+            # Forget only the object that is gone: a late 404 or conflict for a deleted object must not
+            # drop one re-created under the same name meanwhile.
+            self._registry.forget(resource.key, uid=resource.uid)
+            return None
+        except StatusConflictError as exc:
+            # Someone else wrote the object since it was read: map the outcome again onto what it is now.
+            self._registry.observe("MODIFIED", exc.current)
+            if resource.key not in self._jobs:
+                self._jobs[resource.key] = job
+                self._jobs_waiting.set()
+            return None
 
     def _hold_cause(self, group: GroupKey) -> str | None:
         budget = self.planner.budget(group.account)
@@ -512,16 +560,28 @@ class Poller:
         resume = self._wall_clock() + timedelta(seconds=held - self._clock())
         return f"Northflank's rate limit for these credentials is spent until {format_time(resume)}."
 
-    async def _apply(self, resource: TrackedResource, patch: Mapping[str, Any], events: Iterable[Any]) -> None:
-        if not patch:
+    async def _apply(self, resource: TrackedResource, update: StatusUpdate, job: _WriteJob, timing: Timing) -> None:
+        if not update.patch:
             return
         try:
-            stored = await self._kube.patch_status(resource.key, patch)
-        except ResourceGoneError:
-            self._registry.forget(resource.key)
+            stored = await self._write(resource, update.patch, job)
+        except StatusRejectedError as exc:
+            # The API server will never take this status (a number beyond int64, over etcd's size
+            # limit ...): replace it with a small one that only says why, so Ready stops saying True.
+            logger.error("The API server refused the status of %s (%s); writing only the conditions", resource.key, exc)
+            failure = Failure(
+                STATUS_REJECTED,
+                f"The API server refused the observed status (HTTP {exc.status}: {exc.message}).",
+                transient=True,
+            )
+            update = fallback_status(resource.status, failure, generation=job.generation, timing=timing)
+            if not update.patch:
+                return
+            stored = await self._write(resource, update.patch, job)
+        if stored is None:
             return
         self._registry.record_written(resource.key, stored)
-        for event in events:
+        for event in update.events:
             # Transitions only (never every poll), so this log stays readable with thousands of resources.
             level = logging.WARNING if event.type == "Warning" else logging.INFO
             logger.log(level, "%s: %s: %s", resource.key, event.reason, event.message)

@@ -102,8 +102,10 @@ class FakeKubernetes:
         self.resource_version = 100
         self.patched = asyncio.Event()
 
-    async def patch_status(self, key: ResourceKey, patch: Mapping[str, Any]) -> Mapping[str, Any]:
-        if key not in self.objects:
+    async def patch_status(
+        self, key: ResourceKey, patch: Mapping[str, Any], *, uid: str | None = None, resource_version: str | None = None
+    ) -> Mapping[str, Any]:
+        if key not in self.objects or (uid is not None and self.objects[key]["metadata"]["uid"] != uid):
             raise ResourceGoneError(str(key))
         self.patches.append((key, dict(patch)))
         obj = self.objects[key]
