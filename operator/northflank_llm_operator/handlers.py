@@ -19,6 +19,8 @@ from .selector import selector_for
 
 registry = kopf.OperatorRegistry()
 
+WATCH_SERVER_TIMEOUT_SECONDS = 300
+
 
 def runtime_of(memo: Any) -> Runtime:
     runtime = getattr(memo, "runtime", None)
@@ -43,6 +45,14 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.persistence.finalizer = f"{GROUP}/finalizer"
     # kopf's own handler failures still become Warning Events; successes stay in the log only.
     settings.posting.level = logging.WARNING
+    # A watch the API server ends every few minutes, and a client-side deadline past that, so a
+    # connection that silently died (a load balancer, a NAT table) is noticed and re-established.
+    settings.watching.server_timeout = WATCH_SERVER_TIMEOUT_SECONDS
+    settings.watching.client_timeout = WATCH_SERVER_TIMEOUT_SECONDS + 60
+    settings.watching.connect_timeout = 30
+    # Every other request kopf makes (listings, patches of its own) has a deadline too.
+    settings.networking.request_timeout = 30
+    settings.networking.connect_timeout = 30
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL, registry=registry)

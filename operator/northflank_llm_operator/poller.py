@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import heapq
 import logging
+import math
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ from .northflank import (
     NorthflankClient,
     NorthflankError,
     NotFoundError,
+    PermissionDeniedError,
     RateLimitError,
 )
 from .northflank.client import summarize_validation_error
@@ -312,8 +314,10 @@ class Poller:
             self._fan_out(
                 request.group,
                 affected,
-                Failure("InternalError", "The operator failed to process Northflank's answer; see its log.", True),
+                Failure(INTERNAL_ERROR, "The operator failed to process Northflank's answer; see its log.", True),
             )
+        finally:
+            self.planner.request_finished(request)
 
     async def _get(self, request: Request, token: str) -> None:
         group, deployment_id = request.group, request.deployment_id or ""
@@ -322,6 +326,7 @@ class Poller:
                 group.project_id, deployment_id, token=token, team_id=group.team_id
             )
         except NotFoundError as exc:
+            self.planner.credentials_accepted(group.account)
             self.planner.record_headers(group, exc.rate_limit, rejected=False)
             self.planner.observed(group, deployment_id, None)
             self._fan_out(group, [deployment_id], Failure.from_error(exc))
@@ -329,6 +334,7 @@ class Poller:
         except NorthflankError as exc:
             await self._failed(request, exc)
             return
+        self.planner.credentials_accepted(group.account)
         self.planner.record_headers(group, result.rate_limit, rejected=False)
         self.planner.observed(group, deployment_id, result.data.status)
         self._fan_out(group, [deployment_id], Observation(result.data))
@@ -352,6 +358,7 @@ class Poller:
                 await self._failed(request, exc)
                 return
             pages += 1
+            self.planner.credentials_accepted(group.account)
             self.planner.record_headers(group, result.rate_limit, rejected=False)
             for item in result.data.items:
                 deployment_id = item.get("id") if isinstance(item, Mapping) else None
@@ -410,10 +417,37 @@ class Poller:
                 # One warning per account and window, however many resources wait.
                 logger.warning("Northflank's rate limit for one set of credentials is spent until %s; "
                                "its resources wait", format_time(resume))  # fmt: skip
+        if isinstance(error, AuthenticationError | PermissionDeniedError):
+            await self._credentials_rejected(request, failure)
+            return
         affected = self.planner.failed(request, transient=error.transient, retry_at=held_until if rejected else None)
-        if isinstance(error, AuthenticationError):
-            self._drop_cached_credentials(group, affected)
         self._fan_out(group, affected, failure)
+
+    async def _credentials_rejected(self, request: Request, failure: Failure) -> None:
+        """A 401/403 holds every resource of these credentials (a circuit breaker): one probe per
+        interval instead of one failing request, and one Warning, per resource."""
+        group = request.group
+        opened = self.planner.credentials_rejected(request)
+        budget = self.planner.budget(group.account)
+        held_until = budget.held(self._clock()) if budget is not None else None
+        self.planner.failed(request, transient=False, retry_at=held_until)
+        targets = self.planner.account_targets(group.account)
+        if held_until is not None:
+            wait = held_until - self._clock()
+            probe = self._wall_clock() + timedelta(seconds=wait)
+            # No moment in the message: it must stay the same from one probe to the next (no rewrites).
+            failure = Failure(
+                failure.reason,
+                f"{failure.message} Every resource using these credentials waits; one request probes them "
+                f"every {math.ceil(wait)}s.",
+                transient=False,
+            )
+            if opened:
+                logger.warning("Northflank rejected one set of credentials (%s); its %d deployment(s) wait, "
+                               "probing at %s", failure.reason, len(targets), format_time(probe))  # fmt: skip
+        for target_group, deployment_id in targets:
+            self._drop_cached_credentials(target_group, [deployment_id])
+            self._fan_out(target_group, [deployment_id], failure)
 
     def _drop_cached_credentials(self, group: GroupKey, deployment_ids: Iterable[str]) -> None:
         """After a 401, read the Secrets again on the next pass: the token may have been rotated."""
