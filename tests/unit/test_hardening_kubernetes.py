@@ -14,22 +14,17 @@ import pytest
 
 from northflank_llm_operator import kube as kube_module
 from northflank_llm_operator.handlers import configure
-from northflank_llm_operator.kube import KubernetesGateway, StatusRejectedError
+from northflank_llm_operator.kube import KubernetesGateway
 from northflank_llm_operator.northflank import AuthenticationError, LLMModelDeployment, PermissionDeniedError
 from northflank_llm_operator.resource import ResourceKey
-from northflank_llm_operator.status import (
-    MAX_MIRRORED_BYTES,
-    MAX_MIRRORED_DEPTH,
-    Observation,
-    Timing,
-    bounded,
-    compute_staleness,
-    compute_status,
-)
+from northflank_llm_operator.status import Observation, Timing, compute_staleness, compute_status
 from tests.unit.payloads import full_deployment
 from tests.unit.test_poller import PLENTY, Harness
 
 T0 = datetime(2026, 11, 26, 10, 0, 0, tzinfo=UTC)
+# Looked up when a test runs, so that each test fails on its own against code without them.
+MAX_MIRRORED_DEPTH = 32
+MAX_MIRRORED_BYTES = 256 * 1024
 
 
 def _timing(seconds: float = 0) -> Timing:
@@ -47,6 +42,12 @@ def _nested(depth: int) -> Any:
 
 
 def test_what_is_mirrored_is_bounded_in_depth_size_and_integer_range() -> None:
+    from northflank_llm_operator import status as status_module
+
+    assert (status_module.MAX_MIRRORED_DEPTH, status_module.MAX_MIRRORED_BYTES) == (
+        MAX_MIRRORED_DEPTH,
+        MAX_MIRRORED_BYTES,
+    )
     body = full_deployment(status="running")
     body["spec"]["deep"] = _nested(MAX_MIRRORED_DEPTH + 10)
     body["spec"]["huge"] = 2**70
@@ -77,6 +78,8 @@ def test_what_is_mirrored_is_bounded_in_depth_size_and_integer_range() -> None:
 
 def test_bounding_never_recurses_past_its_limit() -> None:
     omitted: list[str] = []
+    from northflank_llm_operator.status import bounded
+
     assert bounded({"a": _nested(5000)}, omitted)["a"] is not None
     assert omitted and omitted[0].startswith("a.d.d")
 
@@ -87,6 +90,8 @@ async def test_a_status_the_api_server_refuses_is_replaced_by_the_conditions_alo
     key = h.add("dep")
     await h.advance(2)
     assert h.condition(key, "Ready")["status"] == "True"
+
+    from northflank_llm_operator.kube import StatusRejectedError
 
     original = h.kube.patch_status
     refused = 0
