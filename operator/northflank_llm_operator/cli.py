@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
+import os
+import signal
 import sys
+import threading
 from collections.abc import Sequence
+from typing import Any
 
 import kopf
 import pydantic
@@ -96,19 +101,26 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def _operate(args: argparse.Namespace, settings: OperatorSettings) -> int:
-    from . import handlers
     from .runtime import Runtime
 
-    runtime = Runtime.create(settings)
+    loop = asyncio.get_running_loop()
+    watchdog = ShutdownWatchdog(settings.shutdown_timeout_seconds)
+    runtime = Runtime.create(settings, resync_namespaces=None if args.all_namespaces else args.namespaces)
     # Created before kopf starts, so kopf leaves it alone at exit; if it dies, kopf is told to stop.
     poller_task = runtime.start()
-    stop_flag: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    stopping = asyncio.Event()
+    kopf_stop: asyncio.Future[None] | None = None
 
-    def stop_operator(_: object) -> None:
-        if not stop_flag.done():
-            stop_flag.set_result(None)
+    def stop_kopf() -> None:
+        if kopf_stop is not None and not kopf_stop.done():
+            kopf_stop.set_result(None)
 
-    poller_task.add_done_callback(stop_operator)
+    def stop_everything(*_: object) -> None:
+        stopping.set()
+        stop_kopf()
+
+    poller_task.add_done_callback(stop_everything)
+    runtime.on_unserved = stop_kopf  # the CRD went away: stop kopf, wait for the CRD, start kopf again
     logger.info(
         "Mirroring LLM model deployments from %s (default poll interval %gs, %s)",
         settings.api_base_url,
@@ -118,21 +130,123 @@ async def _operate(args: argparse.Namespace, settings: OperatorSettings) -> int:
     if settings.label_selector is not None:
         logger.info("Tracking only resources whose labels match %r", settings.label_selector)
     try:
-        await kopf.operator(
-            registry=handlers.registry,
-            memo=kopf.Memo(runtime=runtime),
-            clusterwide=args.all_namespaces,
-            namespaces=args.namespaces or (),
-            standalone=args.standalone,
-            liveness_endpoint=args.liveness,
-            stop_flag=stop_flag,
-        )
+        while not stopping.is_set():
+            # Outside kopf's run, SIGTERM is ours to handle (kopf installs its own while it runs).
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, stop_everything)
+                watchdog.chain(sig)
+            if not await _wait_until_served(runtime, stopping):
+                break
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)
+            kopf_stop = loop.create_future()
+            if not await _run_kopf(args, runtime, watchdog, kopf_stop, stopping):
+                break
+            # Stopped because the CRD is gone (or kopf failed for that reason): start over.
+            runtime.served = False
+            runtime.registry.clear()
     finally:
         crashed = poller_task.done() and not poller_task.cancelled() and poller_task.exception() is not None
         if crashed:
             logger.error("The poll loop stopped", exc_info=poller_task.exception())
-        await runtime.close()
+        await runtime.close(grace=settings.shutdown_timeout_seconds)
     return 1 if crashed else 0
+
+
+async def _run_kopf(
+    args: argparse.Namespace, runtime: Any, watchdog: ShutdownWatchdog, kopf_stop: asyncio.Future[None],
+    stopping: asyncio.Event,
+) -> bool:  # fmt: skip
+    """Run kopf until it stops; True when it stopped because the CRD is gone (run it again later)."""
+    from . import handlers
+
+    runtime.served = True
+    try:
+        await kopf.operator(
+            registry=handlers.registry,
+            memo=kopf.Memo(runtime=runtime, watchdog=watchdog),
+            clusterwide=args.all_namespaces,
+            namespaces=args.namespaces or (),
+            standalone=args.standalone,
+            liveness_endpoint=args.liveness,
+            stop_flag=kopf_stop,
+        )
+    except Exception:
+        if stopping.is_set() or await _served(runtime):
+            raise
+        logger.exception("kopf stopped")
+    if stopping.is_set() or watchdog.signalled:
+        return False
+    return kopf_stop.done() or not await _served(runtime)
+
+
+async def _served(runtime: Any) -> bool:
+    try:
+        return bool(await runtime.gateway.resource_served())
+    except Exception:
+        logger.warning("Cannot tell whether the API server serves LLMModelDeployments", exc_info=True)
+        return True  # an unreachable API server is kopf's to retry, not a missing CRD
+
+
+async def _wait_until_served(runtime: Any, stopping: asyncio.Event) -> bool:
+    """Wait (serving no liveness probe, so the kubelet sees the operator is not working) until the
+    API server serves LLMModelDeployments; False when asked to stop meanwhile."""
+    told = False
+    while not stopping.is_set():
+        if await _served(runtime):
+            if told:
+                logger.info("The LLMModelDeployment CRD is served again; resuming")
+            return True
+        if not told:
+            logger.error("The API server does not serve LLMModelDeployments (is the CRD installed?); waiting for it")
+            told = True
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stopping.wait(), _CRD_RETRY_SECONDS)
+    return False
+
+
+_CRD_RETRY_SECONDS = 2.0
+
+
+class ShutdownWatchdog:
+    """A hard deadline on shutdown that does not depend on the event loop.
+
+    kopf reacts to SIGTERM inside the event loop, so a poll that keeps the loop busy (CPU-heavy
+    parsing, a cancel swallowed by ``asyncio.wait_for`` on Python 3.11) could delay the exit past
+    the pod's grace period. A Python-level signal handler runs in the main thread between bytecodes
+    whatever the loop is doing; it starts a thread that ends the process once the deadline passes.
+    The loop still learns of the signal through its wakeup fd, as before.
+    """
+
+    def __init__(self, timeout: float) -> None:
+        self.timeout = timeout
+        self.signalled = False
+        self._timer: threading.Timer | None = None
+
+    def chain(self, sig: signal.Signals) -> None:
+        """Put the deadline in front of whatever Python-level handler ``sig`` has now (asyncio's)."""
+        previous = signal.getsignal(sig)
+
+        def handler(signum: int, frame: Any) -> None:
+            self.arm()
+            if callable(previous):
+                previous(signum, frame)
+
+        signal.signal(sig, handler)
+
+    def arm(self) -> None:
+        self.signalled = True
+        if self._timer is None:
+            self._timer = threading.Timer(self.timeout, self._expire)
+            self._timer.daemon = True
+            self._timer.start()
+
+    def _expire(self) -> None:
+        logger.error("Did not stop within %gs of SIGTERM; exiting now", self.timeout)
+        for handler in logging.getLogger().handlers:
+            with contextlib.suppress(Exception):
+                handler.flush()
+        os._exit(0)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ for the operator.
 from __future__ import annotations
 
 import logging
+import signal
 from collections.abc import Mapping
 from typing import Any
 
@@ -37,7 +38,7 @@ def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
 
 
 @kopf.on.startup(registry=registry)
-async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo | None = None, **_: Any) -> None:
     # No CRD/namespace watching: the CRD is installed before the operator, namespaces are explicit,
     # and the operator's RBAC then needs no cluster-wide read on CRDs or namespaces.
     settings.scanning.disabled = True
@@ -53,6 +54,12 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     # Every other request kopf makes (listings, patches of its own) has a deadline too.
     settings.networking.request_timeout = 30
     settings.networking.connect_timeout = 30
+    watchdog = getattr(memo, "watchdog", None) if memo is not None else None
+    if watchdog is not None:
+        # kopf has just installed its SIGTERM handler; put the hard shutdown deadline in front of it.
+        settings.process.ultimate_exiting_timeout = watchdog.timeout
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            watchdog.chain(sig)
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL, registry=registry)
@@ -77,4 +84,6 @@ async def tracked_resources(memo: kopf.Memo, **_: Any) -> int:
     if runtime.poller_task is None or runtime.poller_task.done():
         # The liveness endpoint then fails and the kubelet restarts the pod.
         raise kopf.PermanentError("the poll loop is not running")
+    if not runtime.served:
+        raise kopf.PermanentError("the API server does not serve LLMModelDeployments (CRD missing)")
     return len(runtime.registry)

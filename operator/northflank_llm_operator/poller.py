@@ -15,7 +15,7 @@ import heapq
 import logging
 import math
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -124,6 +124,7 @@ class Poller:
         planner: Planner[ResourceKey] | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        resync_namespaces: Sequence[str] | None = None,
     ) -> None:
         self._registry = registry
         self._client = client
@@ -149,6 +150,12 @@ class Poller:
         self._jobs_waiting = asyncio.Event()
         self._writes_idle = asyncio.Event()
         self._writers: list[asyncio.Task[None]] = []
+        # Periodic resync: a deletion missed in a watch gap is found by listing (None: all namespaces).
+        self._resync_namespaces = list(resync_namespaces) if resync_namespaces is not None else None
+        self._next_resync = clock() + settings.resync_seconds
+        self._resync_task: asyncio.Task[None] | None = None
+        #: Called when a resync finds that the API server no longer serves the resource.
+        self.on_unserved: Callable[[], None] | None = None
 
     # -- the loop -----------------------------------------------------------------------------
 
@@ -159,9 +166,10 @@ class Poller:
                 await self.step()
                 await self._sleep()
         finally:
-            for task in [*self._tasks, *self._writers]:
+            resync = [self._resync_task] if self._resync_task is not None else []
+            for task in [*self._tasks, *self._writers, *resync]:
                 task.cancel()
-            await asyncio.gather(*self._tasks, *self._writers, return_exceptions=True)
+            await asyncio.gather(*self._tasks, *self._writers, *resync, return_exceptions=True)
             self._writers.clear()
 
     async def step(self) -> None:
@@ -172,6 +180,9 @@ class Poller:
                 for i in range(_CONCURRENT_STATUS_WRITES)
             ]
         now = self._clock()
+        if now >= self._next_resync and (self._resync_task is None or self._resync_task.done()):
+            self._next_resync = now + self._settings.resync_seconds
+            self._resync_task = asyncio.create_task(self._resync(), name="resync")
         self._registry.mark_pending(self._retries.pop_due(now))
         if now >= self._next_secret_sweep:
             # Secrets are re-read when their cache expires, so a rotated token moves its resources.
@@ -188,6 +199,8 @@ class Poller:
     async def drain(self) -> None:
         """Wait until no request is in flight and every status is written (tests step the loop by hand
         with a fake clock)."""
+        if self._resync_task is not None:
+            await asyncio.gather(self._resync_task, return_exceptions=True)
         while self._tasks or self._jobs or self._writing:
             if self._tasks:
                 await asyncio.gather(*list(self._tasks), return_exceptions=True)
@@ -209,7 +222,7 @@ class Poller:
         self._wake.set()
 
     async def _sleep(self) -> None:
-        wakes = [self._stale_checks.next(), self._retries.next(), self._next_secret_sweep]
+        wakes = [self._stale_checks.next(), self._retries.next(), self._next_secret_sweep, self._next_resync]
         if len(self._tasks) < self._settings.max_concurrent_requests:
             wakes.append(self.planner.next_wake())
         known = [w for w in wakes if w is not None]
@@ -230,6 +243,42 @@ class Poller:
             # A bug or an unexpected Kubernetes error must not end polling for everyone else.
             logger.exception("Handling %s failed unexpectedly; retrying later", key)
             self._retries.arm(key, self._clock() + self._settings.poll_interval_seconds)
+
+    # -- resync ---------------------------------------------------------------------------------
+
+    async def _resync(self) -> None:
+        """List the resources from the API server and forget the tracked ones that are gone.
+
+        kopf re-lists after a watch gap without reporting deletions, so a resource deleted in the gap
+        would otherwise be polled forever. Only resources the listing is newer than are judged.
+        """
+        try:
+            if self._resync_namespaces is None:
+                scopes: Sequence[str | None] = [None]
+            elif any(c in ns for ns in self._resync_namespaces for c in "*?[!"):
+                scopes = sorted({resource.key.namespace for resource in self._registry})  # kopf globs
+            else:
+                scopes = list(self._resync_namespaces)
+            for namespace in scopes:
+                listing = await self._kube.list_resource_uids(namespace)
+                if listing is None:
+                    logger.error("The API server no longer serves LLMModelDeployments (the CRD is gone)")
+                    self._registry.clear()
+                    if self.on_unserved is not None:
+                        self.on_unserved()
+                    return
+                found, list_version = listing
+                for resource in list(self._registry):
+                    if namespace is not None and resource.key.namespace != namespace:
+                        continue
+                    if found.get(resource.key) == resource.uid or not _not_newer(
+                        resource.resource_version, list_version
+                    ):
+                        continue
+                    logger.info("%s was deleted while the watch was not looking; forgetting it", resource.key)
+                    self._registry.forget(resource.key, uid=resource.uid)
+        except Exception:
+            logger.warning("Resync with the API server failed; trying again later", exc_info=True)
 
     # -- attaching resources to their groups --------------------------------------------------
 
@@ -261,7 +310,12 @@ class Poller:
         interval = self._interval_of(spec)
         previous = self._attached.get(key)
         attachment = Attachment(
-            resource.uid, resource.generation, group, spec.llm_model_deployment_id, interval, spec.credentials_secret_ref is not None
+            resource.uid,
+            resource.generation,
+            group,
+            spec.llm_model_deployment_id,
+            interval,
+            spec.credentials_secret_ref is not None,
         )
         if previous is None:
             urgent = not _observed_at_generation(resource)  # new, or changed while the operator was away
@@ -567,7 +621,9 @@ class Poller:
                                    cause=self._hold_cause(attachment.group))  # fmt: skip
         await self._apply(resource, update, _WriteJob(None, attachment.generation, resource.uid), timing)
 
-    async def _write(self, resource: TrackedResource, patch: Mapping[str, Any], job: _WriteJob) -> Mapping[str, Any] | None:
+    async def _write(
+        self, resource: TrackedResource, patch: Mapping[str, Any], job: _WriteJob
+    ) -> Mapping[str, Any] | None:
         """Write ``patch`` to exactly the object that was read (its uid at its resourceVersion)."""
         try:
             return await self._kube.patch_status(
@@ -623,6 +679,14 @@ class Poller:
                 await self._kube.record_event(resource.key, resource.uid, event)
             except Exception:
                 logger.warning("Could not record event %s on %s", event.reason, resource.key, exc_info=True)
+
+
+def _not_newer(resource_version: str, list_version: str) -> bool:
+    """Whether an object at ``resource_version`` is covered by a listing at ``list_version``."""
+    try:
+        return int(resource_version) <= int(list_version)
+    except ValueError:
+        return False
 
 
 def _observed_at_generation(resource: TrackedResource) -> bool:

@@ -401,33 +401,28 @@ def _bounded(value: Any, omitted: list[str], path: str, depth: int, budget: list
             if child is not _OMIT:
                 items.append(child)
         return items
-    if isinstance(value, bool):
-        cost = 5
-    elif isinstance(value, int):
-        if not INT64_MIN <= value <= INT64_MAX:
-            omitted.append(path)
-            return _OMIT
-        cost = 20
-    elif isinstance(value, float):
-        if not math.isfinite(value):
-            omitted.append(path)
-            return _OMIT
-        cost = 24
-    elif isinstance(value, str):
-        cost = len(value.encode("utf-8", "surrogatepass")) + 2
-    else:
-        omitted.append(path)
-        return _OMIT
-    if cost > budget[0]:
+    cost = _scalar_cost(value)
+    if cost is None or cost > budget[0]:
         omitted.append(path)
         return _OMIT
     budget[0] -= cost
     return value
 
 
-def fallback_status(
-    current: Mapping[str, Any], failure: Failure, *, generation: int, timing: Timing
-) -> StatusUpdate:
+def _scalar_cost(value: Any) -> int | None:
+    """Roughly the bytes a JSON scalar takes; None when it cannot be stored (beyond int64, not finite)."""
+    if isinstance(value, bool):
+        return 5
+    if isinstance(value, int):
+        return 20 if INT64_MIN <= value <= INT64_MAX else None
+    if isinstance(value, float):
+        return 24 if math.isfinite(value) else None
+    if isinstance(value, str):
+        return len(value.encode("utf-8", "surrogatepass")) + 2
+    return None
+
+
+def fallback_status(current: Mapping[str, Any], failure: Failure, *, generation: int, timing: Timing) -> StatusUpdate:
     """The small status written when the API server refused the real one: only the conditions (Ready
     Unknown, Synced False with ``failure``'s reason) and the phase, every other owned key removed."""
     current_owned = {key: current[key] for key in OWNED_KEYS if key in current}

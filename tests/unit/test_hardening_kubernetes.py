@@ -7,7 +7,7 @@ import asyncio
 import json
 import threading
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import kopf
 import pytest
@@ -64,7 +64,8 @@ def test_what_is_mirrored_is_bounded_in_depth_size_and_integer_range() -> None:
     assert "blob" not in status["deploymentSpec"]
     assert status["deployment"]["description"] == body["description"]
     synced = next(c for c in status["conditions"] if c["type"] == "Synced")
-    assert "Not mirrored" in synced["message"] and "spec.huge" in synced["message"]
+    assert "Not mirrored" in synced["message"]
+    assert "spec.huge" in synced["message"]
 
     def depth(value: Any) -> int:
         if isinstance(value, dict):
@@ -81,7 +82,8 @@ def test_bounding_never_recurses_past_its_limit() -> None:
     from northflank_llm_operator.status import bounded
 
     assert bounded({"a": _nested(5000)}, omitted)["a"] is not None
-    assert omitted and omitted[0].startswith("a.d.d")
+    assert omitted
+    assert omitted[0].startswith("a.d.d")
 
 
 async def test_a_status_the_api_server_refuses_is_replaced_by_the_conditions_alone() -> None:
@@ -181,9 +183,10 @@ async def test_a_late_404_does_not_forget_a_resource_re_created_under_the_same_n
     h.registry.observe("DELETED", h.kube.objects[key])
     h.kube.objects[key] = recreated
     h.registry.observe("ADDED", recreated)
-    await h.poller._write(stale, {"phase": "crashed"}, h.poller._jobs.get(key) or _job(stale))  # type: ignore[arg-type]
+    await h.poller._write(stale, {"phase": "crashed"}, _job(stale))
     current = h.registry.get(key)
-    assert current is not None and current.uid == "uid-new", "the re-created resource is still tracked"
+    assert current is not None
+    assert current.uid == "uid-new", "the re-created resource is still tracked"
     assert h.kube.objects[key]["status"] == {}, "nothing was written onto the new object"
 
 
@@ -233,12 +236,14 @@ async def test_fifty_quick_spec_edits_cost_a_few_requests() -> None:
 
 async def test_kopf_watch_and_request_timeouts_are_set_at_startup() -> None:
     settings = kopf.OperatorSettings()
-    await configure(settings=settings)
-    assert settings.watching.server_timeout is not None and 0 < settings.watching.server_timeout <= 600
+    await cast(Any, configure)(settings=settings)
+    assert settings.watching.server_timeout is not None
+    assert 0 < settings.watching.server_timeout <= 600
     assert settings.watching.client_timeout is not None
     assert settings.watching.client_timeout > settings.watching.server_timeout
     assert settings.watching.connect_timeout is not None
-    assert settings.networking.request_timeout is not None and settings.networking.request_timeout <= 60
+    assert settings.networking.request_timeout is not None
+    assert settings.networking.request_timeout <= 60
 
 
 async def test_a_hung_kubernetes_call_ends_with_a_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -252,3 +257,22 @@ async def test_a_hung_kubernetes_call_ends_with_a_timeout(monkeypatch: pytest.Mo
     finally:
         release.set()
         gateway.close()
+
+
+# -- item 14: ghosts after a watch gap ----------------------------------------------------------
+
+
+async def test_a_periodic_resync_forgets_a_resource_deleted_during_a_watch_gap() -> None:
+    h = Harness(interval=60)
+    h.northflank.put("proj", "dep")
+    h.northflank.put("proj", "kept")
+    ghost = h.add("dep")
+    kept = h.add("kept")
+    await h.advance(2)
+    del h.kube.objects[ghost]  # deleted while the watch was down: kopf never reports it
+    await h.advance(400, step=10)  # past one resync (300 s by default)
+    assert h.registry.get(ghost) is None
+    assert h.registry.get(kept) is not None
+    h.northflank.calls.clear()
+    await h.advance(300, step=10)
+    assert all(call[2] != "dep" for call in h.northflank.calls), "the ghost is no longer polled"

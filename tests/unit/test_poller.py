@@ -115,6 +115,10 @@ class FakeKubernetes:
         self.patched.set()
         return obj
 
+    async def list_resource_uids(self, namespace: str | None) -> tuple[dict[ResourceKey, str], str] | None:
+        found = {k: o["metadata"]["uid"] for k, o in self.objects.items() if namespace in (None, k.namespace)}
+        return found, str(self.resource_version)
+
     async def record_event(self, key: ResourceKey, uid: str, event: Event) -> None:
         self.events.append((key, event))
 
