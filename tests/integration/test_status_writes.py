@@ -43,6 +43,9 @@ class Loop:
         self.clock = Clock()
         self.northflank = FakeNorthflank()
         self.registry = Registry()
+        resync: dict[str, Any] = (
+            {"resync_namespaces": [namespace]} if "resync_namespaces" in signature(Poller).parameters else {}
+        )
         self.poller = Poller(
             registry=self.registry,
             client=self.northflank,  # type: ignore[arg-type]
@@ -54,7 +57,7 @@ class Loop:
             clock=self.clock,
             wall_clock=lambda: datetime.fromtimestamp(self.clock.now, UTC),
             # Only where the poller has a resync (so that this file also runs against older code).
-            **({"resync_namespaces": [namespace]} if "resync_namespaces" in signature(Poller).parameters else {}),
+            **resync,
         )
 
     def kubectl_json(self, *args: str, input: str | None = None) -> dict[str, Any]:
