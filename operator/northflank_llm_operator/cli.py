@@ -206,6 +206,7 @@ async def _wait_until_served(runtime: Any, stopping: asyncio.Event) -> bool:
 
 
 _CRD_RETRY_SECONDS = 2.0
+_RECHAIN_SECONDS = 0.5
 
 
 class ShutdownWatchdog:
@@ -226,13 +227,23 @@ class ShutdownWatchdog:
     def chain(self, sig: signal.Signals) -> None:
         """Put the deadline in front of whatever Python-level handler ``sig`` has now (asyncio's)."""
         previous = signal.getsignal(sig)
+        if getattr(previous, "_shutdown_watchdog", None) is self:
+            return
 
         def handler(signum: int, frame: Any) -> None:
             self.arm()
             if callable(previous):
                 previous(signum, frame)
 
+        handler._shutdown_watchdog = self  # type: ignore[attr-defined]
         signal.signal(sig, handler)
+
+    async def keep_chained(self) -> None:
+        """Re-chain whenever someone (kopf, once its startup is done) installs a handler of its own."""
+        while True:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                self.chain(sig)
+            await asyncio.sleep(_RECHAIN_SECONDS)
 
     def arm(self) -> None:
         self.signalled = True

@@ -7,8 +7,8 @@ for the operator.
 
 from __future__ import annotations
 
+import asyncio
 import logging
-import signal
 from collections.abc import Mapping
 from typing import Any
 
@@ -21,6 +21,7 @@ from .selector import selector_for
 registry = kopf.OperatorRegistry()
 
 WATCH_SERVER_TIMEOUT_SECONDS = 300
+_background: set[asyncio.Task[None]] = set()
 
 
 def runtime_of(memo: Any) -> Runtime:
@@ -56,10 +57,10 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo | None = No
     settings.networking.connect_timeout = 30
     watchdog = getattr(memo, "watchdog", None) if memo is not None else None
     if watchdog is not None:
-        # kopf has just installed its SIGTERM handler; put the hard shutdown deadline in front of it.
+        # kopf installs its SIGTERM handler after the startup handlers; keep the hard shutdown
+        # deadline in front of it (the task ends when kopf cancels everything at exit).
         settings.process.ultimate_exiting_timeout = watchdog.timeout
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            watchdog.chain(sig)
+        _background.add(asyncio.create_task(watchdog.keep_chained(), name="shutdown-watchdog"))
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL, registry=registry)
