@@ -31,7 +31,6 @@ from .northflank import (
     NorthflankClient,
     NorthflankError,
     NotFoundError,
-    PermissionDeniedError,
     RateLimitError,
 )
 from .northflank.client import summarize_validation_error
@@ -471,21 +470,26 @@ class Poller:
                 # One warning per account and window, however many resources wait.
                 logger.warning("Northflank's rate limit for one set of credentials is spent until %s; "
                                "its resources wait", format_time(resume))  # fmt: skip
-        if isinstance(error, AuthenticationError | PermissionDeniedError):
+        if isinstance(error, AuthenticationError):
+            # 401 is about the token itself, so it holds all of the token's resources. 403 is not: a
+            # token may lack access to one project only, so it fails only its own resources.
             await self._credentials_rejected(request, failure)
             return
         affected = self.planner.failed(request, transient=error.transient, retry_at=held_until if rejected else None)
         self._fan_out(group, affected, failure)
 
     async def _credentials_rejected(self, request: Request, failure: Failure) -> None:
-        """A 401/403 holds every resource of these credentials (a circuit breaker): one probe per
-        interval instead of one failing request, and one Warning, per resource."""
+        """A 401 holds every resource of these credentials (a circuit breaker): one probe per interval
+        instead of one failing request per resource. Only the probed resource is told (the others keep
+        their status and turn stale on the clock, saying why), so there is no storm of writes or Events."""
         group = request.group
         opened = self.planner.credentials_rejected(request)
         budget = self.planner.budget(group.account)
         held_until = budget.held(self._clock()) if budget is not None else None
-        self.planner.failed(request, transient=False, retry_at=held_until)
-        targets = self.planner.account_targets(group.account)
+        # The rejected target waits a full interval after the hold, so the next probe is another
+        # resource's (a 401 that is about one resource only does not starve the others).
+        self.planner.failed(request, transient=False)
+        affected = [request.deployment_id] if request.deployment_id else sorted(self.planner.tracked_ids(group))
         if held_until is not None:
             wait = held_until - self._clock()
             probe = self._wall_clock() + timedelta(seconds=wait)
@@ -498,10 +502,10 @@ class Poller:
             )
             if opened:
                 logger.warning("Northflank rejected one set of credentials (%s); its %d deployment(s) wait, "
-                               "probing at %s", failure.reason, len(targets), format_time(probe))  # fmt: skip
-        for target_group, deployment_id in targets:
-            self._drop_cached_credentials(target_group, [deployment_id])
-            self._fan_out(target_group, [deployment_id], failure)
+                               "probing at %s", failure.reason, len(self.planner.account_targets(group.account)),
+                               format_time(probe))  # fmt: skip
+        self._drop_cached_credentials(group, affected)
+        self._fan_out(group, affected, failure)
 
     def _drop_cached_credentials(self, group: GroupKey, deployment_ids: Iterable[str]) -> None:
         """After a 401, read the Secrets again on the next pass: the token may have been rotated."""
@@ -645,8 +649,10 @@ class Poller:
     def _hold_cause(self, group: GroupKey) -> str | None:
         budget = self.planner.budget(group.account)
         held = budget.held(self._clock()) if budget is not None else None
-        if held is None:
+        if held is None or budget is None:
             return None
+        if budget.breaker_open:
+            return "Northflank rejected these credentials (HTTP 401); one request probes them every interval."
         resume = self._wall_clock() + timedelta(seconds=held - self._clock())
         return f"Northflank's rate limit for these credentials is spent until {format_time(resume)}."
 

@@ -11,6 +11,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -27,6 +28,13 @@ pytestmark = pytest.mark.integration
 
 TOKEN = "lifecycle-token"
 TEAM = "team-lifecycle"
+
+
+@pytest.fixture(autouse=True)
+def _clean_up(control_plane: ControlPlane, namespace: str) -> Iterator[None]:
+    yield
+    # Left behind, they would be polled by the all-namespaces operators of later test modules.
+    control_plane.kubectl("delete", "llmd", "--all", "-n", namespace, "--wait=false", "--ignore-not-found")
 
 
 @pytest.fixture

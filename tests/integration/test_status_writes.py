@@ -96,6 +96,8 @@ class Loop:
 async def loop(control_plane: ControlPlane, crd_installed: object, namespace: str) -> AsyncIterator[Loop]:
     harness = Loop(control_plane, namespace)
     yield harness
+    # Left behind, they would be polled by the all-namespaces operators of later test modules.
+    control_plane.kubectl("delete", "llmd", "--all", "-n", namespace, "--wait=false")
     task = asyncio.create_task(harness.poller.run())
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
@@ -198,5 +200,6 @@ async def test_a_resync_forgets_what_was_deleted_while_the_watch_was_away(
         await harness.advance(120, step=5)
         assert all(call[2] != "a" for call in harness.northflank.calls)
     finally:
+        control_plane.kubectl("delete", "llmd", "--all", "-n", namespace, "--wait=false")
         harness.gateway.close()
         await asyncio.to_thread(harness.api.close)
