@@ -17,7 +17,7 @@ API_VERSION = f"{GROUP}/{VERSION}"
 _ID_PATTERN = r"^[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?$"
 MIN_POLL_INTERVAL_SECONDS = 10
 # A DNS subdomain, as Kubernetes names Secrets.
-_SECRET_NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+_SECRET_NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"  # noqa: S105 - a pattern, not a secret
 
 
 class SecretKeyRef(BaseModel):
