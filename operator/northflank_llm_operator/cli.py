@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
+import os
 import signal
 import socket
 import sys
+import threading
 import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -176,25 +179,20 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def _operate(args: argparse.Namespace, settings: OperatorSettings) -> int:
-    from . import handlers
     from .runtime import Runtime
 
-    runtime = Runtime.create(settings)
-    stop_flag: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-    kopf_ready = asyncio.Event()
+    runtime = Runtime.create(settings, resync_namespaces=None if args.all_namespaces else args.namespaces)
+    kopf_runs = _KopfRuns(args, runtime, ShutdownWatchdog(settings.shutdown_timeout_seconds))
     crashed: list[BaseException] = []
-
-    def stop_operator(_: object = None) -> None:
-        if not stop_flag.done():
-            stop_flag.set_result(None)
 
     def poller_done(task: asyncio.Task[None]) -> None:
         # A crashed loop stops the process (and the pod restarts); a loop we cancelled does not.
         if not task.cancelled() and task.exception() is not None:
             crashed.append(task.exception())  # type: ignore[arg-type]
-            stop_operator()
+            kopf_runs.stop()
 
-    leadership = Leadership(runtime, settings, kopf_ready, stop_operator, poller_done)
+    runtime.on_unserved = kopf_runs.stop_kopf  # the CRD went away: stop kopf, wait for the CRD, start again
+    leadership = Leadership(runtime, settings, kopf_runs.ready, kopf_runs.stop, poller_done)
     if not settings.leader_elect:
         # The only replica leads from the start; created before kopf starts, so kopf leaves it alone at exit.
         runtime.metrics.set_leading(True)  # type: ignore[union-attr]
@@ -217,28 +215,60 @@ async def _operate(args: argparse.Namespace, settings: OperatorSettings) -> int:
     if settings.label_selector is not None:
         logger.info("Tracking only resources whose labels match %r", settings.label_selector)
     try:
-        await kopf.operator(
-            registry=handlers.registry,
-            memo=kopf.Memo(runtime=runtime),
-            clusterwide=args.all_namespaces,
-            namespaces=args.namespaces or (),
-            standalone=args.standalone,
-            liveness_endpoint=args.liveness,
-            stop_flag=stop_flag,
-            ready_flag=kopf_ready,
-        )
+        await kopf_runs.run()
     finally:
         if crashed:
             logger.error("Stopping after an unexpected error in the poll loop or the leader election",
                          exc_info=crashed[0])  # fmt: skip
         await leadership.step_down()
         campaign.cancel()
-        await asyncio.gather(campaign, return_exceptions=True)
+        await asyncio.wait({campaign}, timeout=settings.shutdown_timeout_seconds / 4)
         if metrics_server is not None:
             await metrics_server.stop()
-        await runtime.close()
+        await runtime.close(grace=settings.shutdown_timeout_seconds)
         leadership.close()
     return 1 if crashed else 0
+
+
+class _KopfRuns:
+    """kopf, run again each time the CRD comes back, until the operator is asked to stop."""
+
+    def __init__(self, args: argparse.Namespace, runtime: Any, watchdog: ShutdownWatchdog) -> None:
+        self._args = args
+        self._runtime = runtime
+        self._watchdog = watchdog
+        self._stopping = asyncio.Event()
+        self._kopf_stop: asyncio.Future[None] | None = None
+        #: Set once kopf's watch runs (the leader election campaigns only then: a warm registry).
+        self.ready = asyncio.Event()
+
+    def stop_kopf(self) -> None:
+        if self._kopf_stop is not None and not self._kopf_stop.done():
+            self._kopf_stop.set_result(None)
+
+    def stop(self, *_: object) -> None:
+        self._stopping.set()
+        self.stop_kopf()
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while not self._stopping.is_set():
+            # Outside kopf's run, SIGTERM is ours to handle (kopf installs its own while it runs).
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, self.stop)
+                self._watchdog.chain(sig)
+            if not await _wait_until_served(self._runtime, self._stopping):
+                return
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)
+            self._kopf_stop = loop.create_future()
+            if not await _run_kopf(
+                self._args, self._runtime, self._watchdog, self._kopf_stop, self._stopping, self.ready
+            ):
+                return
+            # Stopped because the CRD is gone (or kopf failed for that reason): start over.
+            self._runtime.served = False
+            self._runtime.registry.clear()
 
 
 class Leadership:
@@ -344,6 +374,114 @@ def _pod_namespace() -> str | None:
         return Path(_SERVICE_ACCOUNT_NAMESPACE).read_text().strip() or None
     except OSError:
         return None
+
+
+async def _run_kopf(
+    args: argparse.Namespace, runtime: Any, watchdog: ShutdownWatchdog, kopf_stop: asyncio.Future[None],
+    stopping: asyncio.Event, kopf_ready: asyncio.Event,
+) -> bool:  # fmt: skip
+    """Run kopf until it stops; True when it stopped because the CRD is gone (run it again later)."""
+    from . import handlers
+
+    runtime.served = True
+    try:
+        await kopf.operator(
+            registry=handlers.registry,
+            memo=kopf.Memo(runtime=runtime, watchdog=watchdog),
+            clusterwide=args.all_namespaces,
+            namespaces=args.namespaces or (),
+            standalone=args.standalone,
+            liveness_endpoint=args.liveness,
+            stop_flag=kopf_stop,
+            ready_flag=kopf_ready,
+        )
+    except Exception:
+        if stopping.is_set() or await _served(runtime):
+            raise
+        logger.exception("kopf stopped")
+    if stopping.is_set() or watchdog.signalled:
+        return False
+    return kopf_stop.done() or not await _served(runtime)
+
+
+async def _served(runtime: Any) -> bool:
+    try:
+        return bool(await runtime.gateway.resource_served())
+    except Exception:
+        logger.warning("Cannot tell whether the API server serves LLMModelDeployments", exc_info=True)
+        return True  # an unreachable API server is kopf's to retry, not a missing CRD
+
+
+async def _wait_until_served(runtime: Any, stopping: asyncio.Event) -> bool:
+    """Wait (serving no liveness probe, so the kubelet sees the operator is not working) until the
+    API server serves LLMModelDeployments; False when asked to stop meanwhile."""
+    told = False
+    while not stopping.is_set():
+        if await _served(runtime):
+            if told:
+                logger.info("The LLMModelDeployment CRD is served again; resuming")
+            return True
+        if not told:
+            logger.error("The API server does not serve LLMModelDeployments (is the CRD installed?); waiting for it")
+            told = True
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stopping.wait(), _CRD_RETRY_SECONDS)
+    return False
+
+
+_CRD_RETRY_SECONDS = 2.0
+_RECHAIN_SECONDS = 0.5
+
+
+class ShutdownWatchdog:
+    """A hard deadline on shutdown that does not depend on the event loop.
+
+    kopf reacts to SIGTERM inside the event loop, so a poll that keeps the loop busy (CPU-heavy
+    parsing, a cancel swallowed by ``asyncio.wait_for`` on Python 3.11) could delay the exit past
+    the pod's grace period. A Python-level signal handler runs in the main thread between bytecodes
+    whatever the loop is doing; it starts a thread that ends the process once the deadline passes.
+    The loop still learns of the signal through its wakeup fd, as before.
+    """
+
+    def __init__(self, timeout: float) -> None:
+        self.timeout = timeout
+        self.signalled = False
+        self._timer: threading.Timer | None = None
+
+    def chain(self, sig: signal.Signals) -> None:
+        """Put the deadline in front of whatever Python-level handler ``sig`` has now (asyncio's)."""
+        previous = signal.getsignal(sig)
+        if getattr(previous, "_shutdown_watchdog", None) is self:
+            return
+
+        def handler(signum: int, frame: Any) -> None:
+            self.arm()
+            if callable(previous):
+                previous(signum, frame)
+
+        handler._shutdown_watchdog = self  # type: ignore[attr-defined]
+        signal.signal(sig, handler)
+
+    async def keep_chained(self) -> None:
+        """Re-chain whenever someone (kopf, once its startup is done) installs a handler of its own."""
+        while True:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                self.chain(sig)
+            await asyncio.sleep(_RECHAIN_SECONDS)
+
+    def arm(self) -> None:
+        self.signalled = True
+        if self._timer is None:
+            self._timer = threading.Timer(self.timeout, self._expire)
+            self._timer.daemon = True
+            self._timer.start()
+
+    def _expire(self) -> None:
+        logger.error("Did not stop within %gs of SIGTERM; exiting now", self.timeout)
+        for handler in logging.getLogger().handlers:
+            with contextlib.suppress(Exception):
+                handler.flush()
+        os._exit(0)
 
 
 if __name__ == "__main__":

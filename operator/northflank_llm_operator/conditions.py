@@ -14,6 +14,9 @@ SYNCED = "Synced"
 RECONCILING = "Reconciling"
 STALLED = "Stalled"
 
+#: metav1.Condition allows 32768 characters; messages are cut well before that.
+MAX_MESSAGE_CHARS = 4096
+
 # Order in which conditions are written, so an unchanged set compares equal to what is stored.
 _ORDER = (READY, SYNCED, RECONCILING, STALLED)
 
@@ -64,7 +67,7 @@ def merge_conditions(
                 "observedGeneration": generation,
                 "lastTransitionTime": transition,
                 "reason": condition.reason,
-                "message": condition.message,
+                "message": condition.message[:MAX_MESSAGE_CHARS],
             }
         )
     merged.sort(key=lambda c: _ORDER.index(c["type"]) if c["type"] in _ORDER else len(_ORDER))

@@ -7,6 +7,7 @@ for the operator.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -18,6 +19,9 @@ from .runtime import Runtime
 from .selector import selector_for
 
 registry = kopf.OperatorRegistry()
+
+WATCH_SERVER_TIMEOUT_SECONDS = 300
+_background: set[asyncio.Task[None]] = set()
 
 
 def runtime_of(memo: Any) -> Runtime:
@@ -35,7 +39,7 @@ def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
 
 
 @kopf.on.startup(registry=registry)
-async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo | None = None, **_: Any) -> None:
     # No CRD/namespace watching: the CRD is installed before the operator, namespaces are explicit,
     # and the operator's RBAC then needs no cluster-wide read on CRDs or namespaces.
     settings.scanning.disabled = True
@@ -43,6 +47,20 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.persistence.finalizer = f"{GROUP}/finalizer"
     # kopf's own handler failures still become Warning Events; successes stay in the log only.
     settings.posting.level = logging.WARNING
+    # A watch the API server ends every few minutes, and a client-side deadline past that, so a
+    # connection that silently died (a load balancer, a NAT table) is noticed and re-established.
+    settings.watching.server_timeout = WATCH_SERVER_TIMEOUT_SECONDS
+    settings.watching.client_timeout = WATCH_SERVER_TIMEOUT_SECONDS + 60
+    settings.watching.connect_timeout = 30
+    # Every other request kopf makes (listings, patches of its own) has a deadline too.
+    settings.networking.request_timeout = 30
+    settings.networking.connect_timeout = 30
+    watchdog = getattr(memo, "watchdog", None) if memo is not None else None
+    if watchdog is not None:
+        # kopf installs its SIGTERM handler after the startup handlers; keep the hard shutdown
+        # deadline in front of it (the task ends when kopf cancels everything at exit).
+        settings.process.ultimate_exiting_timeout = watchdog.timeout
+        _background.add(asyncio.create_task(watchdog.keep_chained(), name="shutdown-watchdog"))
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL, registry=registry)
@@ -67,4 +85,6 @@ async def tracked_resources(memo: kopf.Memo, **_: Any) -> int:
     if runtime.leading and (runtime.poller_task is None or runtime.poller_task.done()):
         # The liveness endpoint then fails and the kubelet restarts the pod. A standby polls nothing.
         raise kopf.PermanentError("the poll loop is not running")
+    if not runtime.served:
+        raise kopf.PermanentError("the API server does not serve LLMModelDeployments (CRD missing)")
     return len(runtime.registry)

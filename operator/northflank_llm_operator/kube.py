@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import json
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -27,10 +28,47 @@ T = TypeVar("T")
 COMPONENT = "northflank-llm-operator"
 _MAX_EVENT_MESSAGE = 1024
 _REQUEST_TIMEOUT_SECONDS = 30
+# The worker thread's own timeout should fire first; this bounds the wait for the thread itself.
+_CALL_DEADLINE_SECONDS = _REQUEST_TIMEOUT_SECONDS + 5
 
 
 class ResourceGoneError(Exception):
-    """The resource was deleted while it was being polled."""
+    """The resource that was polled is gone (deleted, or deleted and re-created under the same name)."""
+
+
+class StatusConflictError(Exception):
+    """The object changed since it was read; ``current`` is the object as it is now (same uid)."""
+
+    def __init__(self, current: Mapping[str, Any]) -> None:
+        super().__init__("the object changed since it was read")
+        self.current = current
+
+
+class StatusRejectedError(Exception):
+    """The API server refused the status itself (schema, integer range, size): not worth retrying as is."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"HTTP {status}: {message}")
+        self.status = status
+        self.message = message
+
+
+def _refused_status(exc: ApiException) -> StatusRejectedError | None:
+    """Whether an error answer to a status patch means "this status can never be stored"."""
+    body = str(exc.body or "")
+    message = body
+    try:
+        parsed = json.loads(body)
+        if isinstance(parsed, Mapping) and isinstance(parsed.get("message"), str):
+            message = parsed["message"]
+    except ValueError:
+        pass
+    message = message[:300]
+    if exc.status in (400, 413, 422):
+        return StatusRejectedError(exc.status, message)
+    if exc.status == 500 and ("too large" in body or "exceeded" in body or "limit" in body):
+        return StatusRejectedError(exc.status, message)  # etcd's size limit
+    return None
 
 
 def load_api_client() -> Any:
@@ -57,13 +95,27 @@ class KubernetesGateway:
         self._executor = ThreadPoolExecutor(max_workers=max_concurrent_calls, thread_name_prefix="kubernetes")
 
     async def _call(self, function: Callable[..., T], *args: Any) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, function, *args)
+        # Every call has the client's request timeout; the deadline here also bounds a worker thread
+        # that is stuck for any other reason, so no resource stays in flight forever.
+        future = asyncio.get_running_loop().run_in_executor(self._executor, function, *args)
+        return await asyncio.wait_for(future, _CALL_DEADLINE_SECONDS)
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
 
-    async def patch_status(self, key: ResourceKey, patch: Mapping[str, Any]) -> Mapping[str, Any]:
-        """Merge-patch the status subresource; returns the object as the API server stored it."""
+    async def patch_status(
+        self, key: ResourceKey, patch: Mapping[str, Any], *, uid: str | None = None, resource_version: str | None = None
+    ) -> Mapping[str, Any]:
+        """Merge-patch the status subresource; returns the object as the API server stored it.
+
+        With ``resource_version`` the write is conditional (the API server compares it before applying
+        the status), so it never lands on a different object of the same name: a re-created object has
+        a newer resourceVersion. A conflict is told apart by the object's uid: ResourceGoneError when
+        the object polled is gone, StatusConflictError with the current object when it merely changed.
+        """
+        body: dict[str, Any] = {"status": dict(patch)}
+        if resource_version:
+            body["metadata"] = {"resourceVersion": resource_version}
 
         def call() -> Mapping[str, Any]:
             result = self._custom.patch_namespaced_custom_object_status(
@@ -72,7 +124,7 @@ class KubernetesGateway:
                 key.namespace,
                 PLURAL,
                 key.name,
-                {"status": dict(patch)},
+                body,
                 field_manager=COMPONENT,
                 _content_type="application/merge-patch+json",
                 _request_timeout=_REQUEST_TIMEOUT_SECONDS,
@@ -86,7 +138,87 @@ class KubernetesGateway:
         except ApiException as exc:
             if exc.status == 404:
                 raise ResourceGoneError(str(key)) from None
+            if exc.status == 409 and resource_version:
+                current = await self.read_resource(key)
+                if current is None or (uid and current.get("metadata", {}).get("uid") != uid):
+                    raise ResourceGoneError(str(key)) from None
+                raise StatusConflictError(current) from None
+            rejected = _refused_status(exc)
+            if rejected is not None:
+                raise rejected from None
             raise
+
+    async def read_resource(self, key: ResourceKey) -> Mapping[str, Any] | None:
+        """The object as stored now, or None when it does not exist."""
+
+        def call() -> Mapping[str, Any]:
+            result = self._custom.get_namespaced_custom_object(
+                GROUP, VERSION, key.namespace, PLURAL, key.name, _request_timeout=_REQUEST_TIMEOUT_SECONDS
+            )
+            if not isinstance(result, Mapping):
+                raise TypeError(f"unexpected response: {type(result).__name__}")
+            return result
+
+        try:
+            return await self._call(call)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    async def list_resource_uids(self, namespace: str | None) -> tuple[dict[ResourceKey, str], str] | None:
+        """Every LLMModelDeployment (of ``namespace``, or of all namespaces) by key with its uid, and the
+        list's resourceVersion; metadata only, so a list of ten thousand stays small. None when the
+        resource is not served (the CRD is missing)."""
+        path = f"/apis/{GROUP}/{VERSION}/" + (f"namespaces/{namespace}/{PLURAL}" if namespace else PLURAL)
+
+        def call() -> Any:
+            request = self._api.param_serialize(
+                method="GET",
+                resource_path=path,
+                header_params={"Accept": "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"},
+                auth_settings=["BearerToken"],
+            )
+            response = self._api.call_api(*request, _request_timeout=_REQUEST_TIMEOUT_SECONDS)
+            response.read()
+            return self._api.response_deserialize(response, {"200": "object"}).data
+
+        try:
+            listing = await self._call(call)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        found: dict[ResourceKey, str] = {}
+        for item in listing.get("items") or [] if isinstance(listing, Mapping) else []:
+            metadata = item.get("metadata") or {}
+            found[ResourceKey(str(metadata.get("namespace", "")), str(metadata.get("name", "")))] = str(
+                metadata.get("uid", "")
+            )
+        return found, str((listing.get("metadata") or {}).get("resourceVersion", ""))
+
+    async def resource_served(self) -> bool:
+        """Whether the API server serves LLMModelDeployments (the CRD exists and is established)."""
+
+        def call() -> Any:
+            request = self._api.param_serialize(
+                method="GET",
+                resource_path=f"/apis/{GROUP}/{VERSION}",
+                header_params={"Accept": "application/json"},
+                auth_settings=["BearerToken"],
+            )
+            response = self._api.call_api(*request, _request_timeout=_REQUEST_TIMEOUT_SECONDS)
+            response.read()
+            return self._api.response_deserialize(response, {"200": "object"}).data
+
+        try:
+            discovery = await self._call(call)
+        except ApiException as exc:
+            if exc.status in (404, 503):
+                return False
+            raise
+        resources = discovery.get("resources") if isinstance(discovery, Mapping) else None
+        return any(isinstance(r, Mapping) and r.get("name") == PLURAL for r in resources or [])
 
     def _core_v1(self, method: str, path: str, path_params: dict[str, str], body: Any = None) -> Any:
         """One call to the core/v1 API, answered as plain JSON (dicts), errors as ApiException."""

@@ -85,6 +85,9 @@ class PlannerConfig:
     #: Relative spread of every due time, so observations never line up.
     jitter: float = 0.05
     first_retry_seconds: float = 5.0
+    #: A resource whose spec keeps changing is observed at once for the first change, then at most
+    #: once per this many seconds: fifty quick edits must not spend fifty requests of a shared budget.
+    spec_change_spacing_seconds: float = 10.0
 
 
 def ladder_ceil(value: float) -> float:
@@ -128,6 +131,10 @@ class Budget:
         # Start nearly empty: a restart or a new credential must not begin with a burst.
         self.tokens = 1.0
         self.urgent_tokens = float(self.reserve)
+        # Circuit breaker for rejected credentials (401/403): while open, the account is held, and once
+        # the hold ends one request at a time probes whether the credentials work again.
+        self.breaker_open = False
+        self.probe_in_flight = False
 
     @property
     def window(self) -> float:
@@ -160,7 +167,24 @@ class Budget:
             self.tokens = max(self.tokens, 1.0)
 
     def held(self, now: float) -> float | None:
-        return self.held_until if self.held_until is not None and self.held_until > now else None
+        if self.held_until is not None and self.held_until > now:
+            return self.held_until
+        if self.breaker_open and self.probe_in_flight:
+            return now + 1.0  # the probe's answer decides; the poller wakes when it comes
+        return None
+
+    def trip(self, now: float, probe_after: float) -> bool:
+        """The credentials were rejected: hold everything, probe once after ``probe_after`` seconds.
+        Returns True when the breaker was closed until now."""
+        opened = not self.breaker_open
+        self.breaker_open = True
+        self.probe_in_flight = False
+        self.held_until = max(self.held_until or 0.0, now + probe_after)
+        return opened
+
+    def close_breaker(self) -> None:
+        self.breaker_open = False
+        self.probe_in_flight = False
 
     def routine_ready_at(self, now: float, cost: int) -> float:
         """When routine work costing ``cost`` requests may be sent."""
@@ -193,6 +217,8 @@ class Budget:
             self.urgent_tokens -= cost
         else:
             self.tokens -= cost  # may go below zero: a listing longer than expected is paid back later
+        if self.breaker_open:
+            self.probe_in_flight = True
         if self.remaining is not None:
             self.remaining = max(0, self.remaining - cost)
 
@@ -316,6 +342,8 @@ class Planner(Generic[K]):
         self._groups: dict[GroupKey, Group] = {}
         self._accounts: dict[str, _Account] = {}
         self._where: dict[K, tuple[GroupKey, str]] = {}
+        # Start of each resource's current spec-change window (see spec_change_spacing_seconds).
+        self._change_window: dict[K, float] = {}
         self._scheduled: dict[WorkKey, int] = {}
         self._seq = itertools.count()
         self._group_rate: dict[GroupKey, float] = {}
@@ -350,16 +378,26 @@ class Planner(Generic[K]):
         interval (a resource already observed before a restart)."""
         now = self._clock()
         previous = self._where.get(resource)
+        when = now
+        if urgent and previous is not None:
+            window = self._change_window.get(resource)
+            if window is not None and now < window + self.config.spec_change_spacing_seconds:
+                when = window + self.config.spec_change_spacing_seconds  # coalesced into one later poll
+            else:
+                self._change_window[resource] = now
         if previous == (group_key, deployment_id):
             target = self._groups[group_key].targets[deployment_id]
             if target.resources[resource] != interval or urgent:
                 target.resources[resource] = interval
                 if urgent:
-                    self._pull_forward(target, now)
+                    self._pull_forward(target, when)
                 self._replan(group_key)
             return
         if previous is not None:
+            window = self._change_window.get(resource)
             self.untrack(resource)
+            if window is not None:
+                self._change_window[resource] = window
         group = self._groups.get(group_key)
         if group is None:
             group = self._groups[group_key] = Group(group_key)
@@ -370,7 +408,7 @@ class Planner(Generic[K]):
             target = group.targets[deployment_id] = Target(deployment_id, phase=phase)
             target.resources[resource] = interval
             if urgent:
-                self._pull_forward(target, now)
+                self._pull_forward(target, when)
             else:
                 target.due = now + self._rng.uniform(
                     0, self.effective_interval(group_key, self.adapted_interval(target))
@@ -378,11 +416,12 @@ class Planner(Generic[K]):
         else:
             existing.resources[resource] = interval
             if urgent:
-                self._pull_forward(existing, now)
+                self._pull_forward(existing, when)
         self._where[resource] = (group_key, deployment_id)
         self._replan(group_key)
 
     def untrack(self, resource: K) -> None:
+        self._change_window.pop(resource, None)
         where = self._where.pop(resource, None)
         if where is None:
             return
@@ -414,6 +453,36 @@ class Planner(Generic[K]):
             if not account.groups:
                 # Nothing is kept for a credential nobody uses any more (rotated tokens).
                 del self._accounts[group_key.account]
+
+    def account_targets(self, account: str) -> list[tuple[GroupKey, str]]:
+        """Every deployment tracked with ``account``'s credentials."""
+        acc = self._accounts.get(account)
+        if acc is None:
+            return []
+        return [(g, d) for g in sorted(acc.groups) for d in sorted(self._groups[g].targets)]
+
+    def credentials_rejected(self, request: Request) -> bool:
+        """A 401/403: hold every request of the account and probe once per interval (of the rejected
+        target; of the listing's most frequent target for a listing). True when this opens the breaker."""
+        account = self._accounts.get(request.group.account)
+        group = self._groups.get(request.group)
+        if account is None or group is None or not group.targets:
+            return False
+        target = group.targets.get(request.deployment_id or "")
+        targets = [target] if target is not None else list(group.targets.values())
+        interval = min(self.effective_interval(request.group, self.adapted_interval(t)) for t in targets)
+        return account.budget.trip(self._clock(), interval)
+
+    def credentials_accepted(self, account: str) -> None:
+        acc = self._accounts.get(account)
+        if acc is not None:
+            acc.budget.close_breaker()
+
+    def request_finished(self, request: Request) -> None:
+        """However the request ended: a probe of an open breaker is no longer in flight."""
+        acc = self._accounts.get(request.group.account)
+        if acc is not None:
+            acc.budget.probe_in_flight = False
 
     def resources_of(self, group_key: GroupKey, deployment_id: str) -> list[K]:
         group = self._groups.get(group_key)

@@ -14,8 +14,9 @@ import contextlib
 import contextvars
 import heapq
 import logging
+import math
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -24,7 +25,7 @@ import pydantic
 
 from .conditions import format_time
 from .credentials import CredentialResolver, CredentialsError
-from .kube import KubernetesGateway, ResourceGoneError
+from .kube import KubernetesGateway, ResourceGoneError, StatusConflictError, StatusRejectedError
 from .northflank import (
     AuthenticationError,
     LLMModelDeployment,
@@ -40,7 +41,19 @@ from .planner import GroupKey, Planner, Request
 from .registry import Registry, TrackedResource
 from .resource import LLMModelDeploymentSpec, ResourceKey
 from .settings import OperatorSettings
-from .status import PAUSED, Failure, Observation, Outcome, Timing, compute_staleness, compute_status
+from .status import (
+    INTERNAL_ERROR,
+    PAUSED,
+    STATUS_REJECTED,
+    Failure,
+    Observation,
+    Outcome,
+    StatusUpdate,
+    Timing,
+    compute_staleness,
+    compute_status,
+    fallback_status,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -69,6 +82,8 @@ class _WriteJob:
 
     outcome: Outcome | None
     generation: int
+    #: The object the outcome belongs to: a re-created object of the same name never gets it.
+    uid: str
     #: The reconcile-requested-at value this outcome answers (written to lastHandledReconcileAt).
     handled_reconcile_at: str | None = None
 
@@ -77,6 +92,7 @@ class _WriteJob:
 class Attachment:
     """Where a resource is observed from, as decided for one generation of its spec."""
 
+    uid: str
     generation: int
     group: GroupKey
     deployment_id: str
@@ -129,6 +145,7 @@ class Poller:
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         observer: PollObserver | None = None,
+        resync_namespaces: Sequence[str] | None = None,
     ) -> None:
         self._observer = observer
         self._registry = registry
@@ -160,6 +177,12 @@ class Poller:
         self._refresh: dict[ResourceKey, tuple[str, int]] = {}
         self._request_seq = 0
         self._paused: set[ResourceKey] = set()
+        # Periodic resync: a deletion missed in a watch gap is found by listing (None: all namespaces).
+        self._resync_namespaces = list(resync_namespaces) if resync_namespaces is not None else None
+        self._next_resync = clock() + settings.resync_seconds
+        self._resync_task: asyncio.Task[None] | None = None
+        #: Called when a resync finds that the API server no longer serves the resource.
+        self.on_unserved: Callable[[], None] | None = None
 
     # -- the loop -----------------------------------------------------------------------------
 
@@ -170,9 +193,10 @@ class Poller:
                 await self.step()
                 await self._sleep()
         finally:
-            for task in [*self._tasks, *self._writers]:
+            resync = [self._resync_task] if self._resync_task is not None else []
+            for task in [*self._tasks, *self._writers, *resync]:
                 task.cancel()
-            await asyncio.gather(*self._tasks, *self._writers, return_exceptions=True)
+            await asyncio.gather(*self._tasks, *self._writers, *resync, return_exceptions=True)
             self._writers.clear()
 
     async def step(self) -> None:
@@ -183,6 +207,9 @@ class Poller:
                 for i in range(_CONCURRENT_STATUS_WRITES)
             ]
         now = self._clock()
+        if now >= self._next_resync and (self._resync_task is None or self._resync_task.done()):
+            self._next_resync = now + self._settings.resync_seconds
+            self._resync_task = asyncio.create_task(self._resync(), name="resync")
         self._registry.mark_pending(self._retries.pop_due(now))
         if now >= self._next_secret_sweep:
             # Secrets are re-read when their cache expires, so a rotated token moves its resources.
@@ -195,12 +222,14 @@ class Poller:
         for key in self._stale_checks.pop_due(now):
             attachment = self._attached.get(key)
             if attachment is not None:
-                self._enqueue(key, _WriteJob(None, attachment.generation))
+                self._enqueue(key, _WriteJob(None, attachment.generation, attachment.uid))
         self._start_requests()
 
     async def drain(self) -> None:
         """Wait until no request is in flight and every status is written (tests step the loop by hand
         with a fake clock)."""
+        if self._resync_task is not None:
+            await asyncio.gather(self._resync_task, return_exceptions=True)
         while self._tasks or self._jobs or self._writing:
             if self._tasks:
                 await asyncio.gather(*list(self._tasks), return_exceptions=True)
@@ -222,7 +251,7 @@ class Poller:
         self._wake.set()
 
     async def _sleep(self) -> None:
-        wakes = [self._stale_checks.next(), self._retries.next(), self._next_secret_sweep]
+        wakes = [self._stale_checks.next(), self._retries.next(), self._next_secret_sweep, self._next_resync]
         if len(self._tasks) < self._settings.max_concurrent_requests:
             wakes.append(self.planner.next_wake())
         known = [w for w in wakes if w is not None]
@@ -244,6 +273,42 @@ class Poller:
             logger.exception("Handling %s failed unexpectedly; retrying later", key)
             self._retries.arm(key, self._clock() + self._settings.poll_interval_seconds)
 
+    # -- resync ---------------------------------------------------------------------------------
+
+    async def _resync(self) -> None:
+        """List the resources from the API server and forget the tracked ones that are gone.
+
+        kopf re-lists after a watch gap without reporting deletions, so a resource deleted in the gap
+        would otherwise be polled forever. Only resources the listing is newer than are judged.
+        """
+        try:
+            if self._resync_namespaces is None:
+                scopes: Sequence[str | None] = [None]
+            elif any(c in ns for ns in self._resync_namespaces for c in "*?[!"):
+                scopes = sorted({resource.key.namespace for resource in self._registry})  # kopf globs
+            else:
+                scopes = list(self._resync_namespaces)
+            for namespace in scopes:
+                listing = await self._kube.list_resource_uids(namespace)
+                if listing is None:
+                    logger.error("The API server no longer serves LLMModelDeployments (the CRD is gone)")
+                    self._registry.clear()
+                    if self.on_unserved is not None:
+                        self.on_unserved()
+                    return
+                found, list_version = listing
+                for resource in list(self._registry):
+                    if namespace is not None and resource.key.namespace != namespace:
+                        continue
+                    if found.get(resource.key) == resource.uid or not _not_newer(
+                        resource.resource_version, list_version
+                    ):
+                        continue
+                    logger.info("%s was deleted while the watch was not looking; forgetting it", resource.key)
+                    self._registry.forget(resource.key, uid=resource.uid)
+        except Exception:
+            logger.warning("Resync with the API server failed; trying again later", exc_info=True)
+
     # -- attaching resources to their groups --------------------------------------------------
 
     async def _sync(self, key: ResourceKey) -> None:
@@ -256,7 +321,9 @@ class Poller:
         except pydantic.ValidationError as exc:
             self._detach(key)
             message = f"spec is invalid: {summarize_validation_error(exc)}"
-            self._enqueue(key, _WriteJob(Failure("InvalidSpec", message, transient=False), resource.generation))
+            self._enqueue(
+                key, _WriteJob(Failure("InvalidSpec", message, transient=False), resource.generation, resource.uid)
+            )
             return  # a new generation brings it back
         if resource.paused:
             self._pause(key, resource, spec)
@@ -270,7 +337,7 @@ class Poller:
             self._detach(key)
             failure = Failure(exc.reason, exc.message, transient=exc.transient)
             # Nothing can be observed: that is the answer to a refresh request too.
-            self._enqueue(key, _WriteJob(failure, resource.generation, resource.reconcile_requested_at))
+            self._enqueue(key, _WriteJob(failure, resource.generation, resource.uid, resource.reconcile_requested_at))
             # A Secret read the API server failed to answer is retried soon; a missing one at the interval.
             delay = (
                 min(self._interval_of(spec), _CREDENTIALS_RETRY_SECONDS) if exc.transient else self._interval_of(spec)
@@ -282,7 +349,12 @@ class Poller:
         interval = self._interval_of(spec)
         previous = self._attached.get(key)
         attachment = Attachment(
-            resource.generation, group, spec.llm_model_deployment_id, interval, spec.credentials_secret_ref is not None
+            resource.uid,
+            resource.generation,
+            group,
+            spec.llm_model_deployment_id,
+            interval,
+            spec.credentials_secret_ref is not None,
         )
         if previous is None:
             urgent = not _observed_at_generation(resource)  # new, or changed while the operator was away
@@ -311,6 +383,7 @@ class Poller:
             # Paused before this process started: its staleness is still judged, on the interval it
             # asks for (no account: its credentials are not even read while it is paused).
             attachment = Attachment(
+                resource.uid,
                 resource.generation,
                 GroupKey("", spec.project_id, spec.team_id),
                 spec.llm_model_deployment_id,
@@ -322,7 +395,7 @@ class Poller:
         if key not in self._paused:
             self._paused.add(key)
             self._refresh.pop(key, None)
-            self._enqueue(key, _WriteJob(PAUSED, resource.generation))
+            self._enqueue(key, _WriteJob(PAUSED, resource.generation, resource.uid))
 
     def _note_refresh(self, key: ResourceKey, resource: TrackedResource) -> bool:
         """Whether the resource asks for a refresh not seen before (it is then observed at once)."""
@@ -380,8 +453,10 @@ class Poller:
             self._fan_out(
                 request.group,
                 affected,
-                Failure("InternalError", "The operator failed to process Northflank's answer; see its log.", True),
+                Failure(INTERNAL_ERROR, "The operator failed to process Northflank's answer; see its log.", True),
             )
+        finally:
+            self.planner.request_finished(request)
 
     async def _get(self, request: Request, token: str) -> None:
         group, deployment_id = request.group, request.deployment_id or ""
@@ -390,6 +465,7 @@ class Poller:
                 group.project_id, deployment_id, token=token, team_id=group.team_id
             )
         except NotFoundError as exc:
+            self.planner.credentials_accepted(group.account)
             self._record_headers(group, exc.rate_limit, rejected=False)
             self.planner.observed(group, deployment_id, None)
             self._fan_out(group, [deployment_id], Failure.from_error(exc))
@@ -397,6 +473,7 @@ class Poller:
         except NorthflankError as exc:
             await self._failed(request, exc)
             return
+        self.planner.credentials_accepted(group.account)
         self._record_headers(group, result.rate_limit, rejected=False)
         self.planner.observed(group, deployment_id, result.data.status)
         self._fan_out(group, [deployment_id], Observation(result.data))
@@ -420,6 +497,7 @@ class Poller:
                 await self._failed(request, exc)
                 return
             pages += 1
+            self.planner.credentials_accepted(group.account)
             self._record_headers(group, result.rate_limit, rejected=False)
             for item in result.data.items:
                 deployment_id = item.get("id") if isinstance(item, Mapping) else None
@@ -494,9 +572,41 @@ class Poller:
                 f"{failure.message} Northflank asked to retry later; polling resumes at {format_time(resume)}.",
                 transient=True,
             )
-        affected = self.planner.failed(request, transient=error.transient, retry_at=retry_at)
         if isinstance(error, AuthenticationError):
-            self._drop_cached_credentials(group, affected)
+            # 401 is about the token itself, so it holds all of the token's resources. 403 is not: a
+            # token may lack access to one project only, so it fails only its own resources.
+            await self._credentials_rejected(request, failure)
+            return
+        affected = self.planner.failed(request, transient=error.transient, retry_at=retry_at)
+        self._fan_out(group, affected, failure)
+
+    async def _credentials_rejected(self, request: Request, failure: Failure) -> None:
+        """A 401 holds every resource of these credentials (a circuit breaker): one probe per interval
+        instead of one failing request per resource. Only the probed resource is told (the others keep
+        their status and turn stale on the clock, saying why), so there is no storm of writes or Events."""
+        group = request.group
+        opened = self.planner.credentials_rejected(request)
+        budget = self.planner.budget(group.account)
+        held_until = budget.held(self._clock()) if budget is not None else None
+        # The rejected target waits a full interval after the hold, so the next probe is another
+        # resource's (a 401 that is about one resource only does not starve the others).
+        self.planner.failed(request, transient=False)
+        affected = [request.deployment_id] if request.deployment_id else sorted(self.planner.tracked_ids(group))
+        if held_until is not None:
+            wait = held_until - self._clock()
+            probe = self._wall_clock() + timedelta(seconds=wait)
+            # No moment in the message: it must stay the same from one probe to the next (no rewrites).
+            failure = Failure(
+                failure.reason,
+                f"{failure.message} Every resource using these credentials waits; one request probes them "
+                f"every {math.ceil(wait)}s.",
+                transient=False,
+            )
+            if opened:
+                logger.warning("Northflank rejected one set of credentials (%s); its %d deployment(s) wait, "
+                               "probing at %s", failure.reason, len(self.planner.account_targets(group.account)),
+                               format_time(probe))  # fmt: skip
+        self._drop_cached_credentials(group, affected)
         self._fan_out(group, affected, failure)
 
     def _drop_cached_credentials(self, group: GroupKey, deployment_ids: Iterable[str]) -> None:
@@ -537,7 +647,7 @@ class Poller:
                     # Asked before the refresh request: the planner just scheduled the target by its
                     # routine cadence, so ask again for the urgent observation the refresh wants.
                     self.planner.track(key, group, deployment_id, attachment.interval, urgent=True)
-                self._enqueue(key, _WriteJob(outcome, attachment.generation, handled))
+                self._enqueue(key, _WriteJob(outcome, attachment.generation, attachment.uid, handled))
 
     def _enqueue(self, key: ResourceKey, job: _WriteJob) -> None:
         if job.outcome is None and key in self._jobs:
@@ -564,23 +674,36 @@ class Poller:
 
     async def _perform(self, key: ResourceKey, job: _WriteJob) -> None:
         resource = self._registry.get(key)
-        if resource is None:
-            return
+        if resource is None or resource.uid != job.uid:
+            return  # deleted, or re-created under the same name: the outcome is not about this object
         attachment = self._attached.get(key)
+        if attachment is not None and attachment.uid != job.uid:
+            attachment = None
         timing = self._timing(key, attachment)
         if job.outcome is None:
             if attachment is not None:
                 await self._judge_staleness(resource, attachment, timing)
             return
-        update = compute_status(
-            resource.status,
-            job.outcome,
-            generation=job.generation,
-            timing=timing,
-            expected_phase=_expected_phase(resource),
-            handled_reconcile_at=job.handled_reconcile_at,
-        )
-        await self._apply(resource, update.patch, update.events)
+        try:
+            update = compute_status(
+                resource.status,
+                job.outcome,
+                generation=job.generation,
+                timing=timing,
+                expected_phase=_expected_phase(resource),
+                handled_reconcile_at=job.handled_reconcile_at,
+            )
+        except Exception:
+            # A bug, or an answer too hostile to map (RecursionError on deep JSON, ...): say so.
+            logger.exception("Mapping the outcome for %s to a status failed", key)
+            failure = Failure(INTERNAL_ERROR, "The operator failed to map Northflank's answer; see its log.", True)
+            try:
+                update = compute_status(resource.status, failure, generation=job.generation, timing=timing,
+                                        expected_phase=_expected_phase(resource),
+                                        handled_reconcile_at=job.handled_reconcile_at)  # fmt: skip
+            except Exception:
+                update = fallback_status(resource.status, failure, generation=job.generation, timing=timing)
+        await self._apply(resource, update, job, timing)
         if attachment is not None:
             self._arm_staleness(key, timing)
 
@@ -624,28 +747,63 @@ class Poller:
             return
         cause = PAUSED.message if resource.key in self._paused else self._hold_cause(attachment.group)
         update = compute_staleness(resource.status, generation=attachment.generation, timing=timing, cause=cause)
-        await self._apply(resource, update.patch, update.events)
+        await self._apply(resource, update, _WriteJob(None, attachment.generation, resource.uid), timing)
+
+    async def _write(
+        self, resource: TrackedResource, patch: Mapping[str, Any], job: _WriteJob
+    ) -> Mapping[str, Any] | None:
+        """Write ``patch`` to exactly the object that was read (its uid at its resourceVersion)."""
+        try:
+            return await self._kube.patch_status(
+                resource.key, patch, uid=resource.uid, resource_version=resource.resource_version or None
+            )
+        except ResourceGoneError:
+            # Forget only the object that is gone: a late 404 or conflict for a deleted object must not
+            # drop one re-created under the same name meanwhile.
+            self._registry.forget(resource.key, uid=resource.uid)
+            return None
+        except StatusConflictError as exc:
+            # Someone else wrote the object since it was read: map the outcome again onto what it is now.
+            self._registry.observe("MODIFIED", exc.current)
+            if resource.key not in self._jobs:
+                self._jobs[resource.key] = job
+                self._jobs_waiting.set()
+            return None
 
     def _hold_cause(self, group: GroupKey) -> str | None:
         budget = self.planner.budget(group.account)
         held = budget.held(self._clock()) if budget is not None else None
-        if held is None:
+        if held is None or budget is None:
             return None
+        if budget.breaker_open:
+            return "Northflank rejected these credentials (HTTP 401); one request probes them every interval."
         resume = self._wall_clock() + timedelta(seconds=held - self._clock())
         return f"Northflank's rate limit for these credentials is spent until {format_time(resume)}."
 
-    async def _apply(self, resource: TrackedResource, patch: Mapping[str, Any], events: Iterable[Any]) -> None:
-        if not patch:
+    async def _apply(self, resource: TrackedResource, update: StatusUpdate, job: _WriteJob, timing: Timing) -> None:
+        if not update.patch:
             return
         try:
-            stored = await self._kube.patch_status(resource.key, patch)
-        except ResourceGoneError:
-            self._registry.forget(resource.key)
+            stored = await self._write(resource, update.patch, job)
+        except StatusRejectedError as exc:
+            # The API server will never take this status (a number beyond int64, over etcd's size
+            # limit ...): replace it with a small one that only says why, so Ready stops saying True.
+            logger.error("The API server refused the status of %s (%s); writing only the conditions", resource.key, exc)
+            failure = Failure(
+                STATUS_REJECTED,
+                f"The API server refused the observed status (HTTP {exc.status}: {exc.message}).",
+                transient=True,
+            )
+            update = fallback_status(resource.status, failure, generation=job.generation, timing=timing)
+            if not update.patch:
+                return
+            stored = await self._write(resource, update.patch, job)
+        if stored is None:
             return
         self._registry.record_written(resource.key, stored)
         if self._observer is not None:
             self._observer.status_written()
-        for event in events:
+        for event in update.events:
             # Transitions only (never every poll), so this log stays readable with thousands of resources.
             level = logging.WARNING if event.type == "Warning" else logging.INFO
             logger.log(level, "%s: %s: %s", resource.key, event.reason, event.message)
@@ -653,6 +811,14 @@ class Poller:
                 await self._kube.record_event(resource.key, resource.uid, event)
             except Exception:
                 logger.warning("Could not record event %s on %s", event.reason, resource.key, exc_info=True)
+
+
+def _not_newer(resource_version: str, list_version: str) -> bool:
+    """Whether an object at ``resource_version`` is covered by a listing at ``list_version``."""
+    try:
+        return int(resource_version) <= int(list_version)
+    except ValueError:
+        return False
 
 
 def _observed_at_generation(resource: TrackedResource) -> bool:

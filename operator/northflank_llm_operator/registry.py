@@ -136,6 +136,18 @@ class Registry:
             resource.status = dict(stored.get("status") or {})
             resource.resource_version = resource_version
 
-    def forget(self, key: ResourceKey) -> None:
-        if self._resources.pop(key, None) is not None:
-            self._mark(key)
+    def forget(self, key: ResourceKey, *, uid: str | None = None) -> None:
+        """Drop ``key`` (only if it still is the object with ``uid``, when given)."""
+        resource = self._resources.get(key)
+        if resource is None or (uid is not None and resource.uid != uid):
+            return
+        del self._resources[key]
+        self._mark(key)
+
+    def keys(self) -> list[ResourceKey]:
+        return list(self._resources)
+
+    def clear(self) -> None:
+        """Forget everything (the resource type itself is gone)."""
+        for key in list(self._resources):
+            self.forget(key)

@@ -17,6 +17,8 @@ API_VERSION = f"{GROUP}/{VERSION}"
 # the operator checks again because a resource may predate a stricter CRD.
 _ID_PATTERN = r"^[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?$"
 MIN_POLL_INTERVAL_SECONDS = 10
+# A DNS subdomain, as Kubernetes names Secrets.
+_SECRET_NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"  # noqa: S105 - a pattern, not a secret
 
 #: Any new value makes the operator observe the resource at once; the value handled last is
 #: recorded in status.lastHandledReconcileAt (the Flux / Crossplane convention).
@@ -30,8 +32,8 @@ ExpectedPhase = Literal["running", "paused"]
 class SecretKeyRef(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    name: str = Field(min_length=1, max_length=253)
-    key: str = Field(default="token", min_length=1, max_length=253)
+    name: str = Field(min_length=1, max_length=253, pattern=_SECRET_NAME_PATTERN)
+    key: str = Field(default="token", min_length=1, max_length=253, pattern=r"^[-._a-zA-Z0-9]+$")
 
 
 class LLMModelDeploymentSpec(BaseModel):
@@ -39,9 +41,11 @@ class LLMModelDeploymentSpec(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
 
-    project_id: str = Field(alias="projectId", max_length=100, pattern=_ID_PATTERN)
-    llm_model_deployment_id: str = Field(alias="llmModelDeploymentId", max_length=100, pattern=_ID_PATTERN)
-    team_id: str | None = Field(default=None, alias="teamId", max_length=100, pattern=_ID_PATTERN)
+    project_id: str = Field(alias="projectId", min_length=1, max_length=100, pattern=_ID_PATTERN)
+    llm_model_deployment_id: str = Field(
+        alias="llmModelDeploymentId", min_length=1, max_length=100, pattern=_ID_PATTERN
+    )
+    team_id: str | None = Field(default=None, alias="teamId", min_length=1, max_length=100, pattern=_ID_PATTERN)
     credentials_secret_ref: SecretKeyRef | None = Field(default=None, alias="credentialsSecretRef")
     poll_interval_seconds: int | None = Field(
         default=None, alias="pollIntervalSeconds", ge=MIN_POLL_INTERVAL_SECONDS, le=86400

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,9 +31,15 @@ class Runtime:
     metrics: OperatorMetrics | None = field(default=None)
     #: False while this replica stands by for the leader election Lease (it polls only while leading).
     leading: bool = True
+    #: Whether kopf serves the resource (the CRD exists); the liveness probe fails while it does not.
+    served: bool = True
+    #: Called when a resync finds the resource no longer served (the CRD was deleted).
+    on_unserved: Callable[[], None] | None = None
+    #: The namespaces the periodic resync lists (None: all).
+    resync_namespaces: Sequence[str] | None = None
 
     @classmethod
-    def create(cls, settings: OperatorSettings) -> Runtime:
+    def create(cls, settings: OperatorSettings, *, resync_namespaces: Sequence[str] | None = None) -> Runtime:
         """Build the runtime inside the running event loop (the HTTP pool and events bind to it)."""
         kubernetes_api = load_api_client()
         gateway = KubernetesGateway(kubernetes_api, instance=socket.gethostname())
@@ -54,16 +61,26 @@ class Runtime:
             default_token_denied_namespaces=settings.default_token_denied_namespaces,
         )
         poller = Poller(registry=registry, client=northflank, credentials=credentials, kube=gateway,
-                        settings=settings, observer=metrics)  # fmt: skip
+                        settings=settings, observer=metrics, resync_namespaces=resync_namespaces)  # fmt: skip
         runtime = cls(settings, registry, poller, northflank, kubernetes_api, gateway,
-                      credentials=credentials, metrics=metrics, leading=not settings.leader_elect)  # fmt: skip
+                      credentials=credentials, metrics=metrics, leading=not settings.leader_elect,
+                      resync_namespaces=resync_namespaces)  # fmt: skip
+        poller.on_unserved = runtime._unserved
         metrics.observe_resources(runtime, accounts_in_use=lambda: runtime.poller.planner.accounts())
         return runtime
 
     def _new_poller(self) -> Poller:
         assert self.credentials is not None
-        return Poller(registry=self.registry, client=self.northflank, credentials=self.credentials,
-                      kube=self.gateway, settings=self.settings, observer=self.metrics)  # fmt: skip
+        poller = Poller(registry=self.registry, client=self.northflank, credentials=self.credentials,
+                        kube=self.gateway, settings=self.settings, observer=self.metrics,
+                        resync_namespaces=self.resync_namespaces)  # fmt: skip
+        poller.on_unserved = self._unserved
+        return poller
+
+    def _unserved(self) -> None:
+        self.served = False
+        if self.on_unserved is not None:
+            self.on_unserved()
 
     def start(self) -> asyncio.Task[None]:
         if self.poller_task is not None or self.settings.leader_elect:
@@ -75,11 +92,13 @@ class Runtime:
         self.poller_task = asyncio.create_task(self.poller.run(), name="northflank-poller")
         return self.poller_task
 
-    async def stop_polling(self) -> None:
+    async def stop_polling(self, grace: float | None = None) -> None:
         """Stop polling and writing at once (the Lease was lost, or the process is stopping)."""
         if self.poller_task is not None and not self.poller_task.done():
             self.poller_task.cancel()
-            await asyncio.gather(self.poller_task, return_exceptions=True)
+            # asyncio.wait, not gather/wait_for: a cancel swallowed inside the poll loop must not
+            # keep the process from exiting (the shutdown watchdog is the last resort).
+            await asyncio.wait({self.poller_task}, timeout=grace)
 
     def resource_samples(self) -> Iterator[ResourceSample]:
         """Per-resource metrics: only the leader observes, so only the leader reports."""
@@ -89,8 +108,10 @@ class Runtime:
             last_success, interval = self.poller.freshness(resource.key)
             yield ResourceSample(resource.key, resource.status, last_success, interval)
 
-    async def close(self) -> None:
-        await self.stop_polling()
-        await self.northflank.aclose()
+    async def close(self, grace: float = 10.0) -> None:
+        await self.stop_polling(grace / 2)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.northflank.aclose(), grace / 4)
         self.gateway.close()
-        await asyncio.to_thread(self.kubernetes_api.close)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(asyncio.to_thread(self.kubernetes_api.close), grace / 4)

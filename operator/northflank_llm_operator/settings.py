@@ -58,6 +58,7 @@ class OperatorSettings(BaseSettings):
     )
     poll_interval_seconds: float = Field(
         default=60.0,
+        # Below the chart's and the CRD's minimum (10) on purpose: tests and the demo poll every second.
         ge=1.0,
         le=86400.0,
         description="Seconds between observations of a resource that sets no spec.pollIntervalSeconds.",
@@ -84,6 +85,7 @@ class OperatorSettings(BaseSettings):
     status_heartbeat_seconds: float = Field(
         default=0.0,
         ge=0.0,
+        le=86400.0,
         description=(
             "Re-stamp status.lastSyncTime on an unchanged observation at most this often; 0 (the "
             "default) never does, so only a change writes status. Freshness is carried by the Ready "
@@ -123,6 +125,24 @@ class OperatorSettings(BaseSettings):
         default=30.0,
         ge=0.0,
         description="How long a token read from a Secret is reused before the Secret is read again.",
+    )
+    resync_seconds: float = Field(
+        default=300.0,
+        ge=1.0,
+        le=86400.0,
+        description=(
+            "Every this many seconds the operator lists its resources from the API server and forgets "
+            "those that are gone (a deletion missed in a watch gap), and checks that the CRD is served."
+        ),
+    )
+    shutdown_timeout_seconds: float = Field(
+        default=20.0,
+        gt=0.0,
+        le=3600.0,
+        description=(
+            "After SIGTERM the process exits within this many seconds whatever it is doing; keep it "
+            "below the pod's terminationGracePeriodSeconds (30 by default)."
+        ),
     )
     label_selector: str | None = Field(
         default=None,

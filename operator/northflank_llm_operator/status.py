@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from .conditions import (
+    MAX_MESSAGE_CHARS,
     READY,
     RECONCILING,
     STALLED,
@@ -26,6 +27,15 @@ from .conditions import (
 from .northflank import DeploymentStatus, LLMModelDeployment, NorthflankError, NotFoundError
 
 UNKNOWN_PHASE = "unknown"
+#: Reasons of failures that happen inside the operator rather than at Northflank.
+INTERNAL_ERROR = "InternalError"
+STATUS_REJECTED = "StatusRejected"
+# What a hostile or broken answer may put into status: deeper values, integers outside int64 (the
+# API server refuses the patch with 422) and more bytes (etcd refuses objects over 1.5 MiB with a 500)
+# are left out, and the Synced message says so.
+MAX_MIRRORED_DEPTH = 32
+MAX_MIRRORED_BYTES = 256 * 1024
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 # Status keys this operator owns; anything else in status (there should be nothing) is left alone.
 OWNED_KEYS = (
     "phase",
@@ -168,7 +178,8 @@ def _observed_status(
     current: Mapping[str, Any], observation: Observation, *, generation: int, timing: Timing, expected: str
 ) -> dict[str, Any]:
     deployment = observation.deployment
-    raw = without_nulls(observation.raw)
+    omitted: list[str] = []
+    raw = bounded(observation.raw, omitted)
     phase = phase_of(deployment)
     new: dict[str, Any] = {
         "phase": phase,
@@ -178,6 +189,7 @@ def _observed_status(
         "deployment": {k: v for k, v in raw.items() if k not in ("dns", "ports", "spec")},
         "deploymentSpec": raw.get("spec", {}),
     }
+    note = f" Not mirrored (too deep, too large or out of int64 range): {', '.join(omitted[:10])}." if omitted else ""
     if "lastHandledReconcileAt" in current:
         new["lastHandledReconcileAt"] = current["lastHandledReconcileAt"]
     if timing.effective_interval is not None:
@@ -188,7 +200,7 @@ def _observed_status(
             SYNCED,
             "True",
             "Observed",
-            "The last poll of Northflank succeeded." + _stretch_note(timing) + _deviation_note(deployment),
+            "The last poll of Northflank succeeded." + _stretch_note(timing) + _deviation_note(deployment) + note,
         ),
     ]
     known = deployment.known_status
@@ -253,7 +265,7 @@ def _sync_time(current: Mapping[str, Any], new: Mapping[str, Any], timing: Timin
     unchanged = all(current.get(key) == new.get(key) for key in new if key not in _BOOKKEEPING_KEYS)
     if unchanged and isinstance(previous, str):
         last = _parse_time(previous)
-        if last is not None and (not timing.heartbeat or timing.now - last < timing.heartbeat):
+        if last is not None and last <= timing.now and (not timing.heartbeat or timing.now - last < timing.heartbeat):
             return previous
     return format_time(timing.now)
 
@@ -334,7 +346,10 @@ def compute_staleness(
 
 
 def _last_success(current: Mapping[str, Any], timing: Timing) -> datetime | None:
-    known_times = [t for t in (_parse_time(current.get("lastSyncTime")), timing.last_success) if t is not None]
+    stored = _parse_time(current.get("lastSyncTime"))
+    if stored is not None and stored > timing.now:
+        stored = None  # a hand-edited time in the future must not turn staleness off
+    known_times = [t for t in (stored, timing.last_success) if t is not None]
     return max(known_times, default=None)
 
 
@@ -397,9 +412,10 @@ def _parse_time(value: object) -> datetime | None:
     if not isinstance(value, str):
         return None
     try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         return None
+    return parsed if parsed.tzinfo is not None else None  # a naive time cannot be compared with ours
 
 
 def without_nulls(value: Any) -> Any:
@@ -409,3 +425,83 @@ def without_nulls(value: Any) -> Any:
     if isinstance(value, list):
         return [without_nulls(v) for v in value if v is not None]
     return value
+
+
+def bounded(value: Any, omitted: list[str], *, path: str = "") -> Any:
+    """``value`` without JSON nulls, cut to what the API server accepts in status: at most
+    MAX_MIRRORED_DEPTH levels, integers within int64, finite numbers, and at most MAX_MIRRORED_BYTES
+    in all (keys are kept in order until the budget is spent). Paths left out are added to ``omitted``."""
+    budget = [MAX_MIRRORED_BYTES]
+    result = _bounded(value, omitted, path, 0, budget)
+    return result if result is not _OMIT else {}
+
+
+_OMIT = object()
+
+
+def _bounded(value: Any, omitted: list[str], path: str, depth: int, budget: list[int]) -> Any:
+    if depth > MAX_MIRRORED_DEPTH:
+        omitted.append(path or "<root>")
+        return _OMIT
+    if isinstance(value, Mapping):
+        out: dict[str, Any] = {}
+        budget[0] -= 2
+        for key, item in value.items():
+            if item is None:
+                continue
+            child = _bounded(item, omitted, f"{path}.{key}" if path else str(key), depth + 1, budget)
+            if child is not _OMIT:
+                budget[0] -= len(str(key)) + 4
+                out[str(key)] = child
+        return out
+    if isinstance(value, list):
+        items: list[Any] = []
+        budget[0] -= 2
+        for index, item in enumerate(value):
+            if item is None:
+                continue
+            child = _bounded(item, omitted, f"{path}[{index}]", depth + 1, budget)
+            if child is not _OMIT:
+                items.append(child)
+        return items
+    cost = _scalar_cost(value)
+    if cost is None or cost > budget[0]:
+        omitted.append(path)
+        return _OMIT
+    budget[0] -= cost
+    return value
+
+
+def _scalar_cost(value: Any) -> int | None:
+    """Roughly the bytes a JSON scalar takes; None when it cannot be stored (beyond int64, not finite)."""
+    if isinstance(value, bool):
+        return 5
+    if isinstance(value, int):
+        return 20 if INT64_MIN <= value <= INT64_MAX else None
+    if isinstance(value, float):
+        return 24 if math.isfinite(value) else None
+    if isinstance(value, str):
+        return len(value.encode("utf-8", "surrogatepass")) + 2
+    return None
+
+
+def fallback_status(current: Mapping[str, Any], failure: Failure, *, generation: int, timing: Timing) -> StatusUpdate:
+    """The small status written when the API server refused the real one: only the conditions (Ready
+    Unknown, Synced False with ``failure``'s reason) and the phase, every other owned key removed."""
+    current_owned = {key: current[key] for key in OWNED_KEYS if key in current}
+    existing = current_owned.get("conditions", [])
+    existing = existing if isinstance(existing, list) else []
+    message = failure.message[:MAX_MESSAGE_CHARS]
+    conditions = [
+        Condition(READY, "Unknown", failure.reason, f"Cannot show the observation: {message}"),
+        Condition(SYNCED, "False", failure.reason, message),
+    ]
+    new: dict[str, Any] = {
+        "phase": UNKNOWN_PHASE,
+        "observedGeneration": generation,
+        "conditions": merge_conditions(
+            [c for c in existing if isinstance(c, Mapping)], conditions, generation=generation, now=timing.now
+        ),
+    }
+    patch = merge_patch(current_owned, new)
+    return StatusUpdate(status=new, patch=patch, events=_events(current_owned, new) if patch else [])

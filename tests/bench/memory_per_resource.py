@@ -104,7 +104,9 @@ def main() -> None:
         heap = []
         for i in range(n):
             key = ResourceKey("fleet", f"model-{i:05d}")
-            attached[key] = Attachment(1, GroupKey("account", f"project-{i % projects}"), key.name, 60.0, False)
+            attached[key] = Attachment(
+                key.name, 1, GroupKey("account", f"project-{i % projects}"), key.name, 60.0, False
+            )
             success[key] = now
             heap.append((time.monotonic() + 180.0, key))
         return attached, success, heap

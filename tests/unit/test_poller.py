@@ -106,8 +106,10 @@ class FakeKubernetes:
         self.resource_version = 100
         self.patched = asyncio.Event()
 
-    async def patch_status(self, key: ResourceKey, patch: Mapping[str, Any]) -> Mapping[str, Any]:
-        if key not in self.objects:
+    async def patch_status(
+        self, key: ResourceKey, patch: Mapping[str, Any], *, uid: str | None = None, resource_version: str | None = None
+    ) -> Mapping[str, Any]:
+        if key not in self.objects or (uid is not None and self.objects[key]["metadata"]["uid"] != uid):
             raise ResourceGoneError(str(key))
         self.patches.append((key, dict(patch)))
         obj = self.objects[key]
@@ -116,6 +118,10 @@ class FakeKubernetes:
         obj["metadata"]["resourceVersion"] = str(self.resource_version)
         self.patched.set()
         return obj
+
+    async def list_resource_uids(self, namespace: str | None) -> tuple[dict[ResourceKey, str], str] | None:
+        found = {k: o["metadata"]["uid"] for k, o in self.objects.items() if namespace in (None, k.namespace)}
+        return found, str(self.resource_version)
 
     async def record_event(self, key: ResourceKey, uid: str, event: Event) -> None:
         self.events.append((key, event))
