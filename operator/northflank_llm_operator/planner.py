@@ -373,13 +373,15 @@ class Planner(Generic[K]):
         *,
         urgent: bool,
         phase: str | None = None,
+        coalesce: bool = True,
     ) -> None:
         """Attach a resource to its target. ``urgent``: observe soon (batched), else spread over one
-        interval (a resource already observed before a restart)."""
+        interval (a resource already observed before a restart). ``coalesce``: an urgent spec change
+        soon after another waits for the end of the spacing window; an explicit refresh does not."""
         now = self._clock()
         previous = self._where.get(resource)
         when = now
-        if urgent and previous is not None:
+        if urgent and coalesce and previous is not None:
             window = self._change_window.get(resource)
             if window is not None and now < window + self.config.spec_change_spacing_seconds:
                 when = window + self.config.spec_change_spacing_seconds  # coalesced into one later poll

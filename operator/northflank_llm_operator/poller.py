@@ -368,7 +368,7 @@ class Poller:
         # A refresh request or the end of a pause: observed at once (inside the budget's reserve).
         urgent = urgent or refresh or resumed
         self._attached[key] = attachment
-        self.planner.track(key, group, attachment.deployment_id, interval, urgent=urgent)
+        self.planner.track(key, group, attachment.deployment_id, interval, urgent=urgent, coalesce=not refresh)
         if previous is None and not urgent:
             # Observed before this process started: stale only if nothing comes within the limit.
             self._arm_staleness(key, self._timing(key, attachment))
@@ -646,7 +646,7 @@ class Poller:
                 if handled is None and key in self._refresh:
                     # Asked before the refresh request: the planner just scheduled the target by its
                     # routine cadence, so ask again for the urgent observation the refresh wants.
-                    self.planner.track(key, group, deployment_id, attachment.interval, urgent=True)
+                    self.planner.track(key, group, deployment_id, attachment.interval, urgent=True, coalesce=False)
                 self._enqueue(key, _WriteJob(outcome, attachment.generation, attachment.uid, handled))
 
     def _enqueue(self, key: ResourceKey, job: _WriteJob) -> None:

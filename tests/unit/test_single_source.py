@@ -30,9 +30,19 @@ PACKAGE = Path(northflank_llm_operator.__file__).parent
 _COMPARED = ("type", "minLength", "maxLength", "pattern", "minimum", "maximum", "exclusiveMinimum",
              "exclusiveMaximum", "default", "required")  # fmt: skip
 
+#: Spec keywords that deliberately differ between the CRD and the spec model, and why.
+SPEC_DIFFERS = {
+    ("spec.expectedPhase", "default"): "no CRD default, so a manifest that leaves it out is not rewritten by the "
+    "API server (no GitOps diff); the model reads the missing field as running",
+}
 #: Settings that are deliberately not plain chart values, and why.
 NOT_CHART_VALUES = {
     "api_token": "a secret: the chart passes it from a Secret (northflank.apiToken / existingSecret), never as a value",
+    "api_token_file": "the path where the chart mounts the token Secret; set by the chart, not a value",
+    "metrics_bind_address": "made by the chart from metrics.enabled and metrics.port",
+    "leader_elect": "turned on by the chart when leaderElection.enabled or replicaCount > 1",
+    "leader_election_id": "made by the chart from the release name (one Lease per release)",
+    "leader_election_namespace": "the release namespace, set by the chart",
 }
 #: Bounds that deliberately differ between the settings and the chart's schema, and why.
 BOUNDS_DIFFER = {
@@ -44,6 +54,10 @@ BOUNDS_DIFFER = {
     ("status_heartbeat_seconds", "type"): "whole seconds in the chart",
     ("poll_interval_seconds", "type"): "whole seconds in the chart",
     ("request_timeout_seconds", "type"): "whole seconds in the chart",
+    ("request_deadline_seconds", "minimum"): "the chart takes whole seconds (integer, minimum 1); the operator "
+    "also takes fractions (> 0)",
+    ("request_deadline_seconds", "exclusiveMinimum"): "see minimum",
+    ("request_deadline_seconds", "type"): "whole seconds in the chart",
 }
 
 
@@ -68,7 +82,7 @@ def _compare_objects(crd: dict[str, Any], model: dict[str, Any], defs: dict[str,
         for key in _COMPARED:
             if key == "required":
                 continue
-            if left.get(key) != right.get(key):
+            if left.get(key) != right.get(key) and (where, key) not in SPEC_DIFFERS:
                 problems.append(f"{where}: {key} is {left.get(key)!r} in the CRD, {right.get(key)!r} in the model")
         if left.get("type") == "object":
             problems.extend(_compare_objects(left, right, defs, where))
@@ -93,7 +107,12 @@ def _chart_paths() -> dict[str, str]:
         found[match[1]] = match[2]
     for match in re.finditer(r"\{\{- with \.Values\.([\w.]+) \}\}\n\s+- name: (\w+)", template):
         found[match[2]] = match[1]
+        _GUARDED.add(match[2])
     return found
+
+
+#: Variables the template sets only when their value is not empty (``with``): empty means "not set".
+_GUARDED: set[str] = set()
 
 
 def _env_name(field: str) -> str:
@@ -125,7 +144,10 @@ def test_every_setting_is_a_chart_value_with_the_same_default_and_bounds(field: 
     chart_default = _lookup(values, path)
     built_in = OperatorSettings.model_fields[field].default
     name = env if getattr(OperatorSettings.model_fields[field].validation_alias, "choices", None) else field
-    from_chart = getattr(OperatorSettings(**{name: chart_default}), field) if chart_default != "" else None
+    if env in _GUARDED and not chart_default:
+        from_chart = built_in  # not passed at all: the operator's own default applies, by construction
+    else:
+        from_chart = getattr(OperatorSettings(**{name: chart_default}), field) if chart_default != "" else None
     assert from_chart == built_in, f"{field}: the chart's default {chart_default!r} is not the operator's {built_in!r}"
 
     settings_schema = OperatorSettings.model_json_schema(by_alias=False)["properties"][field]
