@@ -395,10 +395,14 @@ async def _run_kopf(
             stop_flag=kopf_stop,
             ready_flag=kopf_ready,
         )
-    except Exception:
-        if stopping.is_set() or await _served(runtime):
+    except Exception as exc:
+        # kopf's watch fails with a 404 once the CRD is gone; the CRD may be back by the time we
+        # look, so a 404 alone means "start over" (kopf exports no class for it: match by name).
+        not_found = type(exc).__name__ == "APINotFoundError"
+        if stopping.is_set() or (not not_found and await _served(runtime)):
             raise
-        logger.exception("kopf stopped")
+        logger.error("kopf stopped: the LLMModelDeployment resource is not served (%s)", exc)
+        return True
     if stopping.is_set() or watchdog.signalled:
         return False
     return kopf_stop.done() or not await _served(runtime)
