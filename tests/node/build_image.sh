@@ -28,7 +28,7 @@ log() { printf '[build-image] %s\n' "$*" >&2; }
 
 mkdir -p "$image_dir"
 # buildah keeps its own storage here instead of the machine-wide /var/lib/containers.
-buildah=(buildah --root "$image_dir/storage" --runroot "$image_dir/run" --storage-driver vfs)
+buildah=(buildah --root "$image_dir/storage" --runroot "$image_dir/run" --storage-driver overlay)
 
 exec 9>"$image_dir/.build.lock"
 flock 9

@@ -160,7 +160,7 @@ def release(node: Node, simulator: Simulator) -> str:
 
 def _operator_pod(plane: ControlPlane) -> dict[str, Any]:
     pods = _json(plane, "get", "pods", "-n", RELEASE_NS, "-l", "app.kubernetes.io/instance=" + RELEASE)["items"]
-    running = [p for p in pods if p["metadata"].get("deletionTimestamp") is None]
+    running: list[dict[str, Any]] = [p for p in pods if p["metadata"].get("deletionTimestamp") is None]
     assert len(running) == 1, [p["metadata"]["name"] for p in pods]
     return running[0]
 
