@@ -134,6 +134,8 @@ class Node:
         self.plane = ControlPlane(self.dir / "control-plane", node_address=NODE_ADDRESS, service_cidr=SERVICE_CIDR)
         self.image = ""
         self.timings: dict[str, float] = {}
+        #: IP forwarding as found before the start; the node never turns it on (tests check it).
+        self.ip_forward_before = ""
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
         self._lock_fd: int | None = None
         self._atexit = False
@@ -204,6 +206,7 @@ class Node:
         for sub in ("containerd", "kubelet", "cni", "netns", "pod-logs", "coredns"):
             shutil.rmtree(self.dir / sub, ignore_errors=True)
             (self.dir / sub).mkdir(parents=True)
+        self.ip_forward_before = Path("/proc/sys/net/ipv4/ip_forward").read_text().strip()
         self._save_state({"sysctls": self._read_sysctls(), "started": time.time()})
         self._setup_bridge()
 
@@ -212,7 +215,7 @@ class Node:
         self._spawn_containerd(pause_image)
         self._wait("containerd", lambda: self._ctr("version", check=False).returncode == 0)
         for archive in (pause_archive, app_archive):
-            self._ctr("images", "import", "--no-unpack", str(archive), timeout=300)
+            self._ctr("images", "import", str(archive), timeout=300)
         self._timed("containerd + image import", t0)
 
         healthz_kubelet, kubelet_port, healthz_proxy, metrics_proxy, cm_port, sched_port = _free_ports(6)
@@ -229,9 +232,7 @@ class Node:
                 f"--service-account-private-key-file={self.plane.dir / 'sa.key'}",
                 f"--root-ca-file={self.plane.ca_file}",
                 "--use-service-account-credentials=false",
-                f"--cluster-cidr={POD_CIDR}",
                 f"--service-cluster-ip-range={SERVICE_CIDR}",
-                "--controllers=*,-nodeipam,-cloud-node-lifecycle,-service,-route",
                 "--leader-elect=false",
             ],
         )
@@ -492,7 +493,8 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
         self._remove_cgroups(problems)
         self._restore_sysctls(problems)
         with contextlib.suppress(ControlPlaneError):
-            self.plane.stop()
+            # In node mode kube-apiserver drains for a long while after SIGTERM; nothing is left to drain.
+            self.plane.stop(timeout=5)
         self._state_file.unlink(missing_ok=True)
         if self._lock_fd is not None:
             os.close(self._lock_fd)

@@ -350,6 +350,16 @@ def test_referenced_secret_rotation_is_picked_up_without_a_restart(
     assert _operator_pod(plane)["metadata"]["uid"] == pod_uid  # picked up by the running operator
 
 
+def test_traffic_stays_inside_the_run(node: Node, release: str) -> None:
+    """Pods have no default route (only the Pod subnet and the Service range) and forwarding is untouched."""
+    pid = _container_pid(node, _operator_pod(node.plane))
+    routes = [line.split() for line in Path(f"/proc/{pid}/net/route").read_text().splitlines()[1:]]
+    destinations = sorted((r[1], r[7]) for r in routes)  # hex little-endian destination, mask
+    assert ("00000000", "00000000") not in destinations, destinations
+    assert destinations == [("0000D50A", "00FFFFFF"), ("0080D50A", "00FFFFFF")], destinations
+    assert Path("/proc/sys/net/ipv4/ip_forward").read_text().strip() == node.ip_forward_before
+
+
 def test_uninstall_keeps_the_crd_and_the_resources(node: Node, release: str) -> None:
     plane = node.plane
     plane.helm("uninstall", release, "-n", RELEASE_NS, "--wait", f"--timeout={DEADLINE:.0f}s", timeout=DEADLINE + 30)
