@@ -96,7 +96,7 @@ def in_cluster_operator(plane: ControlPlane, image: str, base_url: str) -> Itera
         "install", RELEASE, str(CHART), "-n", RELEASE_NAMESPACE,
         "--set", f"image.repository={repository}", "--set", f"image.tag={tag}",
         "--set", f"northflank.apiBaseUrl={base_url}", "--set", "northflank.existingSecret=northflank-api-token",
-        "--set", f"watchNamespaces={{{NAMESPACE}}}", "--set", "operator.pollIntervalSeconds=2",
+        "--set", f"watchNamespaces={{{NAMESPACE}}}", "--set", "operator.pollIntervalSeconds=10",
         "--wait", "--timeout=180s", timeout=240,
     )  # fmt: skip
     print(plane.kubectl("get", "pods", "-n", RELEASE_NAMESPACE, "-o", "wide").stdout)

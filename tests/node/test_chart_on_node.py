@@ -101,7 +101,10 @@ def simulator(node: Node) -> Iterator[Simulator]:
                                 "command": ["python", "-m", "northflank_api_simulator"],
                                 "args": ["--host", "0.0.0.0", "--port", "8080"],  # noqa: S104 -- a Pod's own netns
                                 "ports": [{"name": "http", "containerPort": 8080}],
-                                "readinessProbe": {"httpGet": {"path": "/healthz", "port": "http"}, "periodSeconds": 2},
+                                "readinessProbe": {
+                                    "httpGet": {"path": "/_simulator/healthz", "port": "http"},
+                                    "periodSeconds": 2,
+                                },
                                 "securityContext": _restricted_container(),
                             }
                         ],
@@ -149,7 +152,7 @@ def release(node: Node, simulator: Simulator) -> str:
         "install", RELEASE, str(CHART), "-n", RELEASE_NS, *_image_values(node),
         "--set", f"northflank.apiBaseUrl={simulator.service_url}",
         "--set", f"northflank.apiToken={TOKEN_A}",
-        "--set", "operator.pollIntervalSeconds=2",
+        "--set", "operator.pollIntervalSeconds=10",
         "--set", "livenessProbe.initialDelaySeconds=2",
         "--set", "livenessProbe.periodSeconds=2",
         "--wait", f"--timeout={DEADLINE:.0f}s",
@@ -196,7 +199,7 @@ def _llmd(namespace: str, name: str, deployment_id: str, **spec: Any) -> str:
             "apiVersion": "northflank-llm-operator.dev/v1alpha1",
             "kind": "LLMModelDeployment",
             "metadata": {"name": name, "namespace": namespace},
-            "spec": {"projectId": PROJECT, "deploymentId": deployment_id, **spec},
+            "spec": {"projectId": PROJECT, "llmModelDeploymentId": deployment_id, **spec},
         }
     )
 
