@@ -11,9 +11,10 @@ What runs (everything pinned and built by the project, nothing pulled):
 
 Networking stays inside this run: Pods live in network namespaces containerd creates, on a bridge of the
 run's own (``nfllm0``, CNI ``bridge`` + ``host-local``) with Pod and Service ranges nothing else uses. The
-Pods get no default route (only the Pod subnet and the Service range), IP forwarding is left as it is
-(off on this machine kind), so no Pod packet can leave for an address outside the run; the apiserver,
-CoreDNS and the kubelet listen on the bridge address only.
+Pods get no default route (only the Pod subnet and the Service range); forwarding is on for the bridge
+alone (the machine-wide switch is left as it is) and an iptables rule of ours drops anything forwarded
+off the bridge, so no Pod packet can leave for an address outside the run; the apiserver, CoreDNS and
+the kubelet listen on the bridge address only.
 
 ``stop()`` tears everything down -- processes, mounts, network namespaces, the bridge, the iptables chains,
 the pod cgroups and the kernel settings kubelet changes -- and so does the next ``start()`` for a run that
@@ -52,6 +53,7 @@ SETUP: Final = HERE / "setup.sh"
 NODE_DIR: Final = Path(os.environ.get("NFLLM_NODE_DIR", "/var/lib/northflank-llm-operator/node"))
 NODE_NAME: Final = "nfllm-node"
 BRIDGE: Final = "nfllm0"
+GUARD_CHAIN: Final = "NFLLM-FORWARD"
 # Ranges picked to be unused here (checked at start): the Pod subnet on the bridge, and the Services.
 NODE_ADDRESS: Final = "10.213.0.1"
 POD_CIDR: Final = "10.213.0.0/24"
@@ -134,7 +136,7 @@ class Node:
         self.plane = ControlPlane(self.dir / "control-plane", node_address=NODE_ADDRESS, service_cidr=SERVICE_CIDR)
         self.image = ""
         self.timings: dict[str, float] = {}
-        #: IP forwarding as found before the start; the node never turns it on (tests check it).
+        #: Machine-wide IP forwarding as found before the start; the node never changes it (tests check it).
         self.ip_forward_before = ""
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
         self._lock_fd: int | None = None
@@ -271,6 +273,14 @@ class Node:
         # Service traffic between Pods on the bridge goes through kube-proxy's iptables rules only when
         # bridged packets pass iptables.
         self._write_sysctl("net/bridge/bridge-nf-call-iptables", "1")
+        # A Service's DNAT to a Pod on the same bridge is a forwarding decision: forwarding is turned on
+        # for packets that arrive on this bridge only (the machine-wide switch stays as it is), and a
+        # rule of ours drops whatever would be forwarded from the bridge anywhere but back onto it.
+        self._write_sysctl(f"net/ipv4/conf/{BRIDGE}/forwarding", "1")
+        _run(["iptables", "-w", "-N", GUARD_CHAIN])
+        _run(["iptables", "-w", "-A", GUARD_CHAIN, "-i", BRIDGE, "!", "-o", BRIDGE, "-j", "DROP"])
+        _run(["iptables", "-w", "-A", GUARD_CHAIN, "!", "-i", BRIDGE, "-o", BRIDGE, "-j", "DROP"])
+        _run(["iptables", "-w", "-I", "FORWARD", "1", "-j", GUARD_CHAIN])
         conf = {
             "cniVersion": "1.0.0",
             "name": "nfllm",
@@ -581,7 +591,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
         if bins is not None and (bins / "kube-proxy").exists():
             subprocess.run([str(bins / "kube-proxy"), "--cleanup"], capture_output=True, check=False, timeout=60)
         for tool in ("iptables", "ip6tables"):
-            _remove_chains(tool, ("KUBE-", "CNI-"), problems)
+            _remove_chains(tool, ("KUBE-", "CNI-", "NFLLM-"), problems)
         if _link_exists(BRIDGE):
             for veth in _bridge_ports(BRIDGE):
                 subprocess.run(["ip", "link", "del", veth], capture_output=True, check=False)
