@@ -97,6 +97,7 @@ def in_cluster_operator(plane: ControlPlane, image: str, base_url: str) -> Itera
         "--set", f"image.repository={repository}", "--set", f"image.tag={tag}",
         "--set", f"northflank.apiBaseUrl={base_url}", "--set", "northflank.existingSecret=northflank-api-token",
         "--set", f"watchNamespaces={{{NAMESPACE}}}", "--set", "operator.pollIntervalSeconds=10",
+        "--set", "crds.enabled=false",  # the demo applied crds/ already
         "--wait", "--timeout=180s", timeout=240,
     )  # fmt: skip
     print(plane.kubectl("get", "pods", "-n", RELEASE_NAMESPACE, "-o", "wide").stdout)
@@ -222,10 +223,15 @@ def watch(plane: ControlPlane, check_alive: Callable[[], None], timeout: float, 
     while time.monotonic() < deadline:
         check_alive()
         table = plane.kubectl("get", "llmd", "-n", NAMESPACE).stdout
-        if pods:  # the operator's own Pod, next to the resources it mirrors
-            table = plane.kubectl("get", "pods", "-n", RELEASE_NAMESPACE).stdout + "\n" + table
         rows = "\n".join(line.rsplit(None, 2)[0] if "LAST CHANGE" not in line else line for line in table.splitlines())
         if rows != shown:
+            if pods:  # the operator's own Pod, next to the resources it mirrors
+                table = (
+                    f"$ kubectl get pods -n {RELEASE_NAMESPACE}\n"
+                    + plane.kubectl("get", "pods", "-n", RELEASE_NAMESPACE).stdout
+                    + f"$ kubectl get llmd -n {NAMESPACE}\n"
+                    + table
+                )
             print(f"--- {time.strftime('%H:%M:%S')}\n{table}", flush=True)
             shown = rows
         items = json.loads(plane.kubectl("get", "llmd", "-n", NAMESPACE, "-o", "json").stdout)["items"]
