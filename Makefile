@@ -30,9 +30,11 @@ tools: ## build pinned kube-apiserver, etcd, kubectl, helm, helm-docs and the Gi
 	tests/controlplane/build.sh all
 
 .PHONY: node-tools
-node-tools: ## Debian packages (apt, only when missing) + kubelet & co. and CoreDNS for the node tests (cached outside the repo)
+node-tools: ## Debian packages (apt, only when missing), kubelet & co., CoreDNS and the images for the node tests (cached outside the repo)
 	tests/node/setup.sh
 	tests/controlplane/build.sh node
+	@# The image build needs root (buildah, mmdebstrap); without root the node tests skip and say why.
+	if [ "$$(id -u)" = 0 ] && command -v buildah >/dev/null; then tests/node/build_image.sh && tests/node/build_image.sh pause; fi
 
 .PHONY: lint
 lint: setup ## ruff lint + format check

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from typing import NoReturn
 
 import pytest
 
@@ -17,12 +18,13 @@ from tests.node.node import Node, NodeError, missing_packages, unavailable_reaso
 log = logging.getLogger(__name__)
 
 
-def _in_ci() -> bool:
-    return os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+def in_ci(environ: Mapping[str, str] = os.environ) -> bool:
+    return environ.get("CI", "").lower() in {"1", "true", "yes"}
 
 
-def _cannot_run(reason: str) -> None:
-    if _in_ci():
+def cannot_run(reason: str, environ: Mapping[str, str] = os.environ) -> NoReturn:
+    """Skip (by hand) or fail (under CI=true) the node tests, with the reason."""
+    if in_ci(environ):
         pytest.fail(f"node tests cannot run under CI=true: {reason}", pytrace=False)
     pytest.skip(f"node tests skipped: {reason}")
 
@@ -34,7 +36,7 @@ def node(request: pytest.FixtureRequest) -> Iterator[Node]:
     if reason is None and missing_packages():
         reason = f"missing {', '.join(missing_packages())} (tests/node/setup.sh installs them; make test runs it)"
     if reason is not None:
-        _cannot_run(reason)
+        cannot_run(reason)
     started = Node()
     try:
         try:

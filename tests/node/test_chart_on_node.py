@@ -24,7 +24,8 @@ from tests.controlplane.controlplane import ControlPlane
 from tests.node.node import Node
 from tests.support.waiting import wait_for
 
-pytestmark = pytest.mark.node
+# The first test also pays for the session's node start (and, on a cold cache, the image build).
+pytestmark = [pytest.mark.node, pytest.mark.timeout(1800)]
 
 REPO: Final = Path(__file__).resolve().parents[2]
 CHART: Final = REPO / "charts" / "northflank-llm-operator"
