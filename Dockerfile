@@ -21,18 +21,27 @@ ENV PIP_NO_CACHE_DIR=1 \
     UV_PYTHON_DOWNLOADS=never \
     UV_COMPILE_BYTECODE=1 \
     UV_LINK_MODE=copy
-RUN pip install "uv==${UV_VERSION}"
+# Builds behind a TLS-intercepting proxy pass its CA bundle as an optional build secret
+#   docker build --secret id=ca-bundle,src=/etc/ssl/certs/ca-certificates.crt .
+# pip and uv trust it for the downloads of that step only; a secret is never stored in a layer.
+RUN --mount=type=secret,id=ca-bundle \
+    if [ -s /run/secrets/ca-bundle ]; then export SSL_CERT_FILE=/run/secrets/ca-bundle PIP_CERT=/run/secrets/ca-bundle; fi \
+    && pip install "uv==${UV_VERSION}"
 
 WORKDIR /src
 # Dependencies first, so code changes do not invalidate the dependency layer.
 COPY pyproject.toml uv.lock README.md ./
-RUN uv export --frozen --no-default-groups --no-emit-project --format requirements-txt \
+RUN --mount=type=secret,id=ca-bundle \
+    if [ -s /run/secrets/ca-bundle ]; then export SSL_CERT_FILE=/run/secrets/ca-bundle; fi \
+    && uv export --frozen --no-default-groups --no-emit-project --format requirements-txt \
         --output-file /tmp/requirements.txt \
     && uv venv /opt/venv --python /usr/local/bin/python3 \
     && VIRTUAL_ENV=/opt/venv uv pip install --require-hashes --no-deps -r /tmp/requirements.txt
 
 COPY operator/ operator/
-RUN uv build --wheel --out-dir /tmp/dist \
+RUN --mount=type=secret,id=ca-bundle \
+    if [ -s /run/secrets/ca-bundle ]; then export SSL_CERT_FILE=/run/secrets/ca-bundle; fi \
+    && uv build --wheel --out-dir /tmp/dist \
     && VIRTUAL_ENV=/opt/venv uv pip install --no-deps /tmp/dist/*.whl
 
 

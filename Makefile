@@ -29,6 +29,13 @@ setup: ## install uv (if missing) and the locked Python environment into .venv
 tools: ## build pinned kube-apiserver, etcd, kubectl, helm, helm-docs, promtool and the GitOps evaluators (cached outside the repo)
 	tests/controlplane/build.sh all
 
+.PHONY: node-tools
+node-tools: ## Debian packages (apt, only when missing), kubelet & co., CoreDNS and the images for the node tests (cached outside the repo)
+	tests/node/setup.sh
+	tests/controlplane/build.sh node
+	@# The image build needs root (buildah, mmdebstrap); without root the node tests skip and say why.
+	if [ "$$(id -u)" = 0 ] && command -v buildah >/dev/null; then tests/node/build_image.sh && tests/node/build_image.sh pause; fi
+
 .PHONY: lint
 lint: setup ## ruff lint + format check
 	$(UV) run ruff check .
@@ -39,16 +46,17 @@ typecheck: setup ## mypy --strict on the operator, the simulator and the tests
 	$(UV) run mypy
 
 .PHONY: test
-test: setup tools lint typecheck ## everything CI runs: lint, types, unit, simulator, chart, GitOps and integration tests
+test: setup tools node-tools lint typecheck ## everything CI runs: lint, types, unit, simulator, chart, GitOps, integration and node tests
 	$(UV) run pytest
 
 .PHONY: test-fast
 test-fast: setup ## tests that need no control plane
-	$(UV) run pytest -m "not integration"
+	$(UV) run pytest -m "not integration and not node"
 
+IN_CLUSTER ?=
 .PHONY: demo
-demo: setup tools ## run the local demo and watch kubectl get llmd move through the phases
-	$(UV) run python -m tests.demo.run_demo
+demo: setup tools $(if $(IN_CLUSTER),node-tools) ## run the local demo and watch kubectl get llmd move through the phases (IN_CLUSTER=1: the operator in a Pod from the chart, on a real node; root)
+	$(UV) run python -m tests.demo.run_demo $(if $(IN_CLUSTER),--in-cluster)
 
 BENCH_ARGS ?=
 .PHONY: bench

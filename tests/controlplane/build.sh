@@ -24,9 +24,17 @@ log() { printf '[build-tools] %s\n' "$*" >&2; }
 
 have() { [ -x "$bin/$1" ]; }
 
+# The node binaries (tests/node) live in a directory and lock of their own: they are only needed by the
+# node tests, and building them never waits for (or blocks) the control-plane tools.
+COREDNS_VERSION="${COREDNS_VERSION:-v1.15.0}"
+node_dir="${NFLLM_NODE_TOOLS_DIR:-$cache_root/tools/node-k8s-$K8S_VERSION-coredns-$COREDNS_VERSION}"
+case "${1:-all}" in
+  node|node-path) tools_dir="$node_dir"; bin="$node_dir/bin"; work="$node_dir/src"; mkdir -p "$bin" "$work" ;;
+esac
+
 # One build at a time per tools dir: a second caller (a test session, `make`, CI) waits for the first
 # and then finds the binaries in place. `path` never waits.
-if [ "${1:-all}" != path ] && command -v flock >/dev/null 2>&1; then
+if [ "${1:-all}" != path ] && [ "${1:-all}" != node-path ] && command -v flock >/dev/null 2>&1; then
   exec 9>"$tools_dir/.build.lock"
   if ! flock -n 9; then
     log "another build is running in $tools_dir; waiting for it"
@@ -131,6 +139,40 @@ build_gitops_evaluators() {
   printf '%s\n' "$stamp" >"$bin/.gitops-evaluators.build"
 }
 
+# A real node for tests/node: kubelet, kube-controller-manager, kube-scheduler and kube-proxy from the
+# same k8s module set as kube-apiserver (k8s-node/go.mod is k8s/go.mod plus these tools; no shared
+# dependency changes version), and CoreDNS for cluster DNS (no replace directives: go install works).
+# A hash of the wrapper module is recorded so that changing it rebuilds.
+node_sources_hash() { cat "$here/k8s-node/go.mod" "$here/k8s-node/go.sum" | sha256sum | cut -d' ' -f1; }
+build_node() {
+  local stamp cmd missing=0
+  stamp="$K8S_VERSION $(node_sources_hash)"
+  for cmd in kubelet kube-controller-manager kube-scheduler kube-proxy; do have "$cmd" || missing=1; done
+  if [ "$missing" = 1 ] || [ "$(cat "$bin/.node.build" 2>/dev/null)" != "$stamp" ]; then
+    local dir="$work/k8s-node" minor ldf="-s -w" p date
+    minor="${K8S_VERSION#v1.}"; minor="${minor%%.*}"
+    date="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+    mkdir -p "$dir"
+    cp "$here/k8s-node/go.mod" "$here/k8s-node/go.sum" "$dir/"
+    for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+      ldf+=" -X $p.gitVersion=$K8S_VERSION -X $p.gitMajor=1 -X $p.gitMinor=$minor -X $p.gitTreeState=clean -X $p.buildDate=$date"
+    done
+    for cmd in kube-scheduler kube-proxy kube-controller-manager kubelet; do
+      log "$cmd $K8S_VERSION (the four node binaries take about 13 minutes cold on 2 cores)"
+      (cd "$dir" && go build -mod=readonly -buildvcs=false -trimpath -pgo=off -tags=selinux,notest,grpcnotrace \
+          -ldflags="$ldf" -o "$bin/$cmd.tmp" "k8s.io/kubernetes/cmd/$cmd" && mv "$bin/$cmd.tmp" "$bin/$cmd")
+    done
+    printf '%s\n' "$stamp" >"$bin/.node.build"
+  fi
+  if ! have coredns || [ "$(cat "$bin/.coredns.version" 2>/dev/null)" != "$COREDNS_VERSION" ]; then
+    log "coredns $COREDNS_VERSION"
+    GOBIN="$work/coredns-bin" go install -buildvcs=false -trimpath -ldflags="-s -w" \
+      "github.com/coredns/coredns@$COREDNS_VERSION"
+    mv "$work/coredns-bin/coredns" "$bin/coredns"
+    printf '%s\n' "$COREDNS_VERSION" >"$bin/.coredns.version"
+  fi
+}
+
 # promtool checks and unit-tests the chart's PrometheusRule (tests/chart/test_chart_alerts.py). Built from
 # the committed wrapper module (prometheus/go.mod + go.sum pin github.com/prometheus/prometheus, whose
 # v0.3xx.y module versions are the v3.xx.y releases); the version is recorded next to the binary so a
@@ -148,13 +190,15 @@ build_promtool() {
 }
 
 case "${1:-all}" in
+  node) build_node ;;
+  node-path) ;;
   all) build_etcd; build_k8s; build_helm; build_helm_docs; build_gitops_evaluators; build_promtool ;;
   etcd) build_etcd ;; k8s) build_k8s ;; helm) build_helm ;;
   helm-docs) build_helm_docs ;;
   gitops) build_gitops_evaluators ;;
   promtool) build_promtool ;;
   path) ;;
-  *) echo "usage: $0 [all|etcd|k8s|helm|helm-docs|gitops|promtool|path]" >&2; exit 2 ;;
+  *) echo "usage: $0 [all|etcd|k8s|helm|helm-docs|gitops|promtool|path|node|node-path]" >&2; exit 2 ;;
 esac
-[ "${1:-all}" = path ] || log "tools ready in $bin"
+case "${1:-all}" in path|node-path) ;; *) log "tools ready in $bin" ;; esac
 echo "$bin"

@@ -268,8 +268,13 @@ class ControlPlane:
         bin_dir: Path | str | None = None,
         ready_timeout: float = DEFAULT_READY_TIMEOUT,
         detach: bool = False,
+        node_address: str | None = None,
+        service_cidr: str = SERVICE_CLUSTER_IP_RANGE,
     ) -> None:
         self.dir: Path = Path(directory).resolve()
+        # Node mode (tests/node): serve on an address Pods reach instead of loopback only.
+        self.node_address = node_address
+        self.service_cidr = service_cidr
         self._bin_dir: Path | None = Path(bin_dir).resolve() if bin_dir is not None else None
         self.ready_timeout = ready_timeout
         self.detach = detach
@@ -383,6 +388,8 @@ class ControlPlane:
         state = self._load_state()
         if state is None:
             return f"no control plane state in {self.state_file}"
+        if state.get("node_address") != self.node_address:
+            return f"started with node address {state.get('node_address')}, wanted {self.node_address}"
         dead = [name for name, alive in self._processes_alive(state).items() if not alive]
         if dead:
             return f"not running: {', '.join(dead)}"
@@ -442,7 +449,7 @@ class ControlPlane:
     def _start_once(self, *, deadline: float) -> None:
         bin_dir = self.bin_dir
         etcd_client, etcd_peer, api_port = _free_ports(3)
-        server = f"https://127.0.0.1:{api_port}"
+        server = f"https://{self.node_address or '127.0.0.1'}:{api_port}"
         etcd_url = f"http://127.0.0.1:{etcd_client}"
 
         # Fresh, throw-away state on every start.
@@ -460,6 +467,7 @@ class ControlPlane:
 
         state: dict[str, Any] = {
             "version": 1,
+            "node_address": self.node_address,
             "bin_dir": str(bin_dir),
             "server": server,
             "admin_token": admin_token,
@@ -490,25 +498,38 @@ class ControlPlane:
         self._save_state()
         self._wait_for(ETCD, deadline, lambda: self._etcd_healthy(etcd_url))
 
+        if self.node_address is None:
+            mode_flags = [
+                "--bind-address=127.0.0.1",
+                # No default route on this machine: without these two the apiserver refuses to start.
+                "--advertise-address=127.0.0.1",
+                "--endpoint-reconciler-type=none",
+                # No ServiceAccount controller, hence no "default" SA that the plugin would demand.
+                "--disable-admission-plugins=ServiceAccount",
+            ]
+        else:
+            # Node mode: Pods reach the apiserver on the node address through the `kubernetes` Service, so
+            # the endpoint reconciler keeps its endpoints; the ServiceAccount admission plugin mounts the
+            # token an in-cluster client needs (kube-controller-manager creates the default SAs).
+            mode_flags = [
+                f"--bind-address={self.node_address}",
+                f"--advertise-address={self.node_address}",
+                "--kubelet-preferred-address-types=InternalIP",
+            ]
         api_pid = self._spawn(
             APISERVER,
             [
                 str(bin_dir / APISERVER),
                 f"--etcd-servers={etcd_url}",
-                "--bind-address=127.0.0.1",
                 f"--secure-port={api_port}",
-                # No default route on this machine: without these two the apiserver refuses to start.
-                "--advertise-address=127.0.0.1",
-                "--endpoint-reconciler-type=none",
+                *mode_flags,
                 f"--cert-dir={self.cert_dir}",
                 f"--token-auth-file={tokens}",
                 "--authorization-mode=RBAC",
                 f"--service-account-issuer={server}",
                 f"--service-account-key-file={sa_key}",
                 f"--service-account-signing-key-file={sa_key}",
-                f"--service-cluster-ip-range={SERVICE_CLUSTER_IP_RANGE}",
-                # No ServiceAccount controller, hence no "default" SA that the plugin would demand.
-                "--disable-admission-plugins=ServiceAccount",
+                f"--service-cluster-ip-range={self.service_cidr}",
                 "--allow-privileged=true",
                 "--profiling=false",
             ],
