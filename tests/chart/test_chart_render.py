@@ -398,8 +398,10 @@ def test_created_secret_holds_the_token_and_the_pod_references_it(render: Any) -
     assert secret["type"] == "Opaque"
     assert secret["data"] == {"token": base64.b64encode(SENTINEL_TOKEN.encode()).decode()}
     assert_token_file_mounted(manifests, name, "token")
-    # The mounted file is re-read when it changes: a new token needs no pod roll.
-    assert "annotations" not in manifests.deployment()["spec"]["template"]["metadata"]
+    # The mounted file is re-read when it changes; a chart-managed token also rolls the pod, so that
+    # `helm upgrade` takes effect at once.
+    checksum = manifests.deployment()["spec"]["template"]["metadata"]["annotations"]["checksum/api-token"]
+    assert len(checksum) == 64
 
 
 def assert_token_file_mounted(manifests: Manifests, secret: str, key: str) -> None:

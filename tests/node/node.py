@@ -387,6 +387,8 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
             "authentication": {"anonymous": {"enabled": True}, "webhook": {"enabled": False}},
             "authorization": {"mode": "AlwaysAllow"},
             "cgroupDriver": "cgroupfs",
+            # Mounted Secrets reach Pods within seconds (default: a minute), so rotation tests stay short.
+            "syncFrequency": "5s",
             "containerRuntimeEndpoint": f"unix://{self.containerd_socket}",
             "clusterDNS": [NODE_ADDRESS],
             "clusterDomain": CLUSTER_DOMAIN,

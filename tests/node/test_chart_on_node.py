@@ -38,6 +38,8 @@ PROJECT: Final = "llm-project"
 TEAM: Final = "team-one"
 TOKEN_A: Final = "nf-node-token-a"
 TOKEN_B: Final = "nf-node-token-b"
+TOKEN_C: Final = "nf-node-token-c"
+TOKEN_D: Final = "nf-node-token-d"
 TEAM_TOKEN_1: Final = "nf-node-team-token-1"
 TEAM_TOKEN_2: Final = "nf-node-team-token-2"
 DEADLINE: Final = 180.0
@@ -324,6 +326,46 @@ def test_chart_managed_token_rotation_rolls_the_pod(node: Node, release: str, si
     simulator.control.patch_deployment(PROJECT, "qwen", status="running")
     _kubectl_wait_ready(plane, "qwen")
     assert any(r["tokenId"] == token_b_id and r["status"] == 200 for r in simulator.control.stats())
+
+
+def test_existing_secret_rotation_is_picked_up_without_a_restart(
+    node: Node, release: str, simulator: Simulator
+) -> None:
+    """The operator-wide token from a Secret the chart only references (northflank.existingSecret) is a
+    mounted file: rotating the Secret reaches the running Pod through the kubelet, with no restart."""
+    plane = node.plane
+    token_c_id = simulator.control.add_token(TOKEN_C, team_id=TEAM)
+    plane.kubectl("create", "secret", "generic", "operator-token", "-n", RELEASE_NS, f"--from-literal=token={TOKEN_C}")
+    old_pod = _operator_pod(plane)
+    plane.helm(
+        "upgrade", release, str(CHART), "-n", RELEASE_NS, "--reuse-values", "--set", "northflank.apiToken=",
+        "--set", "northflank.existingSecret=operator-token", "--set", "northflank.existingSecretKey=token",
+        "--wait", f"--timeout={DEADLINE:.0f}s", timeout=DEADLINE + 30,
+    )  # fmt: skip
+    pod_uid = _wait_rolled(plane, old_pod["metadata"]["uid"])["metadata"]["uid"]
+    simulator.control.revoke_token(TOKEN_B)
+    simulator.control.patch_deployment(PROJECT, "qwen", status="paused")
+    wait_for(
+        lambda: any(r["tokenId"] == token_c_id and r["status"] == 200 for r in simulator.control.stats())
+        and _json(plane, "get", "llmd", "qwen", "-n", APP_NS)["status"].get("phase") == "paused",
+        timeout=DEADLINE, message="the existing Secret's token in use", interval=1.0,
+    )  # fmt: skip
+
+    # Rotate the referenced Secret in place; only the new token works from now on.
+    token_d_id = simulator.control.add_token(TOKEN_D, team_id=TEAM)
+    secret = plane.kubectl(
+        "create", "secret", "generic", "operator-token", "-n", RELEASE_NS, f"--from-literal=token={TOKEN_D}",
+        "--dry-run=client", "-o", "json",
+    ).stdout  # fmt: skip
+    plane.kubectl("apply", "-f", "-", input=secret)
+    simulator.control.revoke_token(TOKEN_C)
+    simulator.control.patch_deployment(PROJECT, "qwen", status="running")
+    wait_for(
+        lambda: any(r["tokenId"] == token_d_id and r["status"] == 200 for r in simulator.control.stats())
+        and _json(plane, "get", "llmd", "qwen", "-n", APP_NS)["status"].get("phase") == "running",
+        timeout=DEADLINE, message="the rotated existing Secret's token in use", interval=1.0,
+    )  # fmt: skip
+    assert _operator_pod(plane)["metadata"]["uid"] == pod_uid, "picked up by the running Pod, no restart"
 
 
 def test_referenced_secret_rotation_is_picked_up_without_a_restart(
