@@ -1,5 +1,6 @@
-"""The operator-wide token as a real operator process sees it (issue 7, items 7 and 9): a rotating
-token file, and a token the HTTP library would refuse, with every library logging at DEBUG."""
+"""Credentials as a real operator process sees them (issue 7, items 7, 9 and 11): a rotating token
+file, a token the HTTP library would refuse (every library logging at DEBUG), and Secret reads the
+API server fails for a while."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import pytest
 from northflank_api_simulator.control import SimulatorControl
 from tests.controlplane.controlplane import ControlPlane
 from tests.simulator.fixtures import RunningSimulator
+from tests.support.api_proxy import faulty_api_proxy
 from tests.support.cluster import PROJECT, Cluster, conditions_by_type
 from tests.support.operator_process import run_operator
 from tests.support.waiting import wait_for
@@ -128,3 +130,62 @@ def test_an_unusable_token_is_credentials_invalid_and_never_logged_at_debug(
     assert "DEBUG" in log or "debug" in log.lower()  # the libraries did log at DEBUG
     assert "debug-leak-token" not in log
     assert not nf.requests(), "an unusable token must not be sent at all"
+
+
+#: Only Secret reads fail: GET /api/v1/namespaces/NS/secrets/NAME.
+_SECRET_READ = r"/api/v1/namespaces/[^/]+/secrets/[^/]+"
+
+
+def test_a_secret_read_the_api_server_fails_is_transient_not_stalled(
+    control_plane: ControlPlane,
+    crd_installed: object,
+    simulator: RunningSimulator,
+    nf: SimulatorControl,
+    namespace: str,
+    tmp_path: Path,
+    cleanup: None,
+) -> None:
+    """Issue 7, item 11, on the real API server behind a front that answers 503 to Secret reads only:
+    a resource whose Secret cannot be read now waits as transient (no Stalled), one that read its token
+    before keeps polling with it, and both are Ready once the API server answers again."""
+    nf.add_token(FIRST, team_id=TEAM)
+    nf.put_deployment(PROJECT, "known", status="running")
+    nf.put_deployment(PROJECT, "newcomer", status="running")
+    secret_ref = {"name": "team-token", "key": "token"}
+    for secret in ("team-token", "newcomer-token"):
+        control_plane.kubectl("create", "secret", "generic", secret, "-n", namespace, f"--from-literal=token={FIRST}")
+    with (
+        faulty_api_proxy(control_plane) as proxy,
+        run_operator(
+            kubeconfig=proxy.kubeconfig(tmp_path),
+            namespaces=[namespace],
+            api_base_url=simulator.base_url,
+            api_token=None,
+            log_path=tmp_path / "operator.log",
+            poll_interval_seconds=2.0,
+            extra_env={"NORTHFLANK_LLM_OPERATOR_CREDENTIALS_CACHE_SECONDS": "1"},
+        ) as operator,
+    ):
+        cluster = Cluster(control_plane, namespace, operator)
+        cluster.apply("known", "known", credentialsSecretRef=secret_ref)
+        cluster.wait_condition("known", "Ready", "True")
+
+        proxy.fail("GET", _SECRET_READ, 503)
+        # A Secret this operator has never read: there is no earlier token to fall back on.
+        cluster.apply("newcomer", "newcomer", credentialsSecretRef={"name": "newcomer-token", "key": "token"})
+        status = cluster.wait_condition("newcomer", "Synced", "False", "CredentialsUnavailable")
+        conditions = conditions_by_type(status)
+        assert "Stalled" not in conditions or conditions["Stalled"]["status"] != "True", conditions
+        assert proxy.refused > 0
+        # The resource that read its token before keeps being observed with it meanwhile.
+        # (Only "known" is planned: the newcomer has no token, so every request now is known's.)
+        polls_before = sum(row["count"] for row in nf.stats() if row["status"] == 200)
+        wait_for(
+            lambda: sum(row["count"] for row in nf.stats() if row["status"] == 200) >= polls_before + 2,
+            timeout=30, message="the known resource still polled while Secret reads fail",
+        )  # fmt: skip
+        assert conditions_by_type(cluster.get("known")["status"])["Ready"]["status"] == "True"
+
+        proxy.heal()
+        cluster.wait_condition("newcomer", "Ready", "True")
+        operator.assert_alive()
