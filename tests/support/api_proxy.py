@@ -100,14 +100,14 @@ class FaultyApiProxy:
         for (method, pattern), status in list(self.faults.items()):
             if request.method == method and pattern.fullmatch(request.path):
                 self.refused += 1
-                body = {"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": status,
+                refusal = {"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": status,
                         "message": "the test's proxy refused this call", "reason": "ServiceUnavailable"}  # fmt: skip
-                return web.json_response(body, status=status)
+                return web.json_response(refusal, status=status)
         headers = {k: v for k, v in request.headers.items() if k.lower() not in _SKIPPED_HEADERS}
         headers["Authorization"] = f"Bearer {self._plane.admin_token}"
         upstream = f"{self._plane.server}{request.rel_url}"
-        body = await request.read()
-        async with session.request(request.method, upstream, headers=headers, data=body or None) as answer:
+        payload = await request.read()
+        async with session.request(request.method, upstream, headers=headers, data=payload or None) as answer:
             response = web.StreamResponse(status=answer.status)
             for key, value in answer.headers.items():
                 if key.lower() not in _SKIPPED_HEADERS:
