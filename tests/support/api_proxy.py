@@ -101,7 +101,7 @@ class FaultyApiProxy:
             if request.method == method and pattern.fullmatch(request.path):
                 self.refused += 1
                 refusal = {"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": status,
-                        "message": "the test's proxy refused this call", "reason": "ServiceUnavailable"}  # fmt: skip
+                           "message": "the test's proxy refused this call", "reason": "ServiceUnavailable"}  # fmt: skip
                 return web.json_response(refusal, status=status)
         headers = {k: v for k, v in request.headers.items() if k.lower() not in _SKIPPED_HEADERS}
         headers["Authorization"] = f"Bearer {self._plane.admin_token}"
