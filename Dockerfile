@@ -72,8 +72,9 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1
 
 USER 65532:65532
-# kopf's liveness endpoint (--liveness=http://0.0.0.0:8080/healthz).
-EXPOSE 8080
+# kopf's liveness endpoint (--liveness=http://0.0.0.0:8080/healthz), and Prometheus metrics with
+# readiness (--metrics-bind-address=:8081, as the chart sets it).
+EXPOSE 8080 8081
 ENTRYPOINT ["northflank-llm-operator"]
 # The chart passes its own arguments; this default watches every namespace.
 CMD ["run", "--standalone", "--all-namespaces"]

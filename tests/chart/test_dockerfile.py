@@ -86,7 +86,7 @@ def test_final_stage_runs_the_operator_unprivileged_without_build_tools() -> Non
     assert max(i for i, name in enumerate(instructions) if name == "RUN") < instructions.index("USER")
     assert json.loads(dict(final)["ENTRYPOINT"]) == ["northflank-llm-operator"]
     assert json.loads(dict(final)["CMD"])[:2] == ["run", "--standalone"]
-    assert dict(final)["EXPOSE"] == "8080"
+    assert dict(final)["EXPOSE"] == "8080 8081"
 
 
 def test_image_user_matches_the_charts_security_context() -> None:
