@@ -21,7 +21,13 @@ from tests.support.cluster import DEADLINE, PROJECT, Cluster, conditions_by_type
 from tests.support.operator_process import OperatorProcess, run_operator
 from tests.support.waiting import wait_for
 
-pytestmark = pytest.mark.integration
+pytestmark = [
+    pytest.mark.integration,
+    # Dripping and oversized bodies are cut off mid-stream on purpose; a socket of such a request can be
+    # garbage-collected during a later test and reported there as an unclosed-socket ResourceWarning
+    # (seen once in three CI runs). That is the fault under test, not a leak in the operator process.
+    pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning"),
+]
 
 OPERATOR_TOKEN = "nf-hardening-operator-token"
 OTHER_TOKEN = "nf-hardening-separate-token"
