@@ -195,13 +195,13 @@ async def _operate(args: argparse.Namespace, settings: OperatorSettings) -> int:
     leadership = Leadership(runtime, settings, kopf_runs.ready, kopf_runs.stop, poller_done)
     if not settings.leader_elect:
         # The only replica leads from the start; created before kopf starts, so kopf leaves it alone at exit.
-        runtime.metrics.set_leading(True)  # type: ignore[union-attr]
+        runtime.metrics.set_leading(True)
         runtime.start().add_done_callback(poller_done)
     metrics_server = None
     if settings.metrics_bind_address is not None:
         from .metrics import MetricsServer
 
-        metrics_server = MetricsServer(runtime.metrics, ready=leadership.readiness)  # type: ignore[arg-type]
+        metrics_server = MetricsServer(runtime.metrics, ready=leadership.readiness)
         await metrics_server.start(settings.metrics_bind_address)
     # Both created before kopf starts, so kopf leaves them alone at exit.
     campaign = asyncio.create_task(leadership.run(), name="leadership")

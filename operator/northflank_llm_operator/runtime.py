@@ -22,13 +22,11 @@ from .settings import OperatorSettings
 class Runtime:
     settings: OperatorSettings
     registry: Registry
-    poller: Poller
     northflank: NorthflankClient
     kubernetes_api: Any
     gateway: KubernetesGateway
-    poller_task: asyncio.Task[None] | None = field(default=None)
-    credentials: CredentialResolver | None = field(default=None)
-    metrics: OperatorMetrics | None = field(default=None)
+    credentials: CredentialResolver
+    metrics: OperatorMetrics
     #: False while this replica stands by for the leader election Lease (it polls only while leading).
     leading: bool = True
     #: Whether kopf serves the resource (the CRD exists); the liveness probe fails while it does not.
@@ -37,6 +35,11 @@ class Runtime:
     on_unserved: Callable[[], None] | None = None
     #: The namespaces the periodic resync lists (None: all).
     resync_namespaces: Sequence[str] | None = None
+    poller: Poller = field(init=False)
+    poller_task: asyncio.Task[None] | None = field(default=None, init=False)
+
+    def __post_init__(self) -> None:
+        self.poller = self._new_poller()
 
     @classmethod
     def create(cls, settings: OperatorSettings, *, resync_namespaces: Sequence[str] | None = None) -> Runtime:
@@ -60,17 +63,12 @@ class Runtime:
             default_token_namespaces=settings.default_token_namespaces,
             default_token_denied_namespaces=settings.default_token_denied_namespaces,
         )
-        poller = Poller(registry=registry, client=northflank, credentials=credentials, kube=gateway,
-                        settings=settings, observer=metrics, resync_namespaces=resync_namespaces)  # fmt: skip
-        runtime = cls(settings, registry, poller, northflank, kubernetes_api, gateway,
-                      credentials=credentials, metrics=metrics, leading=not settings.leader_elect,
-                      resync_namespaces=resync_namespaces)  # fmt: skip
-        poller.on_unserved = runtime._unserved
+        runtime = cls(settings, registry, northflank, kubernetes_api, gateway, credentials, metrics,
+                      leading=not settings.leader_elect, resync_namespaces=resync_namespaces)  # fmt: skip
         metrics.observe_resources(runtime, accounts_in_use=lambda: runtime.poller.planner.accounts())
         return runtime
 
     def _new_poller(self) -> Poller:
-        assert self.credentials is not None
         poller = Poller(registry=self.registry, client=self.northflank, credentials=self.credentials,
                         kube=self.gateway, settings=self.settings, observer=self.metrics,
                         resync_namespaces=self.resync_namespaces)  # fmt: skip
