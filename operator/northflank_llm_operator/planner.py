@@ -22,7 +22,7 @@ import math
 import random
 from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field
-from enum import IntEnum
+from enum import Enum, IntEnum
 from typing import Any, Generic, TypeVar
 
 from .northflank import RateLimit
@@ -46,6 +46,14 @@ class Priority(IntEnum):
     URGENT = 0  # a new or changed resource, a refresh request, a NotFound confirmation
     TRANSITIONAL = 1
     STABLE = 2
+
+
+class Urgency(Enum):
+    """Why a resource is (re)tracked, which says when it is observed."""
+
+    ROUTINE = "routine"  # already observed (before a restart): spread over one interval
+    CHANGED = "changed"  # new or changed: soon, batched; a change soon after another waits out the spacing
+    REQUESTED = "requested"  # someone asked (a refresh): soon, batched, never held back by the spacing
 
 
 @dataclass(frozen=True, order=True)
@@ -371,17 +379,15 @@ class Planner(Generic[K]):
         deployment_id: str,
         interval: float,
         *,
-        urgent: bool,
+        urgency: Urgency,
         phase: str | None = None,
-        coalesce: bool = True,
     ) -> None:
-        """Attach a resource to its target. ``urgent``: observe soon (batched), else spread over one
-        interval (a resource already observed before a restart). ``coalesce``: an urgent spec change
-        soon after another waits for the end of the spacing window; an explicit refresh does not."""
+        """Attach a resource to its target; ``urgency`` says when it is observed."""
         now = self._clock()
         previous = self._where.get(resource)
+        urgent = urgency is not Urgency.ROUTINE
         when = now
-        if urgent and coalesce and previous is not None:
+        if urgency is Urgency.CHANGED and previous is not None:
             window = self._change_window.get(resource)
             if window is not None and now < window + self.config.spec_change_spacing_seconds:
                 when = window + self.config.spec_change_spacing_seconds  # coalesced into one later poll

@@ -37,7 +37,7 @@ from .northflank import (
     ServerError,
 )
 from .northflank.client import summarize_validation_error
-from .planner import GroupKey, Planner, Request
+from .planner import GroupKey, Planner, Request, Urgency
 from .registry import Registry, TrackedResource
 from .resource import LLMModelDeploymentSpec, ResourceKey
 from .settings import OperatorSettings
@@ -365,11 +365,16 @@ class Poller:
                 group,
                 attachment.deployment_id,
             )
-        # A refresh request or the end of a pause: observed at once (inside the budget's reserve).
-        urgent = urgent or refresh or resumed
         self._attached[key] = attachment
-        self.planner.track(key, group, attachment.deployment_id, interval, urgent=urgent, coalesce=not refresh)
-        if previous is None and not urgent:
+        # A refresh request or the end of a pause: observed at once (inside the budget's reserve).
+        if refresh:
+            urgency = Urgency.REQUESTED
+        elif urgent or resumed:
+            urgency = Urgency.CHANGED
+        else:
+            urgency = Urgency.ROUTINE
+        self.planner.track(key, group, attachment.deployment_id, interval, urgency=urgency)
+        if previous is None and urgency is Urgency.ROUTINE:
             # Observed before this process started: stale only if nothing comes within the limit.
             self._arm_staleness(key, self._timing(key, attachment))
         self._forget_unused_tokens()
@@ -646,7 +651,7 @@ class Poller:
                 if handled is None and key in self._refresh:
                     # Asked before the refresh request: the planner just scheduled the target by its
                     # routine cadence, so ask again for the urgent observation the refresh wants.
-                    self.planner.track(key, group, deployment_id, attachment.interval, urgent=True, coalesce=False)
+                    self.planner.track(key, group, deployment_id, attachment.interval, urgency=Urgency.REQUESTED)
                 self._enqueue(key, _WriteJob(outcome, attachment.generation, attachment.uid, handled))
 
     def _enqueue(self, key: ResourceKey, job: _WriteJob) -> None:

@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from northflank_llm_operator.northflank import LLMModelDeployment
-from northflank_llm_operator.planner import GroupKey, Planner
+from northflank_llm_operator.planner import GroupKey, Planner, Urgency
 from northflank_llm_operator.poller import Attachment
 from northflank_llm_operator.registry import Registry
 from northflank_llm_operator.resource import ResourceKey
@@ -92,7 +92,9 @@ def main() -> None:
         plan: Planner[ResourceKey] = Planner(clock, rng=random.Random(1))
         for i in range(n):
             key = ResourceKey("fleet", f"model-{i:05d}")
-            plan.track(key, GroupKey("account", f"project-{i % projects}"), f"model-{i:05d}", 60.0, urgent=False)
+            plan.track(
+                key, GroupKey("account", f"project-{i % projects}"), f"model-{i:05d}", 60.0, urgency=Urgency.ROUTINE
+            )
         plan.next_request()
         return plan
 

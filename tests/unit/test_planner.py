@@ -17,6 +17,7 @@ from northflank_llm_operator.planner import (
     Planner,
     PlannerConfig,
     Request,
+    Urgency,
     cheapest_plan,
     ladder_ceil,
     ladder_floor_below,
@@ -105,10 +106,10 @@ def world(*, limit: int = 1000, seed: int = 7, config: PlannerConfig | None = No
 
 
 def add_project(w: World, project: str, deployments: int, *, tracked: int | None = None, interval: float = 60,
-                phase: str = "running", urgent: bool = True, account: str = "acct") -> None:  # fmt: skip
+                phase: str = "running", urgency: Urgency = Urgency.CHANGED, account: str = "acct") -> None:  # fmt: skip
     w.projects[project] = {f"d{i}": phase for i in range(deployments)}
     for i in range(deployments if tracked is None else tracked):
-        w.planner.track(f"{project}/d{i}", GroupKey(account, project), f"d{i}", interval, urgent=urgent)
+        w.planner.track(f"{project}/d{i}", GroupKey(account, project), f"d{i}", interval, urgency=urgency)
 
 
 def gaps(times: list[float]) -> list[float]:
@@ -139,11 +140,27 @@ def test_a_hundred_new_resources_of_one_project_cost_one_list_call() -> None:
     assert len(w.observed_at) == 100
 
 
+@pytest.mark.parametrize(("urgency", "held_back"), [(Urgency.CHANGED, True), (Urgency.REQUESTED, False)])
+def test_only_a_change_soon_after_another_waits_out_the_spacing(urgency: Urgency, held_back: bool) -> None:
+    w = world()
+    add_project(w, "p", 1)
+    w.run_until(w.clock.now + 5)
+    w.planner.track("p/d0", GroupKey("acct", "p"), "d0", 60, urgency=Urgency.CHANGED)
+    w.run_until(w.clock.now + 3)  # the first change: observed at once, and its spacing window opens
+    w.requests.clear()
+    second_at = w.clock.now
+    w.planner.track("p/d0", GroupKey("acct", "p"), "d0", 60, urgency=urgency)
+    w.run_until(second_at + 30)
+    first = w.requests[0][0] - second_at
+    spacing = w.planner.config.spec_change_spacing_seconds
+    assert (first >= spacing - 5) is held_back, f"observed {first:.1f}s after the second {urgency.value}"
+
+
 def test_several_resources_naming_one_deployment_are_observed_once() -> None:
     w = world()
     w.projects["p"] = {"d0": "running"}
     for name in ("ns-a/x", "ns-b/y", "ns-c/z"):
-        w.planner.track(name, GroupKey("acct", "p"), "d0", 60, urgent=True)
+        w.planner.track(name, GroupKey("acct", "p"), "d0", 60, urgency=Urgency.CHANGED)
     w.run_until(w.clock.now + 5)
     assert len(w.requests) == 1
     assert not w.requests[0][1].is_list
@@ -181,7 +198,7 @@ def test_the_page_count_learned_from_a_listing_can_switch_a_group_to_gets() -> N
     w = world()
     w.projects["p"] = {f"d{i}": "running" for i in range(500)}  # five pages, but only two tracked
     for i in range(2):
-        w.planner.track(f"p/d{i}", GroupKey("acct", "p"), f"d{i}", 60, urgent=True)
+        w.planner.track(f"p/d{i}", GroupKey("acct", "p"), f"d{i}", 60, urgency=Urgency.CHANGED)
     w.run_until(w.clock.now + 5)
     assert w.requests[0][1].is_list  # nothing known yet: a listing teaches the size
     w.run_until(w.clock.now + 130)
@@ -258,8 +275,8 @@ def test_transitional_deployments_go_first_and_more_often() -> None:
     w = world(config=PlannerConfig(jitter=0.0))
     w.projects["a"] = {"d0": "running"}
     w.projects["b"] = {"d0": "starting"}
-    w.planner.track("a", GroupKey("acct", "a"), "d0", 60, urgent=False, phase="running")
-    w.planner.track("b", GroupKey("acct", "b"), "d0", 60, urgent=False, phase="starting")
+    w.planner.track("a", GroupKey("acct", "a"), "d0", 60, urgency=Urgency.ROUTINE, phase="running")
+    w.planner.track("b", GroupKey("acct", "b"), "d0", 60, urgency=Urgency.ROUTINE, phase="starting")
     for target in (w.planner.group(GroupKey("acct", g)).targets["d0"] for g in "ab"):  # type: ignore[union-attr]
         target.due = w.clock.now  # due at the same moment
     first = w.planner.next_request()
@@ -322,7 +339,7 @@ def test_the_window_length_is_learned_from_a_windows_first_request() -> None:
 def test_a_restart_spreads_the_first_observations_over_one_interval() -> None:
     w = world()
     for p in range(300):
-        add_project(w, f"p{p}", 1, interval=3600, urgent=False)  # observed before the restart
+        add_project(w, f"p{p}", 1, interval=3600, urgency=Urgency.ROUTINE)  # observed before the restart
     start = w.clock.now
     w.run_until(start + 3600)
     times = sorted(min(t) for t in w.observed_at.values())
@@ -371,8 +388,8 @@ def test_unchanged_demand_keeps_the_reported_stretch_and_a_visible_change_moves_
 
 def test_nothing_is_kept_for_an_account_nobody_uses_any_more() -> None:
     w = world()
-    w.planner.track("r", GroupKey("old-token", "p"), "d", 60, urgent=True)
-    w.planner.track("r", GroupKey("new-token", "p"), "d", 60, urgent=True)  # rotated
+    w.planner.track("r", GroupKey("old-token", "p"), "d", 60, urgency=Urgency.CHANGED)
+    w.planner.track("r", GroupKey("new-token", "p"), "d", 60, urgency=Urgency.CHANGED)  # rotated
     assert w.planner.accounts() == ["new-token"]
     w.planner.untrack("r")
     assert w.planner.accounts() == []
