@@ -18,10 +18,9 @@ import httpx
 import pytest
 
 from northflank_api_simulator.control import SimulatorControl
-from tests.controlplane.controlplane import ControlPlane
-from tests.simulator.fixtures import RunningSimulator
+from tests.simulator.fixtures import RunningSimulator, open_account
 from tests.support.cluster import DEADLINE, PROJECT, Cluster, conditions_by_type
-from tests.support.operator_process import OperatorProcess, run_operator_for_module
+from tests.support.operator_process import ModuleOperatorStarter, OperatorProcess
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
@@ -37,37 +36,14 @@ STALE_AFTER_INTERVALS = 3
 
 
 @pytest.fixture(scope="module")
-def operator(
-    control_plane: ControlPlane,
-    crd_installed: object,
-    simulator_process: RunningSimulator,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[OperatorProcess]:
-    with run_operator_for_module(
-        kubeconfig=control_plane.kubeconfig,
-        api_base_url=simulator_process.base_url,
-        log_path=tmp_path_factory.mktemp("fleet-operator") / "operator.log",
-        api_token=OPERATOR_TOKEN,
-        poll_interval_seconds=float(INTERVAL),
-    ) as process:
+def operator(start_module_operator: ModuleOperatorStarter) -> Iterator[OperatorProcess]:
+    with start_module_operator(api_token=OPERATOR_TOKEN, poll_interval_seconds=float(INTERVAL)) as process:
         yield process
 
 
 @pytest.fixture
 def nf(simulator: RunningSimulator) -> SimulatorControl:
-    control = simulator.control
-    control.add_token(OPERATOR_TOKEN, team_id=TEAM)
-    control.put_project(PROJECT, team_id=TEAM)
-    control.put_project(OTHER_PROJECT, team_id=TEAM)
-    control.set_rate_limit(100_000, 3600)
-    return control
-
-
-@pytest.fixture
-def cluster(control_plane: ControlPlane, namespace: str, operator: OperatorProcess) -> Iterator[Cluster]:
-    yield Cluster(control_plane, namespace, operator)
-    # Resources left behind would keep polling (and spending the budget) during later tests.
-    control_plane.kubectl("delete", "llmd", "--all", "-n", namespace, "--wait=false")
+    return open_account(simulator, team=TEAM, projects=[PROJECT, OTHER_PROJECT], token=OPERATOR_TOKEN)
 
 
 # -- reading the simulator's request log ------------------------------------------------------------

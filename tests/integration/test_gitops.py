@@ -12,12 +12,11 @@ import pytest
 import yaml
 
 from northflank_api_simulator.control import SimulatorControl
-from tests.controlplane.controlplane import ControlPlane
 from tests.gitops.test_health import HEALTH_LUA, build_evaluators, evaluate
-from tests.simulator.fixtures import RunningSimulator
+from tests.simulator.fixtures import RunningSimulator, open_account
 from tests.support.cluster import DEADLINE, PROJECT, Cluster, conditions_by_type
 from tests.support.importing import run_import
-from tests.support.operator_process import OperatorProcess, run_operator_for_module
+from tests.support.operator_process import ModuleOperatorStarter, OperatorProcess
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
@@ -32,19 +31,8 @@ REFRESH_DEADLINE = 10.0
 
 
 @pytest.fixture(scope="module")
-def operator(
-    control_plane: ControlPlane,
-    crd_installed: object,
-    simulator_process: RunningSimulator,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[OperatorProcess]:
-    with run_operator_for_module(
-        kubeconfig=control_plane.kubeconfig,
-        api_base_url=simulator_process.base_url,
-        log_path=tmp_path_factory.mktemp("operator") / "operator.log",
-        api_token=OPERATOR_TOKEN,
-        poll_interval_seconds=1.0,
-    ) as process:
+def operator(start_module_operator: ModuleOperatorStarter) -> Iterator[OperatorProcess]:
+    with start_module_operator(api_token=OPERATOR_TOKEN, poll_interval_seconds=1.0) as process:
         yield process
 
 
@@ -58,18 +46,7 @@ def evaluators() -> Path:
 
 @pytest.fixture
 def nf(simulator: RunningSimulator) -> SimulatorControl:
-    control = simulator.control
-    control.add_token(OPERATOR_TOKEN, team_id=TEAM)
-    control.put_project(PROJECT, team_id=TEAM)
-    control.put_project(OTHER_PROJECT, team_id=TEAM)
-    control.set_rate_limit(100_000, 3600)
-    return control
-
-
-@pytest.fixture
-def cluster(control_plane: ControlPlane, namespace: str, operator: OperatorProcess) -> Iterator[Cluster]:
-    yield Cluster(control_plane, namespace, operator)
-    control_plane.kubectl("delete", "llmd", "--all", "-n", namespace, "--wait=false")
+    return open_account(simulator, team=TEAM, projects=[PROJECT, OTHER_PROJECT], token=OPERATOR_TOKEN)
 
 
 def annotate(cluster: Cluster, name: str, *changes: str) -> None:

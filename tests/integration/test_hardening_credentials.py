@@ -12,9 +12,9 @@ import pytest
 
 from northflank_api_simulator.control import SimulatorControl
 from tests.controlplane.controlplane import ControlPlane
-from tests.simulator.fixtures import RunningSimulator
+from tests.simulator.fixtures import RunningSimulator, open_account
 from tests.support.api_proxy import faulty_api_proxy
-from tests.support.cluster import PROJECT, Cluster, conditions_by_type
+from tests.support.cluster import PROJECT, Cluster, conditions_by_type, delete_all_resources
 from tests.support.operator_process import run_operator
 from tests.support.waiting import wait_for
 
@@ -27,17 +27,13 @@ SECOND = "nf-rotation-second-token"
 
 @pytest.fixture
 def cleanup(control_plane: ControlPlane, namespace: str) -> Iterator[None]:
-    """Resources left behind would be tracked by later modules' all-namespace operators."""
     yield
-    control_plane.kubectl("delete", "llmd", "--all", "-n", namespace, "--wait=false")
+    delete_all_resources(control_plane, namespace)
 
 
 @pytest.fixture
 def nf(simulator: RunningSimulator) -> SimulatorControl:
-    control = simulator.control
-    control.put_project(PROJECT, team_id=TEAM)
-    control.set_rate_limit(100_000, 3600)
-    return control
+    return open_account(simulator, team=TEAM, projects=[PROJECT])
 
 
 def _write_atomically(path: Path, content: str) -> None:
@@ -155,7 +151,7 @@ def test_a_secret_read_the_api_server_fails_is_transient_not_stalled(
     for secret in ("team-token", "newcomer-token"):
         control_plane.kubectl("create", "secret", "generic", secret, "-n", namespace, f"--from-literal=token={FIRST}")
     with (
-        faulty_api_proxy(control_plane) as proxy,
+        faulty_api_proxy(control_plane, tmp_path) as proxy,
         run_operator(
             kubeconfig=proxy.kubeconfig(tmp_path),
             namespaces=[namespace],

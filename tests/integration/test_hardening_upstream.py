@@ -16,23 +16,18 @@ import pytest
 
 from northflank_api_simulator.control import SimulatorControl
 from tests.controlplane.controlplane import ControlPlane
-from tests.simulator.fixtures import RunningSimulator
-from tests.support.cluster import DEADLINE, PROJECT, Cluster, conditions_by_type
+from tests.simulator.fixtures import RunningSimulator, open_account
+from tests.support.cluster import DEADLINE, PROJECT, Cluster, conditions_by_type, delete_all_resources
 from tests.support.operator_process import OperatorProcess, run_operator
 from tests.support.waiting import wait_for
 
-pytestmark = [
-    pytest.mark.integration,
-    # Dripping and oversized bodies are cut off mid-stream on purpose; a socket of such a request can be
-    # garbage-collected during a later test and reported there as an unclosed-socket ResourceWarning
-    # (seen once in three CI runs). That is the fault under test, not a leak in the operator process.
-    pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning"),
-]
+pytestmark = pytest.mark.integration
 
 OPERATOR_TOKEN = "nf-hardening-operator-token"
 OTHER_TOKEN = "nf-hardening-separate-token"
 TEAM = "team-hardening"
 DEADLINE_SECONDS = 2
+POLL_INTERVAL_SECONDS = 2.0
 DENIED_NAMESPACE = "nf-hardening-tenant"
 
 
@@ -50,7 +45,7 @@ def operator(
         api_base_url=simulator_process.base_url,
         api_token=OPERATOR_TOKEN + "\n",  # as --from-file leaves it: must be stripped
         log_path=log_path,
-        poll_interval_seconds=2.0,
+        poll_interval_seconds=POLL_INTERVAL_SECONDS,
         extra_env={
             "NORTHFLANK_LLM_OPERATOR_REQUEST_DEADLINE_SECONDS": str(DEADLINE_SECONDS),
             "NORTHFLANK_LLM_OPERATOR_REQUEST_TIMEOUT_SECONDS": "5",
@@ -66,17 +61,7 @@ def operator(
 
 @pytest.fixture
 def nf(simulator: RunningSimulator) -> SimulatorControl:
-    control = simulator.control
-    control.add_token(OPERATOR_TOKEN, team_id=TEAM)
-    control.put_project(PROJECT, team_id=TEAM)
-    control.set_rate_limit(100_000, 3600)
-    return control
-
-
-@pytest.fixture
-def cluster(control_plane: ControlPlane, namespace: str, operator: OperatorProcess) -> Iterator[Cluster]:
-    yield Cluster(control_plane, namespace, operator)
-    control_plane.kubectl("delete", "llmd", "--all", "-n", namespace, "--wait=false")
+    return open_account(simulator, team=TEAM, projects=[PROJECT], token=OPERATOR_TOKEN)
 
 
 def _vm_hwm_bytes(pid: int) -> int:
@@ -220,5 +205,51 @@ def test_a_namespace_denied_the_operator_wide_token_must_bring_its_own(cluster: 
         cluster.apply("platform", "tenant-model")
         cluster.wait_condition("platform", "Ready", "True")
     finally:
-        plane.kubectl("delete", "llmd", "--all", "-n", DENIED_NAMESPACE, "--wait=false")
+        delete_all_resources(plane, DENIED_NAMESPACE)
         plane.kubectl("delete", "secret", "own", "-n", DENIED_NAMESPACE, "--ignore-not-found")
+
+
+def test_a_revoked_token_is_probed_once_an_interval_not_once_a_resource(cluster: Cluster, nf: SimulatorControl) -> None:
+    """Issue 7: a 401 holds every resource of the rejected credentials (a circuit breaker). Six
+    resources polled every 2 s would otherwise send 18 rejected requests in 6 s, each one a write."""
+    token = "nf-hardening-revoked-token"
+    nf.add_token(token, team_id=TEAM)
+    cluster.plane.kubectl("create", "secret", "generic", "revoked-token", "-n", cluster.namespace,
+                          f"--from-literal=token={token}")  # fmt: skip
+    projects = [f"revoked-{i}" for i in range(6)]  # one project each: six GETs, no shared listing
+    for project in projects:
+        nf.put_project(project, team_id=TEAM)
+        nf.put_deployment(project, "model", status="running")
+    ref = {"name": "revoked-token", "key": "token"}
+    cluster.apply_all(cluster.manifest(p, "model", project=p, credentialsSecretRef=ref) for p in projects)
+    cluster.wait_all_ready(projects)
+
+    nf.revoke_token(token)
+
+    def rejected() -> list[datetime]:
+        return [
+            datetime.fromisoformat(entry["time"].replace("Z", "+00:00"))
+            for entry in nf.requests("/revoked-")
+            if entry["status"] == 401
+        ]
+
+    window = timedelta(seconds=3 * POLL_INTERVAL_SECONDS)
+    wait_for(lambda: (times := rejected()) and times[-1] - times[0] >= window, timeout=DEADLINE,
+             message="rejected requests spanning three poll intervals")  # fmt: skip
+    times = rejected()
+    in_window = [t for t in times if t - times[0] <= window]
+    assert len(in_window) <= len(projects), f"{len(in_window)} rejected requests in {window.seconds}s"
+
+    def told() -> str | None:
+        synced = [cluster.condition(project, "Synced") for project in projects]
+        return next((c["message"] for c in synced if c.get("reason") == "AuthenticationFailed"), None)
+
+    message = wait_for(told, timeout=DEADLINE, message="a probed resource saying its credentials were rejected",
+                       interval=0.5)  # fmt: skip
+    assert "one request probes them every" in message
+
+    # The token works again (re-issued): every resource recovers, none needed a restart or an edit.
+    nf.add_token(token, team_id=TEAM)
+    for project in projects:
+        cluster.wait_condition(project, "Synced", "True")
+    cluster.operator.assert_alive()

@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from tests.controlplane.controlplane import ControlPlane
-from tests.simulator.fixtures import RunningSimulator
+from tests.simulator.fixtures import RunningSimulator, open_account
 from tests.support.cluster import PROJECT, Cluster
 from tests.support.metrics import scrape
 from tests.support.operator_process import OperatorProcess, free_port, run_operator
@@ -83,10 +83,7 @@ def test_one_leader_polls_and_hands_over_on_sigterm_and_sigkill(
     simulator: RunningSimulator,
     tmp_path: Path,
 ) -> None:
-    nf = simulator.control
-    nf.add_token(TOKEN, team_id="team-ha")
-    nf.put_project(PROJECT, team_id="team-ha")
-    nf.set_rate_limit(100_000, 3600)
+    nf = open_account(simulator, team="team-ha", projects=[PROJECT], token=TOKEN)
     for name in NAMES:
         nf.put_deployment(PROJECT, name, status="running")
 

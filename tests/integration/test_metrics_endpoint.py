@@ -9,8 +9,8 @@ import pytest
 
 from northflank_api_simulator.control import SimulatorControl
 from tests.controlplane.controlplane import ControlPlane
-from tests.simulator.fixtures import RunningSimulator
-from tests.support.cluster import DEADLINE, PROJECT, Cluster
+from tests.simulator.fixtures import RunningSimulator, open_account
+from tests.support.cluster import DEADLINE, PROJECT, Cluster, delete_all_resources
 from tests.support.metrics import Scrape, scrape
 from tests.support.operator_process import OperatorProcess, free_port, run_operator_for_module
 from tests.support.waiting import wait_for
@@ -28,10 +28,8 @@ def test_metrics_match_the_simulators_counts_and_the_resources(
     simulator: RunningSimulator,
     tmp_path: Path,
 ) -> None:
-    nf = simulator.control
+    nf = open_account(simulator, team="team-m", projects=[PROJECT], requests_per_hour=LIMIT)
     token_id = nf.add_token(TOKEN, team_id="team-m")
-    nf.put_project(PROJECT, team_id="team-m")
-    nf.set_rate_limit(LIMIT, 3600)
     nf.put_deployment(PROJECT, "alpha", status="running")
     nf.put_deployment(PROJECT, "beta", status="crashed")
     with run_operator_for_module(
@@ -47,8 +45,7 @@ def test_metrics_match_the_simulators_counts_and_the_resources(
         try:
             check_metrics(cluster, operator, nf, token_id)
         finally:
-            # Resources left behind would be polled by the all-namespaces operators of later test modules.
-            control_plane.kubectl("delete", "llmd", "--all", "-n", namespace, "--wait=false")
+            delete_all_resources(control_plane, namespace)
 
 
 def check_metrics(cluster: Cluster, operator: OperatorProcess, nf: SimulatorControl, token_id: str) -> None:

@@ -13,10 +13,9 @@ import pytest
 from northflank_api_simulator.control import SimulatorControl
 from northflank_llm_operator.status import OWNED_KEYS as OWNED_STATUS_KEYS
 from northflank_llm_operator.status import without_nulls
-from tests.controlplane.controlplane import ControlPlane
-from tests.simulator.fixtures import RunningSimulator
+from tests.simulator.fixtures import RunningSimulator, open_account
 from tests.support.cluster import DEADLINE, PROJECT, Cluster, conditions_by_type
-from tests.support.operator_process import OperatorProcess, run_operator_for_module
+from tests.support.operator_process import ModuleOperatorStarter, OperatorProcess
 from tests.support.waiting import wait_for
 from tests.unit.payloads import SEED_PAGE_EXAMPLE
 
@@ -27,16 +26,8 @@ TEAM = "team-one"
 
 
 @pytest.fixture(scope="module")
-def operator(
-    control_plane: ControlPlane,
-    crd_installed: object,
-    simulator_process: RunningSimulator,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[OperatorProcess]:
-    with run_operator_for_module(
-        kubeconfig=control_plane.kubeconfig,
-        api_base_url=simulator_process.base_url,
-        log_path=tmp_path_factory.mktemp("operator") / "operator.log",
+def operator(start_module_operator: ModuleOperatorStarter) -> Iterator[OperatorProcess]:
+    with start_module_operator(
         api_token=OPERATOR_TOKEN,
         poll_interval_seconds=1.0,
         other_secrets=("team-two-token", "org-token"),
@@ -47,18 +38,7 @@ def operator(
 
 @pytest.fixture
 def nf(simulator: RunningSimulator) -> SimulatorControl:
-    control = simulator.control
-    control.add_token(OPERATOR_TOKEN, team_id=TEAM)
-    control.put_project(PROJECT, team_id=TEAM)
-    control.set_rate_limit(100_000, 3600)  # the budget is its own test; keep it out of the others' way
-    return control
-
-
-@pytest.fixture
-def cluster(control_plane: ControlPlane, namespace: str, operator: OperatorProcess) -> Iterator[Cluster]:
-    yield Cluster(control_plane, namespace, operator)
-    # Resources left behind would keep polling (and spending the budget) during later tests.
-    control_plane.kubectl("delete", "llmd", "--all", "-n", namespace, "--wait=false")
+    return open_account(simulator, team=TEAM, projects=[PROJECT], token=OPERATOR_TOKEN)
 
 
 def test_resource_follows_its_deployment_through_every_phase(cluster: Cluster, nf: SimulatorControl) -> None:

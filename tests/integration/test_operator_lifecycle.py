@@ -19,8 +19,8 @@ import pytest
 from northflank_api_simulator.control import SimulatorControl
 from tests.controlplane.controlplane import ControlPlane
 from tests.controlplane.fixtures import CRD_DIR, CRD_NAME
-from tests.simulator.fixtures import RunningSimulator
-from tests.support.cluster import PROJECT, Cluster
+from tests.simulator.fixtures import RunningSimulator, open_account
+from tests.support.cluster import PROJECT, Cluster, delete_all_resources
 from tests.support.operator_process import OperatorProcess, free_port, run_operator
 from tests.support.waiting import wait_for
 
@@ -33,17 +33,12 @@ TEAM = "team-lifecycle"
 @pytest.fixture(autouse=True)
 def _clean_up(control_plane: ControlPlane, namespace: str) -> Iterator[None]:
     yield
-    # Left behind, they would be polled by the all-namespaces operators of later test modules.
-    control_plane.kubectl("delete", "llmd", "--all", "-n", namespace, "--wait=false", "--ignore-not-found")
+    delete_all_resources(control_plane, namespace)
 
 
 @pytest.fixture
 def nf(simulator: RunningSimulator) -> SimulatorControl:
-    control = simulator.control
-    control.add_token(TOKEN, team_id=TEAM)
-    control.put_project(PROJECT, team_id=TEAM)
-    control.set_rate_limit(100_000, 3600)
-    return control
+    return open_account(simulator, team=TEAM, projects=[PROJECT], token=TOKEN)
 
 
 def _liveness(url: str) -> int | None:

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from tests.controlplane.controlplane import ControlPlane
-from tests.simulator.fixtures import RunningSimulator
+from tests.simulator.fixtures import RunningSimulator, open_account
 from tests.support.operator_process import OperatorProcess, run_operator
 from tests.support.waiting import wait_for
 
@@ -27,10 +27,7 @@ def test_a_restarted_operator_resumes_without_rewriting_anything(
     simulator: RunningSimulator,
     tmp_path: Path,
 ) -> None:
-    nf = simulator.control
-    nf.add_token(TOKEN, team_id="team-r")
-    nf.put_project(PROJECT, team_id="team-r")
-    nf.set_rate_limit(100_000, 3600)
+    nf = open_account(simulator, team="team-r", projects=[PROJECT], token=TOKEN)
     nf.put_deployment(PROJECT, "gemma", status="running")
     manifest = {
         "apiVersion": "northflank-llm-operator.dev/v1alpha1",

@@ -22,7 +22,7 @@ from northflank_llm_operator.registry import Registry
 from northflank_llm_operator.resource import ResourceKey
 from northflank_llm_operator.settings import OperatorSettings
 from tests.controlplane.controlplane import ControlPlane
-from tests.support.cluster import API_VERSION
+from tests.support.cluster import API_VERSION, delete_all_resources
 from tests.unit.test_poller import Clock, FakeNorthflank
 
 pytestmark = pytest.mark.integration
@@ -96,8 +96,7 @@ class Loop:
 async def loop(control_plane: ControlPlane, crd_installed: object, namespace: str) -> AsyncIterator[Loop]:
     harness = Loop(control_plane, namespace)
     yield harness
-    # Left behind, they would be polled by the all-namespaces operators of later test modules.
-    control_plane.kubectl("delete", "llmd", "--all", "-n", namespace, "--wait=false")
+    delete_all_resources(control_plane, namespace)
     task = asyncio.create_task(harness.poller.run())
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
@@ -200,6 +199,6 @@ async def test_a_resync_forgets_what_was_deleted_while_the_watch_was_away(
         await harness.advance(120, step=5)
         assert all(call[2] != "a" for call in harness.northflank.calls)
     finally:
-        control_plane.kubectl("delete", "llmd", "--all", "-n", namespace, "--wait=false")
+        delete_all_resources(control_plane, namespace)
         harness.gateway.close()
         await asyncio.to_thread(harness.api.close)

@@ -13,7 +13,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Generator, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -106,6 +106,25 @@ def simulator(simulator_process: RunningSimulator, request: pytest.FixtureReques
     simulator_process.control.reset()
     request.node.stash[_log_offset] = simulator_process.log_path.stat().st_size
     return simulator_process
+
+
+def open_account(
+    simulator: RunningSimulator,
+    *,
+    team: str,
+    projects: Iterable[str],
+    token: str | None = None,
+    requests_per_hour: int = 100_000,
+) -> SimulatorControl:
+    """A team with its projects (and its token), on a budget no test meets unless it sets its own: the
+    rate limit has tests of its own and must stay out of the others' way."""
+    control = simulator.control
+    if token is not None:
+        control.add_token(token, team_id=team)
+    for project in projects:
+        control.put_project(project, team_id=team)
+    control.set_rate_limit(requests_per_hour, 3600)
+    return control
 
 
 @pytest.hookimpl(wrapper=True)

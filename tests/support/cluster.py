@@ -22,6 +22,12 @@ def conditions_by_type(status: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {c["type"]: c for c in status.get("conditions", [])}
 
 
+def delete_all_resources(plane: ControlPlane, namespace: str) -> None:
+    """What a test leaves behind would be polled by the all-namespaces operators of later test modules
+    (and spend their budget)."""
+    plane.kubectl("delete", "llmd", "--all", "-n", namespace, "--wait=false", "--ignore-not-found")
+
+
 @dataclass
 class Cluster:
     plane: ControlPlane

@@ -7,8 +7,8 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -120,3 +120,7 @@ def run_operator_for_module(
     log = log_path.read_text(errors="replace")
     for secret in (api_token, *other_secrets):
         assert secret not in log, "a token reached the operator's log"
+
+
+#: ``run_operator_for_module`` with the session's API server and simulator filled in (``start_module_operator``).
+ModuleOperatorStarter = Callable[..., AbstractContextManager[OperatorProcess]]

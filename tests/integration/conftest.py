@@ -1,0 +1,37 @@
+"""Fixtures the integration modules share; each module that runs one operator for all its tests
+defines ``operator`` (module scope) with ``start_module_operator`` and its own options."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterator
+
+import pytest
+
+from tests.controlplane.controlplane import ControlPlane
+from tests.simulator.fixtures import RunningSimulator
+from tests.support.cluster import Cluster, delete_all_resources
+from tests.support.operator_process import ModuleOperatorStarter, OperatorProcess, run_operator_for_module
+
+
+@pytest.fixture(scope="module")
+def start_module_operator(
+    control_plane: ControlPlane,
+    crd_installed: object,
+    simulator_process: RunningSimulator,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> ModuleOperatorStarter:
+    """``run_operator_for_module`` against this session's API server (with the CRD) and simulator."""
+    return functools.partial(
+        run_operator_for_module,
+        kubeconfig=control_plane.kubeconfig,
+        api_base_url=simulator_process.base_url,
+        log_path=tmp_path_factory.mktemp("operator") / "operator.log",
+    )
+
+
+@pytest.fixture
+def cluster(control_plane: ControlPlane, namespace: str, operator: OperatorProcess) -> Iterator[Cluster]:
+    """The test's namespace, watched by the module's ``operator``; emptied afterwards."""
+    yield Cluster(control_plane, namespace, operator)
+    delete_all_resources(control_plane, namespace)
