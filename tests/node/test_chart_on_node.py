@@ -218,6 +218,29 @@ def _kubectl_wait_ready(plane: ControlPlane, name: str) -> None:
         raise AssertionError(f"llmd/{name} not Ready: {proc.stderr}\nstatus: {status}\noperator log:\n{logs[-3000:]}")
 
 
+def _put_token_secret(plane: ControlPlane, namespace: str, name: str, token: str) -> None:
+    """Create the Secret, or rotate it in place (as ``kubectl apply`` from a pipeline would)."""
+    secret = plane.kubectl(
+        "create", "secret", "generic", name, "-n", namespace, f"--from-literal=token={token}",
+        "--dry-run=client", "-o", "json",
+    ).stdout  # fmt: skip
+    plane.kubectl("apply", "-f", "-", input=secret)
+
+
+def _token_used(simulator: Simulator, token_id: str) -> bool:
+    """Whether Northflank has answered a request made with this token."""
+    return any(row["tokenId"] == token_id and row["status"] == 200 for row in simulator.control.stats())
+
+
+def _wait_observed_with(plane: ControlPlane, simulator: Simulator, name: str, phase: str, token_id: str) -> None:
+    """Until the resource shows ``phase`` (set at Northflank after the rotation) and the token was used."""
+    wait_for(
+        lambda: _token_used(simulator, token_id)
+        and _json(plane, "get", "llmd", name, "-n", APP_NS)["status"].get("phase") == phase,
+        timeout=DEADLINE, message=f"{name} {phase}, observed with the rotated token", interval=1.0,
+    )  # fmt: skip
+
+
 def test_install_runs_the_operator_pod_restricted_and_alive(node: Node, release: str) -> None:
     plane = node.plane
     plane.kubectl(
@@ -325,7 +348,7 @@ def test_chart_managed_token_rotation_rolls_the_pod(node: Node, release: str, si
     simulator.control.revoke_token(TOKEN_A)  # only the new token works from now on
     simulator.control.patch_deployment(PROJECT, "qwen", status="running")
     _kubectl_wait_ready(plane, "qwen")
-    assert any(r["tokenId"] == token_b_id and r["status"] == 200 for r in simulator.control.stats())
+    assert _token_used(simulator, token_b_id)
 
 
 def test_existing_secret_rotation_is_picked_up_without_a_restart(
@@ -335,7 +358,7 @@ def test_existing_secret_rotation_is_picked_up_without_a_restart(
     mounted file: rotating the Secret reaches the running Pod through the kubelet, with no restart."""
     plane = node.plane
     token_c_id = simulator.control.add_token(TOKEN_C, team_id=TEAM)
-    plane.kubectl("create", "secret", "generic", "operator-token", "-n", RELEASE_NS, f"--from-literal=token={TOKEN_C}")
+    _put_token_secret(plane, RELEASE_NS, "operator-token", TOKEN_C)
     old_pod = _operator_pod(plane)
     plane.helm(
         "upgrade", release, str(CHART), "-n", RELEASE_NS, "--reuse-values", "--set", "northflank.apiToken=",
@@ -345,26 +368,14 @@ def test_existing_secret_rotation_is_picked_up_without_a_restart(
     pod_uid = _wait_rolled(plane, old_pod["metadata"]["uid"])["metadata"]["uid"]
     simulator.control.revoke_token(TOKEN_B)
     simulator.control.patch_deployment(PROJECT, "qwen", status="paused")
-    wait_for(
-        lambda: any(r["tokenId"] == token_c_id and r["status"] == 200 for r in simulator.control.stats())
-        and _json(plane, "get", "llmd", "qwen", "-n", APP_NS)["status"].get("phase") == "paused",
-        timeout=DEADLINE, message="the existing Secret's token in use", interval=1.0,
-    )  # fmt: skip
+    _wait_observed_with(plane, simulator, "qwen", "paused", token_c_id)
 
     # Rotate the referenced Secret in place; only the new token works from now on.
     token_d_id = simulator.control.add_token(TOKEN_D, team_id=TEAM)
-    secret = plane.kubectl(
-        "create", "secret", "generic", "operator-token", "-n", RELEASE_NS, f"--from-literal=token={TOKEN_D}",
-        "--dry-run=client", "-o", "json",
-    ).stdout  # fmt: skip
-    plane.kubectl("apply", "-f", "-", input=secret)
+    _put_token_secret(plane, RELEASE_NS, "operator-token", TOKEN_D)
     simulator.control.revoke_token(TOKEN_C)
     simulator.control.patch_deployment(PROJECT, "qwen", status="running")
-    wait_for(
-        lambda: any(r["tokenId"] == token_d_id and r["status"] == 200 for r in simulator.control.stats())
-        and _json(plane, "get", "llmd", "qwen", "-n", APP_NS)["status"].get("phase") == "running",
-        timeout=DEADLINE, message="the rotated existing Secret's token in use", interval=1.0,
-    )  # fmt: skip
+    _wait_observed_with(plane, simulator, "qwen", "running", token_d_id)
     assert _operator_pod(plane)["metadata"]["uid"] == pod_uid, "picked up by the running Pod, no restart"
 
 
@@ -374,7 +385,7 @@ def test_referenced_secret_rotation_is_picked_up_without_a_restart(
     plane = node.plane
     pod_uid = _operator_pod(plane)["metadata"]["uid"]
     simulator.control.add_token(TEAM_TOKEN_1, team_id=TEAM)
-    plane.kubectl("create", "secret", "generic", "team-token", "-n", APP_NS, f"--from-literal=token={TEAM_TOKEN_1}")
+    _put_token_secret(plane, APP_NS, "team-token", TEAM_TOKEN_1)
     simulator.control.put_deployment(PROJECT, "llama", status="running")
     ref = {"name": "team-token", "key": "token"}
     plane.kubectl("apply", "-f", "-", input=_llmd(APP_NS, "llama", "llama", credentialsSecretRef=ref))
@@ -382,20 +393,10 @@ def test_referenced_secret_rotation_is_picked_up_without_a_restart(
 
     # Rotate: the new token exists, the Secret holds it, the old one is revoked (its next use gets 401).
     token_2_id = simulator.control.add_token(TEAM_TOKEN_2, team_id=TEAM)
-    secret = plane.kubectl(
-        "create", "secret", "generic", "team-token", "-n", APP_NS, f"--from-literal=token={TEAM_TOKEN_2}",
-        "--dry-run=client", "-o", "json",
-    ).stdout  # fmt: skip
-    plane.kubectl("apply", "-f", "-", input=secret)
+    _put_token_secret(plane, APP_NS, "team-token", TEAM_TOKEN_2)
     simulator.control.revoke_token(TEAM_TOKEN_1)
     simulator.control.patch_deployment(PROJECT, "llama", status="paused")
-
-    def paused_with_new_token() -> bool:
-        phase = _json(plane, "get", "llmd", "llama", "-n", APP_NS)["status"].get("phase")
-        used = any(r["tokenId"] == token_2_id and r["status"] == 200 for r in simulator.control.stats())
-        return phase == "paused" and used
-
-    wait_for(paused_with_new_token, timeout=DEADLINE, message="the rotated Secret's token in use", interval=1.0)
+    _wait_observed_with(plane, simulator, "llama", "paused", token_2_id)
     assert _operator_pod(plane)["metadata"]["uid"] == pod_uid  # picked up by the running operator
 
 
