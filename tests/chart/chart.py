@@ -49,9 +49,16 @@ COMBINATIONS: Final[dict[str, dict[str, Any]]] = {
     "existing-secret": {"northflank": {"existingSecret": "northflank-api-token", "existingSecretKey": "api-token"}},
     "created-secret": {"northflank": {"apiToken": SENTINEL_TOKEN}},
     "crds-disabled": {"crds": {"enabled": False}},
-    # Two replicas electing a leader (README "High availability"); the monitoring objects need
-    # prometheus-operator's CRDs, so tests/chart/test_chart_monitoring.py renders those statically.
+    # Two replicas electing a leader (README "High availability").
     "ha": {"replicaCount": 2},
+    # Every monitoring object; the server-side dry run installs prometheus-operator's CRDs for them.
+    "monitoring": {
+        "metrics": {
+            "serviceMonitor": {"enabled": True, "labels": {"release": "kube-prometheus"}},
+            "prometheusRule": {"enabled": True, "additionalAlertLabels": {"team": "platform"}},
+            "dashboard": {"enabled": True},
+        },
+    },
     "crds-not-kept": {"crds": {"keep": False}},
     "secret-access-off": {
         "rbac": {"secretAccess": False},

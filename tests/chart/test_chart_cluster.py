@@ -35,7 +35,7 @@ from tests.chart.chart import (
     WATCH_B,
     with_namespaces,
 )
-from tests.controlplane.controlplane import ControlPlane
+from tests.controlplane.controlplane import BUILD_SCRIPT, ControlPlane, ControlPlaneError, resolve_bin_dir
 from tests.controlplane.fixtures import TEST_NAMESPACE_LABEL
 from tests.simulator.fixtures import RunningSimulator
 from tests.support.operator_process import free_port, run_operator
@@ -185,7 +185,25 @@ def _denied_everywhere(namespace: str) -> list[tuple[str, str, str | None, bool]
 
 
 @pytest.fixture(scope="module")
-def dry_run_namespaces(control_plane: ControlPlane) -> tuple[str, dict[str, str]]:
+def monitoring_crds(control_plane: ControlPlane) -> None:
+    """prometheus-operator's ServiceMonitor and PrometheusRule CRDs (pinned; ``build.sh monitoring-crds``),
+    so the API server checks the chart's monitoring objects against the schemas the real operator uses.
+    They stay installed: cluster-scoped and inert, and applying them again changes nothing."""
+    try:
+        directory = resolve_bin_dir(build=False).parent / "monitoring-crds"
+    except ControlPlaneError as exc:
+        pytest.fail(f"cannot locate the pinned tools: {exc}")
+    files = sorted(directory.glob("monitoring.coreos.com_*.yaml"))
+    if len(files) != 2:
+        pytest.fail(f"prometheus-operator CRDs missing in {directory}: run `bash {BUILD_SCRIPT} monitoring-crds`")
+    args = [arg for path in files for arg in ("-f", str(path))]
+    control_plane.kubectl("apply", "--server-side", "--force-conflicts", "--field-manager=chart-tests", *args)
+    for name in ("servicemonitors.monitoring.coreos.com", "prometheusrules.monitoring.coreos.com"):
+        control_plane.kubectl("wait", "--for=condition=established", "--timeout=60s", f"crd/{name}", timeout=90)
+
+
+@pytest.fixture(scope="module")
+def dry_run_namespaces(control_plane: ControlPlane, monitoring_crds: None) -> tuple[str, dict[str, str]]:
     """A release namespace and the two watched namespaces, shared by the dry runs (which change nothing)."""
     # The release namespace enforces the restricted Pod Security Standard: the test Pod is admitted only
     # if it complies, and the Deployment's pod template would draw a warning if it did not.
@@ -218,6 +236,26 @@ def test_every_combination_passes_server_side_dry_run(
     applied = proc.stdout.splitlines()
     assert len(applied) == len([doc for doc in yaml.safe_load_all(rendered) if doc])
     assert all(line.endswith("(server dry run)") for line in applied), applied
+
+
+def test_the_dry_run_rejects_a_field_the_monitoring_schema_does_not_know(
+    control_plane: ControlPlane, dry_run_namespaces: tuple[str, dict[str, str]]
+) -> None:
+    """The check above can fail: a ServiceMonitor with a misspelt endpoint field is refused, not pruned."""
+    release_namespace, _ = dry_run_namespaces
+    values = COMBINATIONS["monitoring"]
+    rendered = control_plane.helm(
+        "template", _release_name(), str(CHART_DIR), "--namespace", release_namespace, "--values", "-",
+        "--show-only", "templates/servicemonitor.yaml", input=json.dumps(values),
+    ).stdout  # fmt: skip
+    monitor = yaml.safe_load(rendered)
+    monitor["spec"]["endpoints"][0]["scrapeTimeOut"] = monitor["spec"]["endpoints"][0].pop("scrapeTimeout")
+    proc = control_plane.kubectl(
+        "apply", "--server-side", "--dry-run=server", "--field-manager=chart-dry-run", "-f", "-",
+        input=json.dumps(monitor), check=False,
+    )  # fmt: skip
+    assert proc.returncode != 0
+    assert "scrapeTimeOut" in proc.stderr, proc.stderr
 
 
 def test_install_rejects_unknown_values(control_plane: ControlPlane, namespace: str) -> None:
@@ -265,6 +303,8 @@ def test_install_upgrade_uninstall_manages_the_crd_and_keeps_resources(
         assert "kubectl get llmd" in notes
         assert "kubectl wait --for=condition=Ready llmd/my-model" in notes
         assert "kubectl create secret generic northflank-api-token" in notes
+        assert "rollout restart" not in notes, "a rotated existing Secret is read without a restart"
+        assert "elect a leader" not in notes, "one replica without leaderElection.enabled: no Lease"
 
         crd = _crd(plane)
         assert crd["metadata"]["labels"]["app.kubernetes.io/instance"] == release
@@ -401,7 +441,8 @@ def test_leader_election_may_change_only_its_own_lease(
 ) -> None:
     plane = control_plane
     release = _release_name()
-    releases.install(release, namespace, {"crds": {"enabled": False}, "replicaCount": 2})
+    notes = releases.install(release, namespace, {"crds": {"enabled": False}, "replicaCount": 2})
+    assert f"kubectl get lease {_fullname(release)} -n {namespace}" in notes, "the notes say how to find the leader"
     sa = _service_account(release, namespace)
     lease = f"leases.coordination.k8s.io/{_fullname(release)}"
     other = "leases.coordination.k8s.io/someone-elses-lease"

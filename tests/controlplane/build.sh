@@ -189,16 +189,36 @@ build_promtool() {
   printf '%s\n' "$PROMETHEUS_VERSION" >"$bin/.promtool.version"
 }
 
+# prometheus-operator's ServiceMonitor and PrometheusRule CRDs, installed in the test control plane so that
+# the real API server validates the chart's monitoring objects against their schemas
+# (tests/chart/test_chart_cluster.py). Taken from the module zip the Go module proxy serves (checked
+# against the Go checksum database); no code is built.
+PROMETHEUS_OPERATOR_VERSION="${PROMETHEUS_OPERATOR_VERSION:-v0.94.0}"
+monitoring_crds="$tools_dir/monitoring-crds"
+fetch_monitoring_crds() {
+  if [ "$(cat "$monitoring_crds/.version" 2>/dev/null)" = "$PROMETHEUS_OPERATOR_VERSION" ]; then return; fi
+  log "prometheus-operator $PROMETHEUS_OPERATOR_VERSION CRDs (ServiceMonitor, PrometheusRule)"
+  local module="github.com/prometheus-operator/prometheus-operator@$PROMETHEUS_OPERATOR_VERSION" zip
+  zip="$(cd "$work" && go mod download -json "$module" | sed -n 's/.*"Zip": "\(.*\)".*/\1/p')"
+  rm -rf "$monitoring_crds.tmp" && mkdir -p "$monitoring_crds.tmp"
+  unzip -q -j "$zip" -d "$monitoring_crds.tmp" \
+    "$module/example/prometheus-operator-crd/monitoring.coreos.com_servicemonitors.yaml" \
+    "$module/example/prometheus-operator-crd/monitoring.coreos.com_prometheusrules.yaml"
+  printf '%s\n' "$PROMETHEUS_OPERATOR_VERSION" >"$monitoring_crds.tmp/.version"
+  rm -rf "$monitoring_crds" && mv "$monitoring_crds.tmp" "$monitoring_crds"
+}
+
 case "${1:-all}" in
   node) build_node ;;
   node-path) ;;
-  all) build_etcd; build_k8s; build_helm; build_helm_docs; build_gitops_evaluators; build_promtool ;;
+  all) build_etcd; build_k8s; build_helm; build_helm_docs; build_gitops_evaluators; build_promtool; fetch_monitoring_crds ;;
   etcd) build_etcd ;; k8s) build_k8s ;; helm) build_helm ;;
   helm-docs) build_helm_docs ;;
   gitops) build_gitops_evaluators ;;
   promtool) build_promtool ;;
+  monitoring-crds) fetch_monitoring_crds ;;
   path) ;;
-  *) echo "usage: $0 [all|etcd|k8s|helm|helm-docs|gitops|promtool|path|node|node-path]" >&2; exit 2 ;;
+  *) echo "usage: $0 [all|etcd|k8s|helm|helm-docs|gitops|promtool|monitoring-crds|path|node|node-path]" >&2; exit 2 ;;
 esac
 case "${1:-all}" in path|node-path) ;; *) log "tools ready in $bin" ;; esac
 echo "$bin"
