@@ -253,3 +253,18 @@ def test_a_revoked_token_is_probed_once_an_interval_not_once_a_resource(cluster:
     for project in projects:
         cluster.wait_condition(project, "Synced", "True")
     cluster.operator.assert_alive()
+
+
+def test_the_operator_came_through_every_fault_above_alive_and_bounded(
+    cluster: Cluster, nf: SimulatorControl, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Last in the module (tests run in file order): the one operator met every fault above."""
+    operator = cluster.operator
+    operator.assert_alive()
+    peak = _vm_hwm_bytes(operator.process.pid)
+    with capsys.disabled():
+        print(f"\n[measured] operator peak RSS after the upstream fault module: {peak / 1024**2:.0f} MiB")
+    assert peak < 300 * 1024**2
+    nf.put_deployment(PROJECT, "after-faults", status="running")
+    cluster.apply("after-faults", "after-faults")
+    cluster.wait_condition("after-faults", "Ready", "True")
