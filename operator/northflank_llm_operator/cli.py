@@ -193,6 +193,8 @@ async def _operate(args: argparse.Namespace, settings: OperatorSettings) -> int:
 
     runtime.on_unserved = kopf_runs.stop_kopf  # the CRD went away: stop kopf, wait for the CRD, start again
     leadership = Leadership(runtime, settings, kopf_runs.ready, kopf_runs.stop, poller_done)
+    kopf_runs.on_ready = leadership.take_signals
+    kopf_runs.on_stopped = leadership.resume_polling
     if not settings.leader_elect:
         # The only replica leads from the start; created before kopf starts, so kopf leaves it alone at exit.
         runtime.metrics.set_leading(True)
@@ -239,8 +241,12 @@ class _KopfRuns:
         self._watchdog = watchdog
         self._stopping = asyncio.Event()
         self._kopf_stop: asyncio.Future[None] | None = None
-        #: Set once kopf's watch runs (the leader election campaigns only then: a warm registry).
+        #: Set while kopf's watch runs (the leader election campaigns only then: a warm registry).
         self.ready = asyncio.Event()
+        #: Called each time kopf is running (it installs its own signal handlers on every start).
+        self.on_ready: Callable[[], None] = lambda: None
+        #: Called each time kopf stopped because the CRD is gone (it cancels every task started while it ran).
+        self.on_stopped: Callable[[], None] = lambda: None
 
     def stop_kopf(self) -> None:
         if self._kopf_stop is not None and not self._kopf_stop.done():
@@ -262,13 +268,24 @@ class _KopfRuns:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(sig)
             self._kopf_stop = loop.create_future()
-            if not await _run_kopf(
-                self._args, self._runtime, self._watchdog, self._kopf_stop, self._stopping, self.ready
-            ):
-                return
+            self.ready.clear()
+            announce = asyncio.create_task(self._announce_ready())
+            try:
+                if not await _run_kopf(
+                    self._args, self._runtime, self._watchdog, self._kopf_stop, self._stopping, self.ready
+                ):
+                    return
+            finally:
+                announce.cancel()
             # Stopped because the CRD is gone (or kopf failed for that reason): start over.
+            self.ready.clear()
             self._runtime.served = False
             self._runtime.registry.clear()
+            self.on_stopped()
+
+    async def _announce_ready(self) -> None:
+        await self.ready.wait()
+        self.on_ready()
 
 
 class Leadership:
@@ -316,13 +333,29 @@ class Leadership:
         )
         # Campaign only once kopf's watch runs, so a new leader starts from a warm registry.
         await self._kopf_ready.wait()
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            # Replaces kopf's handler: hand the Lease over first, then let kopf stop as usual.
-            loop.add_signal_handler(signum, lambda: asyncio.ensure_future(self._graceful_stop()))
         logger.info("Campaigning for Lease %s/%s as %s", namespace, self._settings.leader_election_id,
                     self._elector.identity)  # fmt: skip
         await self._elector.run()
+
+    def take_signals(self) -> None:
+        """With leader election, SIGTERM hands the Lease over first, then lets kopf stop as usual.
+        Called each time kopf starts: kopf installs its own handlers then, replacing ours."""
+        if not self._settings.leader_elect:
+            return
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, lambda: asyncio.ensure_future(self._graceful_stop()))
+
+    def resume_polling(self) -> None:
+        """kopf, stopping because the CRD is gone, cancelled the poll loop a leader started while it
+        ran. The leader still holds the Lease, so no one else would poll: start it again (it idles
+        until the CRD is back and the watch fills the registry, as without leader election)."""
+        if (
+            self._runtime.leading
+            and not self._stepped_down
+            and (self._runtime.poller_task is None or self._runtime.poller_task.done())
+        ):
+            self._runtime.start().add_done_callback(self._poller_done)
 
     async def _started(self) -> None:
         self._runtime.start().add_done_callback(self._poller_done)

@@ -191,3 +191,44 @@ def test_fifty_quick_spec_edits_cost_a_few_northflank_requests(
         )
         spent = len(nf.requests(path_contains="/llm-model-deployments")) - before
         assert spent <= 5, f"{spent} Northflank requests for 50 spec edits"
+
+
+def test_after_the_crd_comes_back_sigterm_still_hands_the_lease_over_first(
+    control_plane: ControlPlane, crd_installed: object, namespace: str, simulator: RunningSimulator,
+    nf: SimulatorControl, tmp_path: Path,
+) -> None:  # fmt: skip
+    """kopf installs its own SIGTERM handler each time it starts; once the CRD was deleted and came
+    back, a leader must still stop polling and release its Lease first (the standby's seconds-long
+    take-over), not only after kopf has wound down."""
+    lease = "nf-llm-lifecycle"
+    nf.put_deployment(PROJECT, "again", status="running")
+    try:
+        with run_operator(
+            kubeconfig=control_plane.kubeconfig,
+            namespaces=[namespace],
+            api_base_url=simulator.base_url,
+            api_token=TOKEN,
+            log_path=tmp_path / "operator.log",
+            extra_env={"NORTHFLANK_LLM_OPERATOR_RESYNC_SECONDS": "2"},
+            extra_args=["--leader-elect", f"--leader-election-id={lease}", f"--leader-election-namespace={namespace}"],
+        ) as operator:
+            cluster = Cluster(control_plane, namespace, operator)
+            cluster.apply("again", "again")
+            cluster.wait_condition("again", "Ready", "True", timeout=90)
+            _delete_crd(control_plane)
+            wait_for(lambda: "does not serve" in operator.log(), timeout=60, message="the operator waiting")
+            _install_crd(control_plane)
+            cluster.apply("again", "again")
+            cluster.wait_condition("again", "Ready", "True", timeout=90)
+
+            operator.process.send_signal(signal.SIGTERM)
+            assert operator.process.wait(timeout=30) == 0
+            log = operator.log()
+            assert "handing the leader election Lease over first" in log
+            assert log.index("handing the leader election Lease over first") < log.rindex("Released the leader")
+            holder = control_plane.kubectl(
+                "get", "lease", lease, "-n", namespace, "-o", "jsonpath={.spec.holderIdentity}"
+            ).stdout
+            assert holder == "", f"the Lease is still held by {holder!r}"
+    finally:
+        _install_crd(control_plane)
