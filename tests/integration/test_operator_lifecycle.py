@@ -12,7 +12,9 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -74,6 +76,21 @@ def _not_serving(operator: OperatorProcess) -> bool:
     return _liveness(operator.liveness_url) != 200
 
 
+def _operator_resyncing_every_2s(
+    plane: ControlPlane, namespace: str, simulator: RunningSimulator, tmp_path: Path, **options: Any
+) -> AbstractContextManager[OperatorProcess]:
+    """An operator for ``namespace`` that notices a deleted or returning CRD within seconds."""
+    return run_operator(
+        kubeconfig=plane.kubeconfig,
+        namespaces=[namespace],
+        api_base_url=simulator.base_url,
+        api_token=TOKEN,
+        log_path=tmp_path / "operator.log",
+        extra_env={"NORTHFLANK_LLM_OPERATOR_RESYNC_SECONDS": "2"},
+        **options,
+    )
+
+
 def test_the_operator_waits_for_a_late_crd_and_survives_its_deletion(
     control_plane: ControlPlane, crd_installed: object, namespace: str, simulator: RunningSimulator,
     nf: SimulatorControl, tmp_path: Path,
@@ -81,14 +98,8 @@ def test_the_operator_waits_for_a_late_crd_and_survives_its_deletion(
     nf.put_deployment(PROJECT, "late", status="running")
     _delete_crd(control_plane)
     try:
-        with run_operator(
-            kubeconfig=control_plane.kubeconfig,
-            namespaces=[namespace],
-            api_base_url=simulator.base_url,
-            api_token=TOKEN,
-            log_path=tmp_path / "operator.log",
-            extra_env={"NORTHFLANK_LLM_OPERATOR_RESYNC_SECONDS": "2"},
-            liveness_port=free_port(),
+        with _operator_resyncing_every_2s(
+            control_plane, namespace, simulator, tmp_path, liveness_port=free_port()
         ) as operator:
             cluster = Cluster(control_plane, namespace, operator)
             # Started before the CRD: alive, but the liveness probe says it cannot serve.
@@ -203,14 +214,13 @@ def test_after_the_crd_comes_back_sigterm_still_hands_the_lease_over_first(
     lease = "nf-llm-lifecycle"
     nf.put_deployment(PROJECT, "again", status="running")
     try:
-        with run_operator(
-            kubeconfig=control_plane.kubeconfig,
-            namespaces=[namespace],
-            api_base_url=simulator.base_url,
-            api_token=TOKEN,
-            log_path=tmp_path / "operator.log",
-            extra_env={"NORTHFLANK_LLM_OPERATOR_RESYNC_SECONDS": "2"},
-            extra_args=["--leader-elect", f"--leader-election-id={lease}", f"--leader-election-namespace={namespace}"],
+        leader_election = [
+            "--leader-elect",
+            f"--leader-election-id={lease}",
+            f"--leader-election-namespace={namespace}",
+        ]
+        with _operator_resyncing_every_2s(
+            control_plane, namespace, simulator, tmp_path, extra_args=leader_election
         ) as operator:
             cluster = Cluster(control_plane, namespace, operator)
             cluster.apply("again", "again")
