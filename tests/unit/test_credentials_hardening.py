@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -293,26 +294,27 @@ def _gateway(host: str) -> KubernetesGateway:
     return KubernetesGateway(kubernetes.client.ApiClient(configuration), instance="test")
 
 
-async def test_the_gateway_reports_an_api_server_5xx_as_transient(kube_api_stub: str) -> None:
-    gateway = _gateway(kube_api_stub)
+async def _secret_read_error(host: str) -> CredentialsError:
+    """What a Secret read through a gateway to ``host`` raises."""
+    gateway = _gateway(host)
     try:
         with pytest.raises(CredentialsError) as raised:
             await gateway.read_secret_value("ns", "nf", "token")
     finally:
         gateway.close()
-    assert (raised.value.reason, raised.value.transient) == ("CredentialsUnavailable", True)
-    assert "HTTP 503" in raised.value.message
+    return raised.value
+
+
+async def test_the_gateway_reports_an_api_server_5xx_as_transient(kube_api_stub: str) -> None:
+    error = await _secret_read_error(kube_api_stub)
+    assert (error.reason, error.transient) == ("CredentialsUnavailable", True)
+    assert "HTTP 503" in error.message
 
 
 async def test_the_gateway_reports_an_unreachable_api_server_as_transient() -> None:
-    with __import__("socket").socket() as sock:
+    with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]  # closed again: nothing listens there
-    gateway = _gateway(f"http://127.0.0.1:{port}")
-    try:
-        with pytest.raises(CredentialsError) as raised:
-            await gateway.read_secret_value("ns", "nf", "token")
-    finally:
-        gateway.close()
-    assert (raised.value.reason, raised.value.transient) == ("CredentialsUnavailable", True)
-    assert "did not answer" in raised.value.message
+    error = await _secret_read_error(f"http://127.0.0.1:{port}")
+    assert (error.reason, error.transient) == ("CredentialsUnavailable", True)
+    assert "did not answer" in error.message
