@@ -5,13 +5,20 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from tests.controlplane.controlplane import ControlPlane
 from tests.simulator.fixtures import RunningSimulator
 from tests.support.cluster import Cluster, delete_all_resources
-from tests.support.operator_process import ModuleOperatorStarter, OperatorProcess, run_operator_for_module
+from tests.support.operator_process import (
+    ModuleOperatorStarter,
+    OperatorProcess,
+    OperatorStarter,
+    run_operator,
+    run_operator_for_module,
+)
 
 
 @pytest.fixture(scope="module")
@@ -35,3 +42,22 @@ def cluster(control_plane: ControlPlane, namespace: str, operator: OperatorProce
     """The test's namespace, watched by the module's ``operator``; emptied afterwards."""
     yield Cluster(control_plane, namespace, operator)
     delete_all_resources(control_plane, namespace)
+
+
+@pytest.fixture
+def start_operator(
+    control_plane: ControlPlane,
+    crd_installed: object,
+    namespace: str,
+    simulator: RunningSimulator,
+    tmp_path: Path,
+) -> OperatorStarter:
+    """``run_operator`` for this test's namespace against the session's API server and (reset)
+    simulator, logging to ``tmp_path / "operator.log"``; any of those can be given again to override."""
+    return functools.partial(
+        run_operator,
+        kubeconfig=control_plane.kubeconfig,
+        namespaces=[namespace],
+        api_base_url=simulator.base_url,
+        log_path=tmp_path / "operator.log",
+    )

@@ -15,7 +15,7 @@ from tests.controlplane.controlplane import ControlPlane
 from tests.simulator.fixtures import RunningSimulator, open_account
 from tests.support.api_proxy import faulty_api_proxy
 from tests.support.cluster import PROJECT, Cluster, conditions_by_type, delete_all_resources
-from tests.support.operator_process import run_operator
+from tests.support.operator_process import OperatorStarter
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
@@ -45,24 +45,18 @@ def _write_atomically(path: Path, content: str) -> None:
 
 def test_a_rotated_token_file_is_used_without_a_restart(
     control_plane: ControlPlane,
-    crd_installed: object,
-    simulator: RunningSimulator,
     nf: SimulatorControl,
     namespace: str,
     tmp_path: Path,
     cleanup: None,
+    start_operator: OperatorStarter,
 ) -> None:
     first_id = nf.add_token(FIRST, team_id=TEAM)
     token_file = tmp_path / "token"
     token_file.write_text(FIRST + "\n")  # a Secret written from a file keeps its newline
     nf.put_deployment(PROJECT, "rotating", status="running")
-    log_path = tmp_path / "operator.log"
-    with run_operator(
-        kubeconfig=control_plane.kubeconfig,
-        namespaces=[namespace],
-        api_base_url=simulator.base_url,
+    with start_operator(
         api_token=None,
-        log_path=log_path,
         poll_interval_seconds=2.0,
         extra_env={
             "NORTHFLANK_API_TOKEN_FILE": str(token_file),
@@ -87,31 +81,25 @@ def test_a_rotated_token_file_is_used_without_a_restart(
         assert operator.process.pid == process_before
         operator.assert_alive()
     assert first_id != second_id
-    log = log_path.read_text(errors="replace")
+    log = operator.log()
     assert FIRST not in log
     assert SECOND not in log
 
 
 def test_an_unusable_token_is_credentials_invalid_and_never_logged_at_debug(
     control_plane: ControlPlane,
-    crd_installed: object,
-    simulator: RunningSimulator,
     nf: SimulatorControl,
     namespace: str,
     tmp_path: Path,
     cleanup: None,
+    start_operator: OperatorStarter,
 ) -> None:
     """A control character inside the token: before, h11 refused the header and httpcore's DEBUG line
     printed the whole Bearer value; every poll failed as ConnectionFailed."""
     token = "nf-\x01-debug-leak-token"
     nf.put_deployment(PROJECT, "refused", status="running")
-    log_path = tmp_path / "operator.log"
-    with run_operator(
-        kubeconfig=control_plane.kubeconfig,
-        namespaces=[namespace],
-        api_base_url=simulator.base_url,
+    with start_operator(
         api_token=token,
-        log_path=log_path,
         poll_interval_seconds=2.0,
         debug=True,
     ) as operator:
@@ -122,7 +110,7 @@ def test_an_unusable_token_is_credentials_invalid_and_never_logged_at_debug(
         assert "NORTHFLANK_API_TOKEN" in message
         assert "printable ASCII" in message
         assert conditions_by_type(status)["Stalled"]["status"] == "True"
-    log = log_path.read_text(errors="replace")
+    log = operator.log()
     assert "DEBUG" in log or "debug" in log.lower()  # the libraries did log at DEBUG
     assert "debug-leak-token" not in log
     assert not nf.requests(), "an unusable token must not be sent at all"
@@ -134,12 +122,11 @@ _SECRET_READ = r"/api/v1/namespaces/[^/]+/secrets/[^/]+"
 
 def test_a_secret_read_the_api_server_fails_is_transient_not_stalled(
     control_plane: ControlPlane,
-    crd_installed: object,
-    simulator: RunningSimulator,
     nf: SimulatorControl,
     namespace: str,
     tmp_path: Path,
     cleanup: None,
+    start_operator: OperatorStarter,
 ) -> None:
     """Issue 7, item 11, on the real API server behind a front that answers 503 to Secret reads only:
     a resource whose Secret cannot be read now waits as transient (no Stalled), one that read its token
@@ -152,12 +139,9 @@ def test_a_secret_read_the_api_server_fails_is_transient_not_stalled(
         control_plane.kubectl("create", "secret", "generic", secret, "-n", namespace, f"--from-literal=token={FIRST}")
     with (
         faulty_api_proxy(control_plane, tmp_path) as proxy,
-        run_operator(
+        start_operator(
             kubeconfig=proxy.kubeconfig(tmp_path),
-            namespaces=[namespace],
-            api_base_url=simulator.base_url,
             api_token=None,
-            log_path=tmp_path / "operator.log",
             poll_interval_seconds=2.0,
             extra_env={"NORTHFLANK_LLM_OPERATOR_CREDENTIALS_CACHE_SECONDS": "1"},
         ) as operator,

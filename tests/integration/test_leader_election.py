@@ -21,7 +21,7 @@ from tests.controlplane.controlplane import ControlPlane
 from tests.simulator.fixtures import RunningSimulator, open_account
 from tests.support.cluster import PROJECT, Cluster
 from tests.support.metrics import scrape
-from tests.support.operator_process import OperatorProcess, free_port, run_operator
+from tests.support.operator_process import OperatorProcess, OperatorStarter, free_port
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
@@ -78,20 +78,17 @@ def at(entry: dict[str, Any]) -> datetime:
 
 def test_one_leader_polls_and_hands_over_on_sigterm_and_sigkill(
     control_plane: ControlPlane,
-    crd_installed: object,
     namespace: str,
     simulator: RunningSimulator,
     tmp_path: Path,
+    start_operator: OperatorStarter,
 ) -> None:
     nf = open_account(simulator, team="team-ha", projects=[PROJECT], token=TOKEN)
     for name in NAMES:
         nf.put_deployment(PROJECT, name, status="running")
 
     def operator(log_name: str) -> AbstractContextManager[OperatorProcess]:
-        return run_operator(
-            kubeconfig=control_plane.kubeconfig,
-            namespaces=[namespace],
-            api_base_url=simulator.base_url,
+        return start_operator(
             api_token=TOKEN,
             log_path=tmp_path / f"{log_name}.log",
             poll_interval_seconds=1.0,

@@ -12,9 +12,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -23,7 +21,7 @@ from tests.controlplane.controlplane import ControlPlane
 from tests.controlplane.fixtures import CRD_DIR, CRD_NAME
 from tests.simulator.fixtures import RunningSimulator, open_account
 from tests.support.cluster import PROJECT, Cluster, delete_all_resources
-from tests.support.operator_process import OperatorProcess, free_port, run_operator
+from tests.support.operator_process import OperatorProcess, OperatorStarter, free_port
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
@@ -76,31 +74,17 @@ def _not_serving(operator: OperatorProcess) -> bool:
     return _liveness(operator.liveness_url) != 200
 
 
-def _operator_resyncing_every_2s(
-    plane: ControlPlane, namespace: str, simulator: RunningSimulator, tmp_path: Path, **options: Any
-) -> AbstractContextManager[OperatorProcess]:
-    """An operator for ``namespace`` that notices a deleted or returning CRD within seconds."""
-    return run_operator(
-        kubeconfig=plane.kubeconfig,
-        namespaces=[namespace],
-        api_base_url=simulator.base_url,
-        api_token=TOKEN,
-        log_path=tmp_path / "operator.log",
-        extra_env={"NORTHFLANK_LLM_OPERATOR_RESYNC_SECONDS": "2"},
-        **options,
-    )
+#: Notices a deleted or returning CRD within seconds.
+RESYNC_EVERY_2S = {"NORTHFLANK_LLM_OPERATOR_RESYNC_SECONDS": "2"}
 
 
 def test_the_operator_waits_for_a_late_crd_and_survives_its_deletion(
-    control_plane: ControlPlane, crd_installed: object, namespace: str, simulator: RunningSimulator,
-    nf: SimulatorControl, tmp_path: Path,
-) -> None:  # fmt: skip
+    control_plane: ControlPlane, namespace: str, nf: SimulatorControl, start_operator: OperatorStarter
+) -> None:
     nf.put_deployment(PROJECT, "late", status="running")
     _delete_crd(control_plane)
     try:
-        with _operator_resyncing_every_2s(
-            control_plane, namespace, simulator, tmp_path, liveness_port=free_port()
-        ) as operator:
+        with start_operator(api_token=TOKEN, extra_env=RESYNC_EVERY_2S, liveness_port=free_port()) as operator:
             cluster = Cluster(control_plane, namespace, operator)
             # Started before the CRD: alive, but the liveness probe says it cannot serve.
             wait_for(lambda: "does not serve" in operator.log(), timeout=60, message="the operator waiting")
@@ -178,17 +162,10 @@ def test_sigterm_stops_the_operator_in_time_even_during_a_cpu_heavy_poll(
 
 
 def test_fifty_quick_spec_edits_cost_a_few_northflank_requests(
-    control_plane: ControlPlane, crd_installed: object, namespace: str, simulator: RunningSimulator,
-    nf: SimulatorControl, tmp_path: Path,
-) -> None:  # fmt: skip
+    control_plane: ControlPlane, namespace: str, nf: SimulatorControl, start_operator: OperatorStarter
+) -> None:
     nf.put_deployment(PROJECT, "edited", status="running")
-    with run_operator(
-        kubeconfig=control_plane.kubeconfig,
-        namespaces=[namespace],
-        api_base_url=simulator.base_url,
-        api_token=TOKEN,
-        log_path=tmp_path / "operator.log",
-    ) as operator:
+    with start_operator(api_token=TOKEN) as operator:
         cluster = Cluster(control_plane, namespace, operator)
         cluster.apply("edited", "edited", pollIntervalSeconds=3600)
         cluster.wait_condition("edited", "Ready", "True")
@@ -205,9 +182,8 @@ def test_fifty_quick_spec_edits_cost_a_few_northflank_requests(
 
 
 def test_after_the_crd_comes_back_sigterm_still_hands_the_lease_over_first(
-    control_plane: ControlPlane, crd_installed: object, namespace: str, simulator: RunningSimulator,
-    nf: SimulatorControl, tmp_path: Path,
-) -> None:  # fmt: skip
+    control_plane: ControlPlane, namespace: str, nf: SimulatorControl, start_operator: OperatorStarter
+) -> None:
     """kopf installs its own SIGTERM handler each time it starts; once the CRD was deleted and came
     back, a leader must still stop polling and release its Lease first (the standby's seconds-long
     take-over), not only after kopf has wound down."""
@@ -219,9 +195,7 @@ def test_after_the_crd_comes_back_sigterm_still_hands_the_lease_over_first(
             f"--leader-election-id={lease}",
             f"--leader-election-namespace={namespace}",
         ]
-        with _operator_resyncing_every_2s(
-            control_plane, namespace, simulator, tmp_path, extra_args=leader_election
-        ) as operator:
+        with start_operator(api_token=TOKEN, extra_env=RESYNC_EVERY_2S, extra_args=leader_election) as operator:
             cluster = Cluster(control_plane, namespace, operator)
             cluster.apply("again", "again")
             cluster.wait_condition("again", "Ready", "True", timeout=90)

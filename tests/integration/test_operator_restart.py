@@ -11,7 +11,7 @@ import pytest
 
 from tests.controlplane.controlplane import ControlPlane
 from tests.simulator.fixtures import RunningSimulator, open_account
-from tests.support.operator_process import OperatorProcess, run_operator
+from tests.support.operator_process import OperatorProcess, OperatorStarter
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
@@ -22,10 +22,10 @@ PROJECT = "restart-project"
 
 def test_a_restarted_operator_resumes_without_rewriting_anything(
     control_plane: ControlPlane,
-    crd_installed: object,
     namespace: str,
     simulator: RunningSimulator,
     tmp_path: Path,
+    start_operator: OperatorStarter,
 ) -> None:
     nf = open_account(simulator, team="team-r", projects=[PROJECT], token=TOKEN)
     nf.put_deployment(PROJECT, "gemma", status="running")
@@ -49,10 +49,7 @@ def test_a_restarted_operator_resumes_without_rewriting_anything(
         return body if conditions.get("Ready", {}).get("status") == "True" else None
 
     def operator(log_name: str) -> AbstractContextManager[OperatorProcess]:
-        return run_operator(
-            kubeconfig=control_plane.kubeconfig,
-            namespaces=[namespace],
-            api_base_url=simulator.base_url,
+        return start_operator(
             api_token=TOKEN,
             log_path=tmp_path / log_name,
             poll_interval_seconds=1.0,

@@ -122,5 +122,7 @@ def run_operator_for_module(
         assert secret not in log, "a token reached the operator's log"
 
 
+#: ``run_operator`` for one test's namespace, with the API server and simulator filled in (``start_operator``).
+OperatorStarter = Callable[..., AbstractContextManager[OperatorProcess]]
 #: ``run_operator_for_module`` with the session's API server and simulator filled in (``start_module_operator``).
 ModuleOperatorStarter = Callable[..., AbstractContextManager[OperatorProcess]]
