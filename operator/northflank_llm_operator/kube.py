@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import functools
 import json
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -94,10 +95,11 @@ class KubernetesGateway:
         # hundred changed deployments) from queueing behind asyncio's small default pool.
         self._executor = ThreadPoolExecutor(max_workers=max_concurrent_calls, thread_name_prefix="kubernetes")
 
-    async def _call(self, function: Callable[..., T], *args: Any) -> T:
+    async def _call(self, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         # Every call has the client's request timeout; the deadline here also bounds a worker thread
         # that is stuck for any other reason, so no resource stays in flight forever.
-        future = asyncio.get_running_loop().run_in_executor(self._executor, function, *args)
+        call = functools.partial(function, *args, **kwargs)
+        future = asyncio.get_running_loop().run_in_executor(self._executor, call)
         return await asyncio.wait_for(future, _CALL_DEADLINE_SECONDS)
 
     def close(self) -> None:
@@ -171,20 +173,9 @@ class KubernetesGateway:
         list's resourceVersion; metadata only, so a list of ten thousand stays small. None when the
         resource is not served (the CRD is missing)."""
         path = f"/apis/{GROUP}/{VERSION}/" + (f"namespaces/{namespace}/{PLURAL}" if namespace else PLURAL)
-
-        def call() -> Any:
-            request = self._api.param_serialize(
-                method="GET",
-                resource_path=path,
-                header_params={"Accept": "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"},
-                auth_settings=["BearerToken"],
-            )
-            response = self._api.call_api(*request, _request_timeout=_REQUEST_TIMEOUT_SECONDS)
-            response.read()
-            return self._api.response_deserialize(response, {"200": "object"}).data
-
+        metadata_only = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"
         try:
-            listing = await self._call(call)
+            listing = await self._call(self._json_call, "GET", path, accept=metadata_only)
         except ApiException as exc:
             if exc.status == 404:
                 return None
@@ -199,20 +190,8 @@ class KubernetesGateway:
 
     async def resource_served(self) -> bool:
         """Whether the API server serves LLMModelDeployments (the CRD exists and is established)."""
-
-        def call() -> Any:
-            request = self._api.param_serialize(
-                method="GET",
-                resource_path=f"/apis/{GROUP}/{VERSION}",
-                header_params={"Accept": "application/json"},
-                auth_settings=["BearerToken"],
-            )
-            response = self._api.call_api(*request, _request_timeout=_REQUEST_TIMEOUT_SECONDS)
-            response.read()
-            return self._api.response_deserialize(response, {"200": "object"}).data
-
         try:
-            discovery = await self._call(call)
+            discovery = await self._call(self._json_call, "GET", f"/apis/{GROUP}/{VERSION}")
         except ApiException as exc:
             if exc.status in (404, 503):
                 return False
@@ -220,13 +199,21 @@ class KubernetesGateway:
         resources = discovery.get("resources") if isinstance(discovery, Mapping) else None
         return any(isinstance(r, Mapping) and r.get("name") == PLURAL for r in resources or [])
 
-    def _core_v1(self, method: str, path: str, path_params: dict[str, str], body: Any = None) -> Any:
-        """One call to the core/v1 API, answered as plain JSON (dicts), errors as ApiException."""
+    def _json_call(
+        self,
+        method: str,
+        path: str,
+        path_params: dict[str, str] | None = None,
+        body: Any = None,
+        *,
+        accept: str = "application/json",
+    ) -> Any:
+        """One call to the API server, answered as plain JSON (dicts), errors as ApiException."""
         request = self._api.param_serialize(
             method=method,
             resource_path=path,
             path_params=path_params,
-            header_params={"Accept": "application/json", "Content-Type": "application/json"},
+            header_params={"Accept": accept, "Content-Type": "application/json"},
             body=body,
             auth_settings=["BearerToken"],
         )
@@ -258,14 +245,14 @@ class KubernetesGateway:
             "count": 1,
         }
         await self._call(
-            self._core_v1, "POST", "/api/v1/namespaces/{namespace}/events", {"namespace": key.namespace}, body
+            self._json_call, "POST", "/api/v1/namespaces/{namespace}/events", {"namespace": key.namespace}, body
         )
 
     async def read_secret_value(self, namespace: str, name: str, key: str) -> str:
         """The decoded value of one key of a Secret, or CredentialsError saying what is wrong."""
         try:
             secret = await self._call(
-                self._core_v1,
+                self._json_call,
                 "GET",
                 "/api/v1/namespaces/{namespace}/secrets/{name}",
                 {"namespace": namespace, "name": name},
