@@ -26,6 +26,9 @@ _CREDENTIAL = re.compile(
 )
 _lock = threading.Lock()
 _secrets: set[str] = set()
+#: The same, longest first (a token before any shorter form inside it); rebuilt only when one is added,
+#: not for every log record.
+_longest_first: tuple[str, ...] = ()
 _installed = False
 
 
@@ -33,16 +36,18 @@ def register_secret(secret: str) -> None:
     """Redact ``secret`` (and its base64 form, as in a Secret's data) from every later log record."""
     if len(secret) < _MIN_SECRET_LENGTH:
         return
+    global _longest_first
     forms = {secret, base64.b64encode(secret.encode()).decode(), repr(secret)[1:-1]}
     with _lock:
+        if forms <= _secrets:
+            return  # seen before: every Secret re-read registers its token again
         _secrets.update(forms)
+        _longest_first = tuple(sorted(_secrets, key=len, reverse=True))
 
 
 def redact(text: str) -> str:
     text = _CREDENTIAL.sub(_replace_credential, text)
-    with _lock:
-        secrets = sorted(_secrets, key=len, reverse=True)
-    for secret in secrets:
+    for secret in _longest_first:  # a tuple swapped whole: safe to read without the lock
         if secret in text:
             text = text.replace(secret, REDACTED)
     return text

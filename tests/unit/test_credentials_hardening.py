@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import logging
 import os
 import socket
@@ -318,3 +319,15 @@ async def test_the_gateway_reports_an_unreachable_api_server_as_transient() -> N
     error = await _secret_read_error(f"http://127.0.0.1:{port}")
     assert (error.reason, error.transient) == ("CredentialsUnavailable", True)
     assert "did not answer" in error.message
+
+
+def test_every_registered_token_and_its_base64_form_are_redacted_longest_first() -> None:
+    from northflank_llm_operator import redaction
+
+    short, long = "nf-redact-abcdefgh", "nf-redact-abcdefgh-and-more"
+    redaction.register_secret(short)
+    redaction.register_secret(long)
+    redaction.register_secret(short)  # a Secret re-read registers its token again: nothing changes
+    encoded = base64.b64encode(long.encode()).decode()
+    text = redaction.redact(f"data={encoded} token={long} old={short} tiny=abc")
+    assert text == f"data={redaction.REDACTED} token={redaction.REDACTED} old={redaction.REDACTED} tiny=abc"
