@@ -418,15 +418,6 @@ def _parse_time(value: object) -> datetime | None:
     return parsed if parsed.tzinfo is not None else None  # a naive time cannot be compared with ours
 
 
-def without_nulls(value: Any) -> Any:
-    """Drop JSON nulls: the CRD schema declares no nullable fields and the API server would reject them."""
-    if isinstance(value, Mapping):
-        return {k: without_nulls(v) for k, v in value.items() if v is not None}
-    if isinstance(value, list):
-        return [without_nulls(v) for v in value if v is not None]
-    return value
-
-
 def bounded(value: Any, omitted: list[str], *, path: str = "") -> Any:
     """``value`` without JSON nulls, cut to what the API server accepts in status: at most
     MAX_MIRRORED_DEPTH levels, integers within int64, finite numbers, and at most MAX_MIRRORED_BYTES

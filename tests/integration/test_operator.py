@@ -12,9 +12,8 @@ import pytest
 
 from northflank_api_simulator.control import SimulatorControl
 from northflank_llm_operator.status import OWNED_KEYS as OWNED_STATUS_KEYS
-from northflank_llm_operator.status import without_nulls
 from tests.simulator.fixtures import RunningSimulator, open_account
-from tests.support.cluster import DEADLINE, PROJECT, Cluster, conditions_by_type
+from tests.support.cluster import DEADLINE, PROJECT, Cluster, conditions_by_type, without_nulls
 from tests.support.operator_process import ModuleOperatorStarter, OperatorProcess
 from tests.support.waiting import wait_for
 from tests.unit.payloads import SEED_PAGE_EXAMPLE

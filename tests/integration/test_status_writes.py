@@ -22,7 +22,7 @@ from northflank_llm_operator.registry import Registry
 from northflank_llm_operator.resource import ResourceKey
 from northflank_llm_operator.settings import OperatorSettings
 from tests.controlplane.controlplane import ControlPlane
-from tests.support.cluster import API_VERSION, delete_all_resources
+from tests.support.cluster import API_VERSION, delete_all_resources, without_nulls
 from tests.unit.test_poller import Clock, FakeNorthflank
 
 pytestmark = pytest.mark.integration
@@ -132,7 +132,7 @@ async def test_a_status_the_api_server_refuses_is_replaced_by_a_small_one(
     await loop.advance(3)
     assert loop.condition("refused", "Ready")["status"] == "True"
 
-    monkeypatch.setattr(status_module, "bounded", lambda value, omitted, **_: status_module.without_nulls(value))
+    monkeypatch.setattr(status_module, "bounded", lambda value, omitted, **_: without_nulls(value))
     loop.northflank.projects["proj"]["dep"]["ports"][0]["internalPort"] = 2**64
     await loop.advance(70)
     status = loop.get("refused")["status"]

@@ -18,6 +18,15 @@ DEADLINE = 30.0
 API_VERSION = "northflank-llm-operator.dev/v1alpha1"
 
 
+def without_nulls(value: Any) -> Any:
+    """A Northflank answer as the status mirrors it: without JSON nulls (the CRD has no nullable fields)."""
+    if isinstance(value, dict):
+        return {k: without_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [without_nulls(v) for v in value if v is not None]
+    return value
+
+
 def conditions_by_type(status: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {c["type"]: c for c in status.get("conditions", [])}
 
