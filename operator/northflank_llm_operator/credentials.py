@@ -72,6 +72,19 @@ def _checked(token: str, what: str) -> Credential:
     return Credential.of(token)
 
 
+#: A Secret key a resource reads its token from: (namespace, Secret name, key).
+SecretId = tuple[str, str, str]
+
+
+def secret_id_of(namespace: str, spec: LLMModelDeploymentSpec) -> SecretId | None:
+    ref = spec.credentials_secret_ref
+    return (namespace, ref.name, ref.key) if ref is not None else None
+
+
+#: How soon a Secret read that the API server failed (5xx, timeout) is tried again.
+TRANSIENT_RETRY_SECONDS = 5.0
+
+
 class CredentialResolver:
     def __init__(
         self,
@@ -87,7 +100,9 @@ class CredentialResolver:
         self._reader = reader
         self._cache_seconds = cache_seconds
         self._clock = clock
-        self._cache: dict[tuple[str, str, str], tuple[float, Credential]] = {}
+        self._cache: dict[SecretId, tuple[float, Credential]] = {}
+        #: What is wrong with a Secret whose last read failed (and no token was read before).
+        self._problems: dict[SecretId, tuple[float, CredentialsError]] = {}
         self._allowed = frozenset(default_token_namespaces) if default_token_namespaces is not None else None
         self._denied = frozenset(default_token_denied_namespaces)
         self._token_file = default_token_file
@@ -165,6 +180,81 @@ class CredentialResolver:
         self._cache[cache_key] = (now, credential)
         return credential
 
+    def peek(self, namespace: str, spec: LLMModelDeploymentSpec) -> Credential | None:
+        """The credential without any I/O: the operator-wide token, or a Secret's last read value
+        (however old: a re-read refreshes it in the background). None when the Secret was never read
+        (or its last read failed): :meth:`read` it. Raises CredentialsError for a known problem."""
+        secret = secret_id_of(namespace, spec)
+        if secret is None:
+            return self._resolve_default(namespace)
+        cached = self._cache.get(secret)
+        if cached is not None:
+            return cached[1]
+        known = self._problems.get(secret)
+        if known is not None:
+            failed_at, problem = known
+            # A read the API server failed is tried again soon; a missing Secret after the cache time.
+            retry = TRANSIENT_RETRY_SECONDS if problem.transient else self._cache_seconds
+            if self._clock() - failed_at < retry:
+                raise CredentialsError(problem.reason, problem.message, transient=problem.transient)
+        return None
+
+    async def read(self, secret: SecretId) -> bool:
+        """Read one Secret now and remember what it holds or what is wrong with it. A transient
+        failure keeps the token read before. True when what resources get from it changed."""
+        namespace, name, key = secret
+        before = self._outcome(secret)
+        cached = self._cache.get(secret)
+        try:
+            value = await self._reader.read_secret_value(namespace, name, key)
+            credential = _checked(value, f"key {key!r} of Secret {name!r}")
+        except CredentialsError as exc:
+            if exc.transient and cached is not None:
+                logger.warning("Re-reading Secret %s/%s failed (%s); using the token read before",
+                               namespace, name, exc.message)  # fmt: skip
+                self._cache[secret] = (self._clock(), cached[1])  # tried: due again after the cache time
+                return False
+            self._cache.pop(secret, None)
+            if cached is not None:
+                self._release(cached[1])
+            self._problems[secret] = (self._clock(), exc)
+            return self._outcome(secret) != before
+        self._problems.pop(secret, None)
+        self._cache[secret] = (self._clock(), credential)
+        if cached is not None and cached[1].identity != credential.identity:
+            self._release(cached[1])
+        return self._outcome(secret) != before
+
+    def _outcome(self, secret: SecretId) -> tuple[str | None, tuple[str, str] | None]:
+        cached, known = self._cache.get(secret), self._problems.get(secret)
+        return (cached[1].identity if cached else None, (known[1].reason, known[1].message) if known else None)
+
+    def due(self, secrets: Collection[SecretId]) -> list[SecretId]:
+        """Of ``secrets``, those whose last read is older than the cache time (or never succeeded)."""
+        now = self._clock()
+        return [s for s in secrets if (c := self._cache.get(s)) is None or now - c[0] >= self._cache_seconds]
+
+    def retain(self, secrets: Collection[SecretId]) -> None:
+        """Forget every Secret not in ``secrets`` (no resource reads it any more) and its token."""
+        keep = set(secrets)
+        for secret in [s for s in self._cache if s not in keep]:
+            self._release(self._cache.pop(secret)[1])
+        for secret in [s for s in self._problems if s not in keep]:
+            del self._problems[secret]
+
+    def forget_secret(self, secret: SecretId) -> None:
+        """Drop a Secret's cached value (after a 401): the next use reads it again."""
+        cached = self._cache.pop(secret, None)
+        self._problems.pop(secret, None)
+        if cached is not None:
+            self._release(cached[1])
+
+    def _release(self, credential: Credential) -> None:
+        if all(c.identity != credential.identity for _, c in self._cache.values()) and not (
+            isinstance(self._default, Credential) and self._default.identity == credential.identity
+        ):
+            redaction.unregister_secret(credential.token)
+
     def _resolve_default(self, namespace: str) -> Credential:
         if not self.default_allowed(namespace):
             # Says only what this installation allows here; nothing about any other namespace.
@@ -188,5 +278,6 @@ class CredentialResolver:
         ref = spec.credentials_secret_ref
         if ref is not None:
             self._cache.pop((namespace, ref.name, ref.key), None)
+            self._problems.pop((namespace, ref.name, ref.key), None)
         else:
             self.refresh_default()

@@ -96,6 +96,12 @@ class PlannerConfig:
     #: A resource whose spec keeps changing is observed at once for the first change, then at most
     #: once per this many seconds: fifty quick edits must not spend fifty requests of a shared budget.
     spec_change_spacing_seconds: float = 10.0
+    #: Requests in flight at once for one group (account, team, project): a project whose answers are
+    #: slow holds its own slots only, never another project's.
+    max_in_flight_per_group: int = 4
+    #: After a listing whose body could not be read (too large, not JSON, nested too deep: one hostile
+    #: item), the group is observed with GETs for this many of its intervals before listing again.
+    unreadable_list_intervals: float = 10.0
 
 
 def ladder_ceil(value: float) -> float:
@@ -297,6 +303,10 @@ class Group:
     list_interval: float | None = None
     list_in_flight: bool = False
     list_failures: int = 0
+    #: Requests of this group in flight (a listing counts once).
+    in_flight: int = 0
+    #: Until then the group is observed with GETs only (its listing could not be read).
+    list_unreadable_until: float = -math.inf
 
     def estimated_pages(self) -> int:
         return self.pages if self.pages is not None else max(1, math.ceil(len(self.targets) / PAGE_SIZE))
@@ -333,6 +343,8 @@ class _Account:
     reported_stretch: float = 1.0
     urgent: list[tuple[float, int, int, WorkKey]] = field(default_factory=list)
     routine: list[tuple[float, int, int, WorkKey]] = field(default_factory=list)
+    #: Due work of groups that have all their requests in flight: back in its heap when one ends.
+    parked: list[tuple[bool, tuple[float, int, int, WorkKey]]] = field(default_factory=list)
 
 
 class Planner(Generic[K]):
@@ -491,6 +503,12 @@ class Planner(Generic[K]):
         acc = self._accounts.get(request.group.account)
         if acc is not None:
             acc.budget.probe_in_flight = False
+            group = self._groups.get(request.group)
+            if group is not None:
+                group.in_flight = max(0, group.in_flight - 1)
+            for urgent, entry in acc.parked:
+                heapq.heappush(acc.urgent if urgent else acc.routine, entry)
+            acc.parked.clear()
 
     def resources_of(self, group_key: GroupKey, deployment_id: str) -> list[K]:
         group = self._groups.get(group_key)
@@ -543,6 +561,8 @@ class Planner(Generic[K]):
         account = self._accounts[group_key.account]
         targets = list(group.targets.values())
         group.list_interval, rate = cheapest_plan(group.estimated_pages(), (self.adapted_interval(t) for t in targets))
+        if self._clock() < group.list_unreadable_until:
+            group.list_interval, rate = None, sum(1.0 / self.adapted_interval(t) for t in targets)
         account.demand += rate - self._group_rate.get(group_key, 0.0)
         self._group_rate[group_key] = rate
         covered = [t for t in targets if self._covered(group, t)]
@@ -599,6 +619,7 @@ class Planner(Generic[K]):
         wake: float | None = None
         for account in self._accounts.values():
             budget = account.budget
+            self._park_saturated(account, now)
             head = self._head(account.urgent)
             while head is not None and head[0] <= now and not budget.urgent_ready(now, self._cost(head[3])):
                 # The reserve is spent: the work waits its turn like any other, first among equals.
@@ -617,6 +638,16 @@ class Planner(Generic[K]):
                 wake = ready if wake is None else min(wake, ready)
         return wake
 
+    def _park_saturated(self, account: _Account, now: float) -> None:
+        """Move due work of groups with every slot in flight out of the way, so the next group's work
+        is not held up behind it (it returns when one of the group's requests ends)."""
+        limit = self.config.max_in_flight_per_group
+        for urgent, heap in ((True, account.urgent), (False, account.routine)):
+            head = self._head(heap)
+            while head is not None and head[0] <= now and self._groups[head[3][0]].in_flight >= limit:
+                account.parked.append((urgent, heapq.heappop(heap)))
+                head = self._head(heap)
+
     def _take(
         self, account: _Account, heap: list[tuple[float, int, int, WorkKey]], entry: tuple[float, int, int, WorkKey],
         *, urgent: bool,
@@ -628,6 +659,7 @@ class Planner(Generic[K]):
         group = self._groups[group_key]
         cost = self._cost(key)
         account.budget.spend(self._clock(), cost, urgent=urgent)
+        group.in_flight += 1
         if deployment_id is None:
             group.list_in_flight = True
         else:
@@ -719,6 +751,33 @@ class Planner(Generic[K]):
             target.urgent = False
         self._replan(request.group)
         return sorted(target.deployment_id for target in affected)
+
+    def may_spend_extra_page(self, request: Request) -> bool:
+        """Whether a listing longer than planned may fetch one more page now (and pay for it)."""
+        account = self._accounts.get(request.group.account)
+        if account is None:
+            return False
+        budget, now = account.budget, self._clock()
+        if budget.held(now) is not None or (budget.remaining is not None and budget.remaining <= budget.reserve // 2):
+            return False
+        budget.spend(now, 1, urgent=request.urgent)
+        return True
+
+    def list_unreadable(self, request: Request) -> list[str]:
+        """The listing's body could not be read (one hostile item can do that): observe the group's
+        deployments with GETs for a while, starting now. Returns the deployments the listing covered."""
+        group = self._groups.get(request.group)
+        if group is None:
+            return []
+        now = self._clock()
+        group.list_in_flight = False
+        covered = [t for t in group.targets.values() if self._covered(group, t)]
+        longest = max((t.requested_interval for t in group.targets.values()), default=0.0)
+        group.list_unreadable_until = now + self.config.unreadable_list_intervals * longest
+        for target in covered:
+            target.due = min(target.due, now)
+        self._replan(request.group)
+        return sorted(t.deployment_id for t in covered)
 
     def _target(self, group_key: GroupKey, deployment_id: str) -> Target | None:
         group = self._groups.get(group_key)

@@ -45,6 +45,17 @@ def register_secret(secret: str) -> None:
         _longest_first = tuple(sorted(_secrets, key=len, reverse=True))
 
 
+def unregister_secret(secret: str) -> None:
+    """Stop looking for ``secret`` (no resource uses it any more), so the set does not only grow."""
+    global _longest_first
+    forms = {secret, base64.b64encode(secret.encode()).decode(), repr(secret)[1:-1]}
+    with _lock:
+        if not forms & _secrets:
+            return
+        _secrets.difference_update(forms)
+        _longest_first = tuple(sorted(_secrets, key=len, reverse=True))
+
+
 def redact(text: str) -> str:
     text = _CREDENTIAL.sub(_replace_credential, text)
     for secret in _longest_first:  # a tuple swapped whole: safe to read without the lock

@@ -35,23 +35,33 @@ def _requests_of(metadata: Mapping[str, Any]) -> tuple[str | None, bool]:
     return (requested if isinstance(requested, str) and requested else None), paused == "true"
 
 
-def _newer(candidate: str, known: str) -> bool:
-    """Whether a watch body is at least as new as what we hold.
-
-    resourceVersions are opaque by contract; kube-apiserver's are etcd revisions, so compare them as
-    integers when both parse, which stops a late watch event from rolling back our own write.
-    """
+def resource_version_order(first: str, second: str) -> int | None:
+    """-1, 0 or 1 as ``first`` is older than, the same as or newer than ``second``; None when they
+    cannot be compared. resourceVersions are opaque by contract; kube-apiserver's are etcd revisions,
+    so they are compared as integers when both parse (the one comparison the operator makes)."""
     try:
-        return int(candidate) >= int(known)
+        a, b = int(first), int(second)
     except ValueError:
-        return True
+        return None
+    return (a > b) - (a < b)
+
+
+def _newer(candidate: str, known: str) -> bool:
+    """Whether a watch body is at least as new as what we hold (stops a late watch event from rolling
+    back our own write); an incomparable one is taken."""
+    return resource_version_order(candidate, known) != -1
+
+
+def not_newer(resource_version: str, list_version: str) -> bool:
+    """Whether an object at ``resource_version`` is covered by a listing at ``list_version``."""
+    return resource_version_order(resource_version, list_version) in (-1, 0)
 
 
 class Registry:
     """Which resources exist and what each asks for: a view of kopf's watch, nothing scheduled here.
 
     Keys of resources that appeared, changed their spec or went away collect in ``pending`` until the
-    poller takes them (:meth:`take_pending`); ``changed`` wakes it.
+    controller takes them (:meth:`take_pending`); ``changed`` wakes it.
     """
 
     def __init__(self) -> None:
@@ -99,7 +109,7 @@ class Registry:
         existing.status = dict(body.get("status") or {})
         existing.resource_version = resource_version
         if (requested, paused) != (existing.reconcile_requested_at, existing.paused):
-            # Annotations do not bump the generation, yet a refresh or a pause must reach the poller.
+            # Annotations do not bump the generation, yet a refresh or a pause must reach the reconciler.
             existing.reconcile_requested_at, existing.paused = requested, paused
             self._mark(key)
         if generation != existing.generation:
@@ -112,7 +122,7 @@ class Registry:
         self.changed.set()
 
     def mark_pending(self, keys: Iterable[ResourceKey]) -> None:
-        """Have the poller look at these again (credentials to re-resolve, a retry)."""
+        """Have the controller look at these again (credentials to re-resolve, a retry)."""
         for key in keys:
             if key in self._resources:
                 self._mark(key)

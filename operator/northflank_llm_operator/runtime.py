@@ -1,4 +1,4 @@
-"""Everything one operator process shares: settings, clients, the registry and the poller."""
+"""Everything one operator process shares: settings, clients, the registry and the controller."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from .credentials import CredentialResolver
 from .kube import KubernetesGateway, load_api_client
 from .metrics import OperatorMetrics, ResourceSample
 from .northflank import NorthflankClient
-from .poller import Poller
+from .controller import Controller
 from .registry import Registry
 from .settings import OperatorSettings
 
@@ -35,7 +35,8 @@ class Runtime:
     on_unserved: Callable[[], None] | None = None
     #: The namespaces the periodic resync lists (None: all).
     resync_namespaces: Sequence[str] | None = None
-    poller: Poller = field(init=False)
+    #: The observer, work queue and reconciler (the "poll loop"); rebuilt when leadership is taken over.
+    poller: Controller = field(init=False)
     poller_task: asyncio.Task[None] | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
@@ -68,8 +69,8 @@ class Runtime:
         metrics.observe_resources(runtime, accounts_in_use=lambda: runtime.poller.planner.accounts())
         return runtime
 
-    def _new_poller(self) -> Poller:
-        poller = Poller(registry=self.registry, client=self.northflank, credentials=self.credentials,
+    def _new_poller(self) -> Controller:
+        poller = Controller(registry=self.registry, client=self.northflank, credentials=self.credentials,
                         kube=self.gateway, settings=self.settings, observer=self.metrics,
                         resync_namespaces=self.resync_namespaces)  # fmt: skip
         poller.on_unserved = self._unserved

@@ -80,7 +80,11 @@ class OperatorSettings(BaseSettings):
         description="Largest Northflank response body read (after decompression); larger is InvalidResponse.",
     )
     max_concurrent_requests: int = Field(
-        default=4, ge=1, le=64, description="Northflank requests in flight at once, across all resources."
+        default=4,
+        ge=1,
+        le=64,
+        description="Northflank requests in flight at once for one project (account, team, project): a project "
+        "whose answers are slow holds only its own slots.",
     )
     status_heartbeat_seconds: float = Field(
         default=0.0,
@@ -259,4 +263,5 @@ class OperatorSettings(BaseSettings):
             reserve_fraction=self.budget_reserve_fraction,
             batch_delay_seconds=self.batch_delay_seconds,
             transitional_speedup=self.transitional_speedup,
+            max_in_flight_per_group=self.max_concurrent_requests,
         )

@@ -108,7 +108,7 @@ def test_the_operator_waits_for_a_late_crd_and_survives_its_deletion(
 
 _BUSY_OPERATOR = """
 import os, sys
-from northflank_llm_operator import cli, poller
+from northflank_llm_operator import cli, reconciler as poller
 
 def busy(*args, **kwargs):
     open(os.environ["BUSY_MARK"], "w").close()

@@ -17,13 +17,13 @@ from pydantic import SecretStr
 from northflank_llm_operator import status as status_module
 from northflank_llm_operator.credentials import CredentialResolver
 from northflank_llm_operator.kube import KubernetesGateway
-from northflank_llm_operator.poller import Poller
+from northflank_llm_operator.controller import Controller as Poller
 from northflank_llm_operator.registry import Registry
 from northflank_llm_operator.resource import ResourceKey
 from northflank_llm_operator.settings import OperatorSettings
 from tests.controlplane.controlplane import ControlPlane
 from tests.support.cluster import API_VERSION, delete_all_resources, without_nulls
-from tests.unit.test_poller import Clock, FakeNorthflank
+from tests.unit.test_controller import Clock, FakeNorthflank
 
 pytestmark = pytest.mark.integration
 

@@ -21,7 +21,7 @@ from northflank_llm_operator.kube import KubernetesGateway
 from northflank_llm_operator.northflank import NorthflankClient, NotFoundError
 from northflank_llm_operator.resource import LLMModelDeploymentSpec
 from northflank_llm_operator.settings import OperatorSettings
-from tests.unit.test_poller import Harness
+from tests.unit.test_controller import Harness
 
 DEFAULT_SPEC = LLMModelDeploymentSpec.model_validate({"projectId": "p", "llmModelDeploymentId": "d"})
 SECRET_SPEC = LLMModelDeploymentSpec.model_validate(
@@ -193,7 +193,7 @@ async def test_a_rotated_token_file_moves_its_resources_without_a_restart(tmp_pa
     h.credentials = CredentialResolver(
         h.kube, default_token=None, cache_seconds=30, clock=h.clock, default_token_file=token_file
     )
-    h.poller._credentials = h.credentials
+    h.poller.observer.credentials = h.credentials
     h.northflank.put("proj", "dep", status="running")
     key = h.add("dep")
     await h.advance(2)

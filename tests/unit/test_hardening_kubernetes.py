@@ -19,7 +19,7 @@ from northflank_llm_operator.northflank import AuthenticationError, LLMModelDepl
 from northflank_llm_operator.resource import ResourceKey
 from northflank_llm_operator.status import Observation, Timing, compute_staleness, compute_status
 from tests.unit.payloads import full_deployment
-from tests.unit.test_poller import PLENTY, Harness
+from tests.unit.test_controller import PLENTY, Harness
 
 T0 = datetime(2026, 11, 26, 10, 0, 0, tzinfo=UTC)
 # Looked up when a test runs, so that each test fails on its own against code without them.
@@ -200,17 +200,11 @@ async def test_a_late_404_does_not_forget_a_resource_re_created_under_the_same_n
     h.registry.observe("DELETED", h.kube.objects[key])
     h.kube.objects[key] = recreated
     h.registry.observe("ADDED", recreated)
-    await h.poller._write(stale, {"phase": "crashed"}, _job(stale))
+    await h.poller.reconciler._write(stale, {"phase": "crashed"})
     current = h.registry.get(key)
     assert current is not None
     assert current.uid == "uid-new", "the re-created resource is still tracked"
     assert h.kube.objects[key]["status"] == {}, "nothing was written onto the new object"
-
-
-def _job(resource: Any) -> Any:
-    from northflank_llm_operator.poller import _WriteJob
-
-    return _WriteJob(None, resource.generation, resource.uid)
 
 
 # -- item 17: hand-edited status, spec-edit storms ----------------------------------------------

@@ -66,6 +66,12 @@ class World:
     requests: list[tuple[float, Request]] = field(default_factory=list)
 
     def answer(self, request: Request) -> None:
+        try:
+            self._answer(request)
+        finally:
+            self.planner.request_finished(request)  # as the observer does, however the request ended
+
+    def _answer(self, request: Request) -> None:
         self.requests.append((self.clock.now, request))
         group = request.group
         phases = self.projects[group.project_id]

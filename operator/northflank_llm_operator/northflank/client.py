@@ -204,6 +204,13 @@ class NorthflankClient:
             raise _status_error(response, raw, charset, path, rate_limit)
         try:
             return json.loads(raw), rate_limit, response.status_code
+        except RecursionError:
+            raise InvalidResponseError(
+                f"Northflank answered {path} with HTTP {response.status_code} but the body is nested too deeply "
+                "to read",
+                status_code=response.status_code,
+                rate_limit=rate_limit,
+            ) from None
         except (json.JSONDecodeError, UnicodeDecodeError):
             raise InvalidResponseError(
                 f"Northflank answered {path} with HTTP {response.status_code} but the body is not JSON: "

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -24,7 +24,7 @@ from northflank_llm_operator.northflank import (
     RateLimitError,
     ServerError,
 )
-from northflank_llm_operator.poller import Poller
+from northflank_llm_operator.controller import Controller
 from northflank_llm_operator.registry import Registry
 from northflank_llm_operator.resource import ResourceKey
 from northflank_llm_operator.settings import OperatorSettings
@@ -37,9 +37,11 @@ PLENTY = RateLimit(limit=1000, remaining=900, reset_seconds=1200)
 class Clock:
     def __init__(self) -> None:
         self.now = 1000.0
+        #: When set, the time is read from it (a test of the loop on real time).
+        self.source: Callable[[], float] | None = None
 
     def __call__(self) -> float:
-        return self.now
+        return self.source() if self.source is not None else self.now
 
 
 class FakeNorthflank:
@@ -158,7 +160,7 @@ class Harness:
             cache_seconds=30,
             clock=self.clock,
         )
-        self.poller = Poller(
+        self.poller = Controller(
             registry=self.registry,
             client=self.northflank,  # type: ignore[arg-type]
             credentials=self.credentials,
@@ -418,7 +420,8 @@ async def test_a_429_holds_the_account_until_reset_and_turns_ready_unknown_on_th
     await h.advance(20)
     assert len(h.northflank.calls) == calls + 1, "one 429, then no request until the reset"
     assert h.condition(a, "Synced")["reason"] == "RateLimited"
-    assert "polling resumes at" in h.condition(a, "Synced")["message"]
+    # No moment in the message: every window would otherwise rewrite every status it covers.
+    assert h.condition(a, "Synced")["message"].endswith("polling resumes when its window resets.")
     assert h.condition(b, "Synced")["status"] == "True", "a resource that only waits is not rewritten"
 
     await h.advance(15)  # a: 3 intervals of 10 s since its last success
@@ -541,9 +544,7 @@ async def test_run_loop_polls_and_sleeps_on_real_time() -> None:
     h = Harness(interval=60)
     h.northflank.put("proj", "good")
     loop = asyncio.get_running_loop()
-    h.clock.now = loop.time()
-    h.poller._clock = loop.time
-    h.poller.planner._clock = loop.time
+    h.clock.source = loop.time
     key = h.add("good")
     task = asyncio.create_task(h.poller.run())
     try:
