@@ -5,7 +5,7 @@ registry changes ──┐
 observer answers ──┼──► work queue (dedup per key, one worker per key, requeue-after, backoff)
 stale deadlines ───┘              │
                                   ▼
-                    reconcile(key) × 16 workers ──► status patch + Events, only on change
+                    reconcile(key), 16 workers ──► status patch + Events, only on change
 ```
 
 The loop itself only moves keys and starts work; it never awaits Kubernetes or Northflank. A

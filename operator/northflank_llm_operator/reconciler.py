@@ -59,7 +59,7 @@ class WriteObserver(Protocol):
     def status_written(self) -> None: ...
 
 
-class WriteRetry(Exception):  # noqa: N818 - a signal to the work queue, not an error to report
+class WriteRetry(Exception):
     """The write did not happen (someone else wrote the object first): reconcile again with backoff."""
 
 

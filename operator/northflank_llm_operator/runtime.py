@@ -9,11 +9,11 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from .controller import Controller
 from .credentials import CredentialResolver
 from .kube import KubernetesGateway, load_api_client
 from .metrics import OperatorMetrics, ResourceSample
 from .northflank import NorthflankClient
-from .controller import Controller
 from .registry import Registry
 from .settings import OperatorSettings
 

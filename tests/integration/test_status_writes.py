@@ -15,9 +15,9 @@ import pytest
 from pydantic import SecretStr
 
 from northflank_llm_operator import status as status_module
+from northflank_llm_operator.controller import Controller as Poller
 from northflank_llm_operator.credentials import CredentialResolver
 from northflank_llm_operator.kube import KubernetesGateway
-from northflank_llm_operator.controller import Controller as Poller
 from northflank_llm_operator.registry import Registry
 from northflank_llm_operator.resource import ResourceKey
 from northflank_llm_operator.settings import OperatorSettings

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
+from northflank_llm_operator.controller import Controller
 from northflank_llm_operator.credentials import Credential, CredentialResolver, CredentialsError
 from northflank_llm_operator.kube import ResourceGoneError
 from northflank_llm_operator.northflank import (
@@ -24,7 +25,6 @@ from northflank_llm_operator.northflank import (
     RateLimitError,
     ServerError,
 )
-from northflank_llm_operator.controller import Controller
 from northflank_llm_operator.registry import Registry
 from northflank_llm_operator.resource import ResourceKey
 from northflank_llm_operator.settings import OperatorSettings
