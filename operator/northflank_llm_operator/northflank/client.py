@@ -203,14 +203,13 @@ class NorthflankClient:
         if not response.is_success:
             raise _status_error(response, raw, charset, path, rate_limit)
         try:
-            return json.loads(raw), rate_limit, response.status_code
-        except RecursionError:
-            raise InvalidResponseError(
-                f"Northflank answered {path} with HTTP {response.status_code} but the body is nested too deeply "
-                "to read",
-                status_code=response.status_code,
-                rate_limit=rate_limit,
-            ) from None
+            try:
+                return json.loads(raw), rate_limit, response.status_code
+            except RecursionError:
+                # Nested deeper than the parser goes (a hostile field): the levels past what status
+                # mirrors anyway are cut, so the rest of the answer still counts and the status mapping
+                # says what was not mirrored.
+                return json.loads(cut_below_depth(raw, MAX_JSON_DEPTH)), rate_limit, response.status_code
         except (json.JSONDecodeError, UnicodeDecodeError):
             raise InvalidResponseError(
                 f"Northflank answered {path} with HTTP {response.status_code} but the body is not JSON: "
@@ -222,6 +221,52 @@ class NorthflankClient:
     def _observe(self, endpoint: Endpoint, status_code: int | None, started: float) -> None:
         if self._observer is not None:
             self._observer.request_finished(endpoint, status_code, time.monotonic() - started)
+
+
+#: JSON deeper than this is cut before parsing (status mirrors 32 levels; Python's parser stops near 1,000).
+MAX_JSON_DEPTH = 64
+
+
+def cut_below_depth(raw: bytes, max_depth: int) -> bytes:
+    """``raw`` JSON with every value nested deeper than ``max_depth`` replaced by ``null``.
+
+    A byte scanner that knows strings and escapes; the bytes outside cut values are kept as they are.
+    Only used when the parser gave up, so its pure-Python speed is paid on hostile answers only.
+    """
+    out = bytearray()
+    depth = 0
+    in_string = escaped = False
+    cut_from: int | None = None  # depth at which a cut value started
+    for byte in raw:
+        if in_string:
+            if cut_from is None:
+                out.append(byte)
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:  # quote
+                in_string = False
+            continue
+        if byte == 0x22:
+            in_string = True
+            if cut_from is None:
+                out.append(byte)
+            continue
+        if byte in (0x5B, 0x7B):  # [ {
+            depth += 1
+            if cut_from is None and depth > max_depth:
+                cut_from = depth
+                out += b"null"
+                continue
+        elif byte in (0x5D, 0x7D):  # ] }
+            depth -= 1
+            if cut_from is not None and depth < cut_from:
+                cut_from = None
+                continue
+        if cut_from is None:
+            out.append(byte)
+    return bytes(out)
 
 
 def _decoder_for(encoding: str) -> Any:
