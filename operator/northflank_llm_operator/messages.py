@@ -39,12 +39,11 @@ def coarse_duration(seconds: float) -> str:
     return "1 h" if step == _HOUR else f"{step // 60} min"
 
 
-def rate_limited_message() -> str:
-    """Synced=False (RateLimited) after a 429: the same text for the whole window."""
-    return (
-        "Northflank's rate limit for these credentials is spent; polling resumes when its window resets "
-        "(at most one hour after the window's first request)."
-    )
+def rate_limited_message(wait_seconds: float | None = None) -> str:
+    """Synced=False (RateLimited) after a 429, with the hold's length (capped at the documented hour)
+    rounded up to a coarse step: resources refused moments apart in one window read the same."""
+    within = f", within {coarse_duration(wait_seconds)}" if wait_seconds is not None else ""
+    return f"Northflank's rate limit for these credentials is spent; polling resumes when its window resets{within}."
 
 
 def rate_limit_hold_cause() -> str:

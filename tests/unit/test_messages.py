@@ -46,6 +46,13 @@ def test_a_jittered_or_shrinking_wait_gives_the_same_text() -> None:
     assert "every 90s" in credentials_probe_message("HTTP 401.", 63)
 
 
+def test_a_rate_limit_hold_is_said_coarsely_or_not_at_all() -> None:
+    assert rate_limited_message().endswith("polling resumes when its window resets.")
+    assert rate_limited_message(2_950).endswith("when its window resets, within 1 h.")
+    assert rate_limited_message(2_950) == rate_limited_message(3_600)
+    assert rate_limited_message(40).endswith("within 45s.")
+
+
 def test_no_message_names_a_moment() -> None:
     for message in (
         rate_limited_message(),
