@@ -8,31 +8,41 @@ const [root, out] = process.argv.slice(2);
 const require = createRequire(join(root, "package.json"));
 const { createGenerator } = require("ts-json-schema-generator");
 
-// strict: additionalProperties false everywhere (exactly what the client declares);
-// lenient: extra keys allowed (what a newer API may add and the operator must tolerate).
-const wanted = {
-  strict: [
-    "GetLlmModelDeployment",
-    "GetLlmModelDeploymentResponse",
-    "ListLlmModelDeploymentsResponse",
-    "CreateLlmModelDeploymentRequest",
-    "UpdateLlmModelDeploymentRequest",
-  ],
-  lenient: ["GetLlmModelDeployment", "ListLlmModelDeploymentsResponse"],
-};
+const strict = [
+  "GetLlmModelDeployment",
+  "GetLlmModelDeploymentResponse",
+  "ListLlmModelDeploymentsResponse",
+  "CreateLlmModelDeploymentRequest",
+  "UpdateLlmModelDeploymentRequest",
+];
+const lenient = ["GetLlmModelDeployment", "ListLlmModelDeploymentsResponse"];
 
-for (const [variant, types] of Object.entries(wanted)) {
-  const generator = createGenerator({
-    path: join(root, "entry.ts"),
-    skipTypeCheck: true,
-    expose: "none",
-    topRef: false,
-    jsDoc: "extended",
-    additionalProperties: variant === "lenient",
-    sortProps: true,
-  });
-  for (const type of types) {
-    const schema = generator.createSchema(type);
-    writeFileSync(join(out, `${variant}.${type}.json`), JSON.stringify(schema, null, 2) + "\n");
-  }
+// strict: additionalProperties false everywhere, exactly what the client declares.
+const generator = createGenerator({
+  path: join(root, "entry.ts"),
+  skipTypeCheck: true,
+  expose: "none",
+  topRef: false,
+  jsDoc: "extended",
+  additionalProperties: false,
+});
+
+// lenient: the same schema with extra keys allowed (what a newer API may add). Derived from the strict
+// one rather than generated with additionalProperties: true, which turns the pagination's boolean and
+// number into empty objects (ts-json-schema-generator 2.4.0).
+function allowExtraKeys(node) {
+  if (Array.isArray(node)) return node.map(allowExtraKeys);
+  if (node === null || typeof node !== "object") return node;
+  return Object.fromEntries(
+    Object.entries(node)
+      .filter(([key, value]) => !(key === "additionalProperties" && value === false))
+      .map(([key, value]) => [key, allowExtraKeys(value)]),
+  );
+}
+
+const write = (name, schema) => writeFileSync(join(out, `${name}.json`), JSON.stringify(schema, null, 2) + "\n");
+for (const type of strict) {
+  const schema = generator.createSchema(type);
+  write(`strict.${type}`, schema);
+  if (lenient.includes(type)) write(`lenient.${type}`, allowExtraKeys(schema));
 }

@@ -27,7 +27,7 @@ from tests.simulator.fixtures import RunningSimulator, open_account
 
 CREATE = load_schema("strict.CreateLlmModelDeploymentRequest")
 UPDATE = load_schema("strict.UpdateLlmModelDeploymentRequest")
-EXAMPLES = settings(max_examples=25, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+EXAMPLES = settings(max_examples=15, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 
 #: Narrower than the documented rules, so every generated value meets them (and generation stays fast).
 _DOCUMENTED: dict[str, dict[str, Any]] = {

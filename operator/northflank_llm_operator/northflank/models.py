@@ -194,7 +194,8 @@ class GetLLMModelDeploymentResponse(_ApiModel):
 class Pagination(_ApiModel):
     has_next_page: bool = Field(alias="hasNextPage")
     cursor: str | None = None
-    count: int
+    #: Never read (the items are counted instead), so not held to a shape: the clients type it ``number``.
+    count: Any = None
 
 
 class LLMModelDeploymentList(_ApiModel):
