@@ -5,10 +5,11 @@
     python tests/contract/regenerate.py --install  # only install the pinned npm packages (make tools)
 
 The npm packages (``@northflank/js-client`` and ``ts-json-schema-generator``, pinned with every
-dependency in ``package-lock.json``) go to ``~/.cache/northflank-llm-operator/contract/<lock hash>``,
-outside the repository. ``entry.ts`` names the client's types; ``generate.mjs`` runs the generator.
-A newer client is tried by editing ``package.json``, ``npm install --package-lock-only`` here, and
-``--check``: the diff shows what changed in Northflank's declared shapes.
+dependency in ``package-lock.json``) and the Python client's ``_types.py`` (PyPI ``northflank``, by
+hash) go to ``~/.cache/northflank-llm-operator/contract/<lock hash>``, outside the repository.
+``entry.ts`` names the client's types; ``generate.mjs`` runs the generator. A newer client is tried
+by editing ``package.json``, ``npm install --package-lock-only`` here, and ``--check``: the diff shows
+what changed in Northflank's declared shapes.
 """
 
 from __future__ import annotations
@@ -22,12 +23,17 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import zipfile
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 SCHEMAS = HERE / "schemas"
 _PINNED = ("package.json", "package-lock.json")
 _MARKER = ".installed"
+#: The official Python client, a second oracle: its TypedDicts type GET /v1/auth, which the JS client lacks.
+PYPI_CLIENT = "northflank==2.1.0"
+PYPI_WHEEL_SHA256 = "6b8369d5fc39b1fa4bac1de5f7d47604988e57d142a762683723f263d1543be0"
+PYTHON_TYPES = "northflank-python-types.py"
 
 
 def cache_dir() -> Path:
@@ -36,7 +42,8 @@ def cache_dir() -> Path:
     if override:
         return Path(override)
     root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "northflank-llm-operator" / "contract"
-    lock_hash = hashlib.sha256(b"".join((HERE / name).read_bytes() for name in _PINNED)).hexdigest()[:16]
+    pins = b"".join((HERE / name).read_bytes() for name in _PINNED) + PYPI_WHEEL_SHA256.encode()
+    lock_hash = hashlib.sha256(pins).hexdigest()[:16]
     return root / lock_hash
 
 
@@ -65,8 +72,33 @@ def install() -> Path:
             cwd=directory,
             check=True,
         )
+        _extract_python_types(directory)
         (directory / _MARKER).write_text("ok\n")
     return directory
+
+
+def _python_with_pip() -> str:
+    """This interpreter, or the machine's: uv's virtual environments come without pip."""
+    for candidate in (sys.executable, shutil.which("python3", path=os.defpath), "/usr/bin/python3"):
+        if candidate and subprocess.run([candidate, "-m", "pip", "--version"], capture_output=True).returncode == 0:
+            return candidate
+    raise RuntimeError("no Python with pip found to download the official Python client")
+
+
+def _extract_python_types(directory: Path) -> None:
+    """``northflank/_types.py`` of the pinned wheel (checked against its sha256), nothing else of it."""
+    with tempfile.TemporaryDirectory(prefix="nf-wheel-") as download:
+        subprocess.run(
+            [_python_with_pip(), "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:",
+             "--dest", download, PYPI_CLIENT],
+            check=True,
+        )  # fmt: skip
+        (wheel,) = Path(download).glob("*.whl")
+        digest = hashlib.sha256(wheel.read_bytes()).hexdigest()
+        if digest != PYPI_WHEEL_SHA256:
+            raise RuntimeError(f"{wheel.name} has sha256 {digest}, expected {PYPI_WHEEL_SHA256}")
+        with zipfile.ZipFile(wheel) as archive:
+            (directory / PYTHON_TYPES).write_bytes(archive.read("northflank/_types.py"))
 
 
 def generate(out: Path, packages: Path) -> list[Path]:
