@@ -26,8 +26,13 @@ setup: ## install uv (if missing) and the locked Python environment into .venv
 	$(UV) sync --frozen
 
 .PHONY: tools
-tools: ## build pinned kube-apiserver, etcd, kubectl, helm, helm-docs, promtool and the GitOps evaluators (cached outside the repo)
+tools: ## build pinned kube-apiserver, etcd, kubectl, helm, helm-docs, promtool and the GitOps evaluators; install the official JS client for the contract schemas (cached outside the repo)
 	tests/controlplane/build.sh all
+	$(PYTHON) tests/contract/regenerate.py --install
+
+.PHONY: contract
+contract: ## regenerate tests/contract/schemas from the pinned official Northflank JS client (byte-identical unless the pin changed)
+	$(PYTHON) tests/contract/regenerate.py
 
 .PHONY: node-tools
 node-tools: ## Debian packages (apt, only when missing), kubelet & co., CoreDNS and the images for the node tests (cached outside the repo)

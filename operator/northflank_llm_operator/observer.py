@@ -503,7 +503,7 @@ class Observer:
                 deployment_id = item.get("id") if isinstance(item, Mapping) else None
                 if isinstance(deployment_id, str):
                     found[deployment_id] = item
-            if not result.data.has_next_page:
+            if not result.data.has_more:
                 complete = True
                 break
             if tracked <= found.keys():

@@ -62,6 +62,20 @@ class DeploymentPage:
     has_next_page: bool
     cursor: str | None
 
+    @property
+    def has_more(self) -> bool:
+        """Whether to ask for another page: the one paging rule of this project.
+
+        Northflank's official clients disagree off the documented path. JS 0.9.5 continues while a
+        ``cursor`` is present (and ignores ``hasNextPage``), Python 2.1.0 while ``hasNextPage`` or a
+        cursor is. Going on whenever either says so never stops before either client would, so no
+        deployment is missed: with ``hasNextPage`` and no cursor the next page is asked for by number
+        (as Python does; JS would stop and miss the rest). The one exception is an empty page, which
+        ends the listing even with a cursor: nothing can follow it, and an API that always hands out a
+        cursor must not be walked forever.
+        """
+        return self.has_next_page or (self.cursor is not None and bool(self.items))
+
 
 Endpoint = Literal["get", "list"]
 
