@@ -6,19 +6,30 @@ to a :class:`~.poller.PollObserver`, and per-resource series are read from the r
 at scrape time (so a deleted resource's series disappear with it). Names follow controller-runtime,
 External Secrets and Crossplane, so existing dashboards and habits carry over.
 
+A scrape must not pause the event loop (kopf's watch, the Lease renewal, the poll loop all run on it):
+at 10,000 resources the text is about 9 MB and takes seconds to build. So the server takes a snapshot
+of the scrape-time state on the loop, in one pass without an ``await`` (a consistent point in time; the
+registry, the poller and the rate limits are only ever changed on the loop), and builds the families
+and the text in a worker thread from that snapshot alone. prometheus-client's own instruments lock
+themselves and may be collected from any thread. The snapshot reaches the collector through a context
+variable, so concurrent scrapes each render their own and a direct ``registry.collect()`` on the loop
+(tests) still works by taking one itself.
+
 Labels never carry a secret: ``account`` is a short digest of the credential's digest, never any part
 of a token.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from contextvars import ContextVar
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from aiohttp import web
 from prometheus_client import (
@@ -83,6 +94,34 @@ class _RateLimitSeen:
     reset_at: float | None
 
 
+class _ResourceRow(NamedTuple):
+    """One resource's per-resource series, as plain values copied on the event loop (a tuple: cheap)."""
+
+    namespace: str
+    name: str
+    conditions: tuple[tuple[str, str | None], ...]
+    phase: str
+    age: float | None
+    interval: float | None
+
+
+@dataclass
+class _Snapshot:
+    """Everything scrape-time series show, copied on the event loop; read-only afterwards."""
+
+    per_resource: bool = True
+    #: (account label, limit, remaining, seconds to reset)
+    rate_limits: list[tuple[str, int | None, int | None, float | None]] = field(default_factory=list)
+    resources: list[_ResourceRow] = field(default_factory=list)
+    per_phase: dict[str, int] = field(default_factory=dict)
+    #: (condition, status, reason) -> resources
+    per_condition: dict[tuple[str, str, str], int] = field(default_factory=dict)
+
+
+#: The snapshot a render in this context uses (set in the worker thread for the duration of one render).
+_current_snapshot: ContextVar[_Snapshot | None] = ContextVar("northflank_llm_operator_metrics_snapshot", default=None)
+
+
 class OperatorMetrics:
     """All instruments in one registry of their own (tests can build as many as they like)."""
 
@@ -93,9 +132,12 @@ class OperatorMetrics:
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         process_metrics: bool = True,
+        per_resource_series: bool = True,
     ) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self._clock = clock
+        #: Off: no series per (namespace, name), only the counts by phase and by condition (large fleets).
+        self.per_resource_series = per_resource_series
         self._wall_clock = wall_clock
         self.requests = Counter(
             "northflank_api_requests",
@@ -176,15 +218,59 @@ class OperatorMetrics:
         self._accounts_in_use = accounts_in_use
 
     def render(self) -> bytes:
+        """The exposition, built on the calling thread (tests; the server uses :meth:`render_off_loop`)."""
         return generate_latest(self.registry)
+
+    async def render_off_loop(self) -> bytes:
+        """The exposition, with only the snapshot taken on the event loop and the text built in a thread."""
+        return await asyncio.to_thread(self._render_snapshot, self.snapshot())
+
+    def _render_snapshot(self, snapshot: _Snapshot) -> bytes:
+        token = _current_snapshot.set(snapshot)
+        try:
+            return generate_latest(self.registry)
+        finally:
+            _current_snapshot.reset(token)
 
     # -- scrape-time series -------------------------------------------------------------------------
 
-    def _scrape(self) -> Iterator[Metric]:
-        yield from self._rate_limit_families()
-        yield from self._resource_families()
+    def snapshot(self) -> _Snapshot:
+        """Copy what scrape-time series show. Call it on the event loop: it reads the loop's own state."""
+        snapshot = _Snapshot(per_resource=self.per_resource_series)
+        in_use = {account_label(account) for account in self._accounts_in_use()}
+        now = self._clock()
+        for label in [label for label in self._rate_limits if label not in in_use]:
+            del self._rate_limits[label]  # no resource uses the credential any more: its series go
+        for label, seen in sorted(self._rate_limits.items()):
+            reset = max(0.0, seen.reset_at - now) if seen.reset_at is not None else None
+            snapshot.rate_limits.append((label, seen.limit, seen.remaining, reset))
+        wall_now = self._wall_clock()
+        for sample in self._source.resource_samples() if self._source is not None else ():
+            conditions = []
+            for stored in sample.status.get("conditions") or []:
+                if not isinstance(stored, Mapping) or not isinstance(stored.get("type"), str):
+                    continue
+                status = stored.get("status")
+                conditions.append((stored["type"], status if isinstance(status, str) else None))
+                reason = stored.get("reason")
+                count_key = (stored["type"], str(status), reason if isinstance(reason, str) else "")
+                snapshot.per_condition[count_key] = snapshot.per_condition.get(count_key, 0) + 1
+            phase = sample.status.get("phase")
+            phase = phase if isinstance(phase, str) and phase else "unknown"
+            snapshot.per_phase[phase] = snapshot.per_phase.get(phase, 0) + 1
+            if snapshot.per_resource:
+                # Not status.lastSyncTime: with the default heartbeat it moves only when something changes.
+                age = max(0.0, (wall_now - sample.last_success).total_seconds()) if sample.last_success else None
+                key = sample.key
+                row = _ResourceRow(key.namespace, key.name, tuple(conditions), phase, age, sample.effective_interval)
+                snapshot.resources.append(row)
+        return snapshot
 
-    def _rate_limit_families(self) -> Iterator[Metric]:
+    def _scrape(self, snapshot: _Snapshot) -> Iterator[Metric]:
+        yield from self._rate_limit_families(snapshot)
+        yield from self._resource_families(snapshot)
+
+    def _rate_limit_families(self, snapshot: _Snapshot) -> Iterator[Metric]:
         limit = GaugeMetricFamily(
             "northflank_ratelimit_limit", "Requests per window Northflank allows the account.", labels=["account"]
         )
@@ -198,20 +284,16 @@ class OperatorMetrics:
             "Seconds until the account's window resets, counted from Northflank's last headers.",
             labels=["account"],
         )
-        in_use = {account_label(account) for account in self._accounts_in_use()}
-        now = self._clock()
-        for label in [label for label in self._rate_limits if label not in in_use]:
-            del self._rate_limits[label]  # no resource uses the credential any more: its series go
-        for label, seen in sorted(self._rate_limits.items()):
-            if seen.limit is not None:
-                limit.add_metric([label], seen.limit)
-            if seen.remaining is not None:
-                remaining.add_metric([label], seen.remaining)
-            if seen.reset_at is not None:
-                reset.add_metric([label], max(0.0, seen.reset_at - now))
+        for label, seen_limit, seen_remaining, reset_in in snapshot.rate_limits:
+            if seen_limit is not None:
+                limit.add_metric([label], seen_limit)
+            if seen_remaining is not None:
+                remaining.add_metric([label], seen_remaining)
+            if reset_in is not None:
+                reset.add_metric([label], reset_in)
         yield from (limit, remaining, reset)
 
-    def _resource_families(self) -> Iterator[Metric]:
+    def _resource_families(self, snapshot: _Snapshot) -> Iterator[Metric]:
         labels = ["namespace", "name"]
         condition = GaugeMetricFamily(
             "llmmodeldeployment_status_condition",
@@ -234,28 +316,28 @@ class OperatorMetrics:
         per_phase = GaugeMetricFamily(
             "llmmodeldeployment_resources", "LLMModelDeployments this replica observes, by phase.", labels=["phase"]
         )
-        counts: dict[str, int] = {}
-        now = self._wall_clock()
-        samples = list(self._source.resource_samples()) if self._source is not None else []
-        for sample in samples:
-            ids = [sample.key.namespace, sample.key.name]
-            for stored in sample.status.get("conditions") or []:
-                if not isinstance(stored, Mapping) or not isinstance(stored.get("type"), str):
-                    continue
+        per_condition = GaugeMetricFamily(
+            "llmmodeldeployment_resources_by_condition",
+            "LLMModelDeployments this replica observes, by condition, status and reason.",
+            labels=["condition", "status", "reason"],
+        )
+        for row in snapshot.resources:
+            ids = [row.namespace, row.name]
+            for condition_type, current in row.conditions:
                 for value in _CONDITION_STATUSES:
-                    condition.add_metric([*ids, stored["type"], value], 1.0 if stored.get("status") == value else 0.0)
-            current = sample.status.get("phase")
-            current = current if isinstance(current, str) and current else "unknown"
-            phase.add_metric([*ids, current], 1.0)
-            counts[current] = counts.get(current, 0) + 1
-            if sample.last_success is not None:
-                # Not status.lastSyncTime: with the default heartbeat it moves only when something changes.
-                age.add_metric(ids, max(0.0, (now - sample.last_success).total_seconds()))
-            if sample.effective_interval is not None:
-                interval.add_metric(ids, sample.effective_interval)
-        for name, count in sorted(counts.items()):
+                    condition.add_metric([*ids, condition_type, value], 1.0 if current == value else 0.0)
+            phase.add_metric([*ids, row.phase], 1.0)
+            if row.age is not None:
+                age.add_metric(ids, row.age)
+            if row.interval is not None:
+                interval.add_metric(ids, row.interval)
+        for name, count in sorted(snapshot.per_phase.items()):
             per_phase.add_metric([name], count)
-        yield from (condition, phase, age, interval, per_phase)
+        for (condition_type, status, reason), count in sorted(snapshot.per_condition.items()):
+            per_condition.add_metric([condition_type, status, reason], count)
+        if snapshot.per_resource:
+            yield from (condition, phase, age, interval)
+        yield from (per_phase, per_condition)
 
 
 class _ScrapeTimeCollector(Collector):
@@ -263,7 +345,9 @@ class _ScrapeTimeCollector(Collector):
         self._metrics = metrics
 
     def collect(self) -> Iterable[Metric]:
-        return list(self._metrics._scrape())
+        snapshot = _current_snapshot.get()
+        # No snapshot: a render on the loop's own thread (tests, registry.get_sample_value) takes one now.
+        return list(self._metrics._scrape(snapshot if snapshot is not None else self._metrics.snapshot()))
 
 
 # -- the HTTP endpoint ------------------------------------------------------------------------------
@@ -279,7 +363,8 @@ def parse_bind_address(value: str) -> tuple[str, int]:
 
 
 class MetricsServer:
-    """``/metrics`` and ``/readyz`` on one port, served from the operator's event loop."""
+    """``/metrics`` and ``/readyz`` on one port, served from the operator's event loop (the text of
+    ``/metrics`` is built in a worker thread)."""
 
     def __init__(self, metrics: OperatorMetrics, *, ready: Callable[[], tuple[bool, str]]) -> None:
         self._metrics = metrics
@@ -288,7 +373,7 @@ class MetricsServer:
         self.port: int | None = None
 
     async def _serve_metrics(self, _: web.Request) -> web.Response:
-        return web.Response(body=self._metrics.render(), headers={"Content-Type": CONTENT_TYPE})
+        return web.Response(body=await self._metrics.render_off_loop(), headers={"Content-Type": CONTENT_TYPE})
 
     async def _serve_ready(self, _: web.Request) -> web.Response:
         ready, reason = self._ready()

@@ -3,14 +3,19 @@ read at scrape time (gone with the resource), and no secret in any label."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import asyncio
+import threading
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from northflank_llm_operator.credentials import Credential
 from northflank_llm_operator.metrics import (
+    MetricsServer,
     OperatorMetrics,
     ResourceSample,
     account_label,
@@ -31,9 +36,13 @@ class Clock:
         return self.now
 
 
-def build(clock: Clock | None = None) -> OperatorMetrics:
+def build(clock: Clock | None = None, *, per_resource_series: bool = True) -> OperatorMetrics:
     return OperatorMetrics(
-        leader_election_id="nf-llm", clock=clock or Clock(), wall_clock=lambda: NOW, process_metrics=False
+        leader_election_id="nf-llm",
+        clock=clock or Clock(),
+        wall_clock=lambda: NOW,
+        process_metrics=False,
+        per_resource_series=per_resource_series,
     )
 
 
@@ -137,6 +146,71 @@ def test_per_resource_series_come_from_the_current_resources_and_go_with_them() 
     assert value("llmmodeldeployment_phase", {**a, "phase": "running"}) is None
     assert value("llmmodeldeployment_status_condition", {**a, "condition": "Ready", "status": "True"}) is None
     assert value("llmmodeldeployment_resources", {"phase": "running"}) == 1
+
+
+def test_per_resource_series_can_be_turned_off_and_the_counts_stay() -> None:
+    metrics = build(per_resource_series=False)
+    ready = {"phase": "running", "conditions": [{"type": "Ready", "status": "True", "reason": "Running"}]}
+    stale = {"phase": "running", "conditions": [{"type": "Ready", "status": "Unknown", "reason": "StatusStale"}]}
+    metrics.observe_resources(Resources([
+        ResourceSample(ResourceKey("ns", "a"), ready, NOW, 60.0),
+        ResourceSample(ResourceKey("ns", "b"), stale, NOW, 60.0),
+        ResourceSample(ResourceKey("ns", "c"), stale, NOW, 60.0),
+    ]), accounts_in_use=list)  # fmt: skip
+    text = metrics.render().decode()
+    for per_resource in ("status_condition", "llmmodeldeployment_phase", "observation_age", "poll_interval_seconds"):
+        assert per_resource not in text
+    assert 'name="a"' not in text
+    value = metrics.registry.get_sample_value
+    assert value("llmmodeldeployment_resources", {"phase": "running"}) == 3
+    by_condition = "llmmodeldeployment_resources_by_condition"
+    assert value(by_condition, {"condition": "Ready", "status": "Unknown", "reason": "StatusStale"}) == 2
+    assert value(by_condition, {"condition": "Ready", "status": "True", "reason": "Running"}) == 1
+
+
+class _SlowCollector(Collector):
+    """Blocks inside the render until the test releases it from the event loop."""
+
+    def __init__(self) -> None:
+        self.entered = threading.Event()
+        self.release = threading.Event()
+        self.released_in_time: list[bool] = []
+
+    def describe(self) -> Iterable[Metric]:
+        return [GaugeMetricFamily("slow_collector_done", "rendered")]
+
+    def collect(self) -> Iterator[Metric]:
+        self.entered.set()
+        self.released_in_time.append(self.release.wait(timeout=5))
+        yield GaugeMetricFamily("slow_collector_done", "rendered", value=1)
+
+
+async def test_a_scrape_is_rendered_off_the_event_loop_from_a_snapshot_taken_on_it() -> None:
+    metrics = build()
+    running = {"phase": "running", "conditions": [{"type": "Ready", "status": "True", "reason": "Running"}]}
+    source = Resources([ResourceSample(ResourceKey("ns", "before"), running, NOW, 60.0)])
+    metrics.observe_resources(source, accounts_in_use=list)
+    slow = _SlowCollector()
+    metrics.registry.register(slow)
+    server = MetricsServer(metrics, ready=lambda: (True, "ok"))
+    await server.start("127.0.0.1:0")
+    try:
+        async with httpx.AsyncClient() as client:
+            scrape = asyncio.create_task(client.get(f"http://127.0.0.1:{server.port}/metrics", timeout=30))
+            # While the collector is blocked inside the render, the loop still runs this test...
+            assert await asyncio.to_thread(slow.entered.wait, 10), "the scrape never reached the collector"
+            assert not scrape.done()
+            # ...and what changes on the loop now is not in this scrape: it renders the snapshot.
+            source.samples[:] = [ResourceSample(ResourceKey("ns", "after"), running, NOW, 60.0)]
+            slow.release.set()
+            response = await scrape
+    finally:
+        await server.stop()
+    assert slow.released_in_time == [True], "the render blocked the event loop until the collector gave up"
+    assert response.status_code == 200
+    assert "slow_collector_done 1.0" in response.text
+    assert 'name="before"' in response.text
+    assert 'name="after"' not in response.text
 
 
 def test_leader_status_and_status_writes() -> None:
