@@ -69,7 +69,7 @@ bench-memory: setup ## memory the operator keeps per resource, by component (tra
 
 .PHONY: bench-metrics
 bench-metrics: setup ## cost of one /metrics scrape at 100, 1,000 and 10,000 resources: time, bytes, event-loop stall, RSS
-	$(UV) run python -m tests.bench.metrics_scrape
+	$(UV) run python -m tests.bench.metrics_scrape $(BENCH_ARGS)
 
 .PHONY: control-plane-up
 control-plane-up: setup tools ## start a local kube-apiserver + etcd in $(CONTROL_PLANE_DIR) (source its env file)

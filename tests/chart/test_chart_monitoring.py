@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
-from northflank_llm_operator.metrics import OperatorMetrics
+from northflank_llm_operator.metrics import PER_RESOURCE_FAMILIES, OperatorMetrics
 from tests.chart.chart import CHART_DIR, FULLNAME, RELEASE_NAMESPACE, Helm, Manifests
 
 PROMTOOL_TESTS = Path(__file__).parent / "promtool" / "alerts-test.yaml"
@@ -70,6 +70,7 @@ def exported_metric_names() -> set[str]:
     for family in metrics.registry.collect():
         names.add(family.name)
         names.update(sample.name for sample in family.samples)
+    names.update(PER_RESOURCE_FAMILIES)  # written as text at scrape time, not through the registry
     # Families whose samples only appear once something happened.
     names.update({
         "northflank_api_requests_total", "northflank_api_request_duration_seconds_bucket",

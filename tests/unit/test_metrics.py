@@ -11,10 +11,12 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
 
 from northflank_llm_operator.credentials import Credential
 from northflank_llm_operator.metrics import (
+    SNAPSHOT_SLICE,
     MetricsServer,
     OperatorMetrics,
     ResourceSample,
@@ -103,6 +105,15 @@ def test_rate_limit_gauges_follow_the_headers_and_leave_with_the_account() -> No
     assert value("northflank_ratelimit_remaining", label) is None
 
 
+def scraped(metrics: OperatorMetrics) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    """Every sample of a render, parsed back as Prometheus would read it."""
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(metrics.render().decode())
+        for sample in family.samples
+    }
+
+
 class NoResources:
     def resource_samples(self) -> Iterable[ResourceSample]:
         return []
@@ -130,7 +141,11 @@ def test_per_resource_series_come_from_the_current_resources_and_go_with_them() 
         ResourceSample(ResourceKey("other", "c"), {}, None, None),
     ])  # fmt: skip
     metrics.observe_resources(source, accounts_in_use=list)
-    value = metrics.registry.get_sample_value
+
+    def value(name: str, labels: dict[str, str] | None = None) -> float | None:
+        return samples.get((name, frozenset((labels or {}).items())))
+
+    samples = scraped(metrics)
     a, b = {"namespace": "ns", "name": "a"}, {"namespace": "ns", "name": "b"}
     assert value("llmmodeldeployment_status_condition", {**a, "condition": "Ready", "status": "True"}) == 1
     assert value("llmmodeldeployment_status_condition", {**a, "condition": "Ready", "status": "False"}) == 0
@@ -142,10 +157,30 @@ def test_per_resource_series_come_from_the_current_resources_and_go_with_them() 
     assert value("llmmodeldeployment_poll_interval_seconds", b) == 120
     assert value("llmmodeldeployment_resources", {"phase": "running"}) == 2
     assert value("llmmodeldeployment_resources", {"phase": "unknown"}) == 1
+    by_condition = "llmmodeldeployment_resources_by_condition"
+    assert value(by_condition, {"condition": "Ready", "status": "Unknown", "reason": "StatusStale"}) == 1
+    assert value(by_condition, {"condition": "Ready", "status": "True", "reason": ""}) == 1
     source.samples.pop(0)  # deleted
+    samples = scraped(metrics)
     assert value("llmmodeldeployment_phase", {**a, "phase": "running"}) is None
     assert value("llmmodeldeployment_status_condition", {**a, "condition": "Ready", "status": "True"}) is None
     assert value("llmmodeldeployment_resources", {"phase": "running"}) == 1
+
+
+def test_label_values_from_the_status_are_escaped() -> None:
+    metrics = build()
+    odd = 'Weird"type\\with\nlines'
+    status = {"phase": 'run"ning', "conditions": [{"type": odd, "status": "True"}]}
+    metrics.observe_resources(
+        Resources([ResourceSample(ResourceKey("ns", "a"), status, NOW, 60.0)]), accounts_in_use=list
+    )
+    samples = scraped(metrics)
+    labels = {"namespace": "ns", "name": "a", "condition": odd, "status": "True"}
+    assert samples[("llmmodeldeployment_status_condition", frozenset(labels.items()))] == 1
+    assert (
+        samples[("llmmodeldeployment_phase", frozenset({"namespace": "ns", "name": "a", "phase": 'run"ning'}.items()))]
+        == 1
+    )
 
 
 def test_per_resource_series_can_be_turned_off_and_the_counts_stay() -> None:
@@ -211,6 +246,39 @@ async def test_a_scrape_is_rendered_off_the_event_loop_from_a_snapshot_taken_on_
     assert "slow_collector_done 1.0" in response.text
     assert 'name="before"' in response.text
     assert 'name="after"' not in response.text
+
+
+async def test_a_large_fleet_is_copied_in_slices_with_the_loop_free_in_between() -> None:
+    metrics = build()
+    running = {"phase": "running", "conditions": [{"type": "Ready", "status": "True"}]}
+    other_task_ran: list[bool] = []
+    loop_turns = 0
+
+    async def other_task() -> None:
+        nonlocal loop_turns
+        while True:
+            loop_turns += 1
+            await asyncio.sleep(0)
+
+    class Fleet:
+        def resource_samples(self) -> Iterator[ResourceSample]:
+            seen = loop_turns
+            for i in range(3 * SNAPSHOT_SLICE):
+                if i % SNAPSHOT_SLICE == 0 and i:
+                    other_task_ran.append(loop_turns > seen)
+                    seen = loop_turns
+                yield ResourceSample(ResourceKey("ns", f"r{i}"), running, NOW, 60.0)
+
+    metrics.observe_resources(Fleet(), accounts_in_use=list)
+    other = asyncio.create_task(other_task())
+    try:
+        text = (await metrics.render_off_loop()).decode()
+    finally:
+        other.cancel()
+    assert other_task_ran == [True, True], "the loop did not run between two slices of the copy"
+    families = {family.name: family for family in text_string_to_metric_families(text)}
+    assert [sample.value for sample in families["llmmodeldeployment_resources"].samples] == [3 * SNAPSHOT_SLICE]
+    assert text.count("llmmodeldeployment_phase{") == 3 * SNAPSHOT_SLICE
 
 
 def test_leader_status_and_status_writes() -> None:
