@@ -106,6 +106,7 @@ async def measure(n: int, projects: int, per_resource_series: bool, scrapes: int
     windows: list[tuple[float, float]] = []
     quiet: list[tuple[float, float]] = []
     for _ in range(scrapes):
+        await asyncio.sleep(5 * TICK)  # the tick a scrape delayed has come in
         # As long again without a scrape: how late the loop wakes anyway on this machine (noise floor).
         opened = time.perf_counter()
         await asyncio.sleep(times[-1] if times else 0.5)
