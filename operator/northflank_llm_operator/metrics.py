@@ -14,7 +14,8 @@ of the loop, most of it allocating some 150,000 samples and the garbage collecti
   only ever changed there, so only there can they be read safely), in slices of ``SNAPSHOT_SLICE``
   resources with the loop free in between. Each resource's row is copied in one uninterrupted step
   and the counts by phase and condition are made from the same rows, so a scrape agrees with itself;
-  rows of one scrape are at most a few milliseconds apart, as with any scrape of a live process;
+  its rows are copied within a fraction of a second of each other, as in any scrape of a live process
+  (a resource deleted meanwhile shows once more, then goes);
 - a worker thread builds the text from that copy alone: the per-resource series as plain lines
   (no sample objects), everything else through the registry (prometheus-client's instruments lock
   themselves, and may be collected from any thread). The copy reaches the registry's collector
@@ -32,6 +33,7 @@ import hashlib
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import Executor, ThreadPoolExecutor
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -295,8 +297,9 @@ class OperatorMetrics:
         """The exposition, all of it built on the calling thread (tests; the server uses :meth:`render_off_loop`)."""
         return self._render_snapshot(self.snapshot())
 
-    async def render_off_loop(self) -> bytes:
-        """The exposition: copied on the event loop a slice at a time, the text built in a worker thread."""
+    async def render_off_loop(self, executor: Executor | None = None) -> bytes:
+        """The exposition: copied on the event loop a slice at a time, the text built in a worker thread
+        (of ``executor``; None: the loop's default one)."""
         snapshot = self._begin_snapshot()
         samples = iter(self._source.resource_samples() if self._source is not None else ())
         while True:
@@ -309,7 +312,7 @@ class OperatorMetrics:
             if taken < SNAPSHOT_SLICE:
                 break
             await asyncio.sleep(0)  # let the watch, the Lease and the poll loop run between slices
-        return await asyncio.to_thread(self._render_snapshot, snapshot)
+        return await asyncio.get_running_loop().run_in_executor(executor, self._render_snapshot, snapshot)
 
     def _render_snapshot(self, snapshot: _Snapshot) -> bytes:
         token = _current_snapshot.set(snapshot)
@@ -415,9 +418,13 @@ class MetricsServer:
         self._ready = ready
         self._runner: web.AppRunner | None = None
         self.port: int | None = None
+        # One thread of its own: scrapes at once queue here (one text in memory at a time) instead of
+        # taking the loop's default executor, which name resolution for Northflank requests needs.
+        self._render_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="metrics-render")
 
     async def _serve_metrics(self, _: web.Request) -> web.Response:
-        return web.Response(body=await self._metrics.render_off_loop(), headers={"Content-Type": CONTENT_TYPE})
+        body = await self._metrics.render_off_loop(self._render_thread)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
 
     async def _serve_ready(self, _: web.Request) -> web.Response:
         ready, reason = self._ready()
@@ -440,3 +447,4 @@ class MetricsServer:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        self._render_thread.shutdown(wait=False, cancel_futures=True)
