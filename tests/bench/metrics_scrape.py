@@ -7,7 +7,8 @@ last written status, the poller's attachments and the planner, as ``make bench-m
 scrapes it over HTTP from another thread while a ticker on the event loop measures how late it wakes
 (every 10 ms). A late tick is a pause of everything else on the loop: kopf's watch, the Lease renewal,
 the poll loop. Reported per configuration: scrape wall time (median of the scrapes), response bytes,
-the longest loop stall during any scrape, and the process RSS before the scrapes and its peak after.
+the longest loop stall during any scrape and over as long without one (the machine's noise floor),
+and the process RSS before the scrapes and its peak after.
 Run against an older checkout (per-resource series on), the same script measures what came before.
 """
 
@@ -64,6 +65,7 @@ def build_runtime(n: int, projects: int, per_resource_series: bool) -> Runtime:
     # No Kubernetes client, gateway or Secret resolver is used before the poll loop runs.
     runtime = Runtime(settings, registry, NorthflankClient("http://nf.invalid"), None, cast(Any, None),
                       cast(Any, None), metrics)  # fmt: skip
+    # What Poller.attach leaves behind (its internals: follow them when the poll loop changes).
     poller = runtime.poller
     for i in range(n):
         key = ResourceKey("fleet", f"model-{i:05d}")
