@@ -26,12 +26,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, cast
 
+from pydantic import SecretStr
+
+from northflank_llm_operator.credentials import CredentialResolver
 from northflank_llm_operator.metrics import MetricsServer, OperatorMetrics
 from northflank_llm_operator.northflank import LLMModelDeployment, NorthflankClient, RateLimit
-from northflank_llm_operator.planner import GroupKey, Urgency
-from northflank_llm_operator.poller import Attachment
 from northflank_llm_operator.registry import Registry
-from northflank_llm_operator.resource import ResourceKey
+from northflank_llm_operator.resource import LLMModelDeploymentSpec
 from northflank_llm_operator.runtime import Runtime
 from northflank_llm_operator.settings import OperatorSettings
 from northflank_llm_operator.status import Observation, Timing, compute_status
@@ -63,19 +64,19 @@ def build_runtime(n: int, projects: int, per_resource_series: bool) -> Runtime:
         registry.observe(None, resource_body(i, f"project-{i % projects}", status))
     registry.take_pending()
     # No Kubernetes client, gateway or Secret resolver is used before the poll loop runs.
+    credentials = CredentialResolver(cast(Any, None), default_token=SecretStr("bench-token-0123456789"),
+                                     cache_seconds=30)  # fmt: skip
     runtime = Runtime(settings, registry, NorthflankClient("http://nf.invalid"), None, cast(Any, None),
-                      cast(Any, None), metrics)  # fmt: skip
-    # What Poller.attach leaves behind (its internals: follow them when the poll loop changes).
-    poller = runtime.poller
-    for i in range(n):
-        key = ResourceKey("fleet", f"model-{i:05d}")
-        group = GroupKey(f"account-{i % 2}", f"project-{i % projects}")
-        poller._attached[key] = Attachment(f"uid-{i}", 1, group, key.name, 60.0, False)
-        poller._last_success[key] = now
-        poller.planner.track(key, group, key.name, 60.0, urgency=Urgency.ROUTINE)
+                      credentials, metrics)  # fmt: skip
+    # Attached as the reconciler does it, each with a current observation.
+    observer = runtime.poller.observer
+    for resource in registry:
+        spec = LLMModelDeploymentSpec.model_validate(resource.spec)
+        observer.attach(resource.key, resource.uid, resource.generation, spec, observed_before=True, refresh=None,
+                        handled_refresh=None)  # fmt: skip
     metrics.observe_resources(runtime, accounts_in_use=lambda: runtime.poller.planner.accounts())
     metrics.set_leading(True)
-    for account in poller.planner.accounts():
+    for account in runtime.poller.planner.accounts():
         metrics.rate_limit_seen(account, RateLimit(limit=1000, remaining=700, reset_seconds=1800))
     return runtime
 
