@@ -264,18 +264,19 @@ class LeaderElector:
 
     async def _renew_until_lost(self) -> str:
         """Renew every retry period until the fence closes or someone else holds the Lease; why it ended."""
+        deadline_passed = f"no renewal succeeded within the renew deadline ({self.config.renew_deadline:g}s)"
         while True:
             await self._sleep(self.config.retry_period)
             if not self.fence.valid():
-                # The process could not run for the renew deadline (paused, starved): a standby may
-                # already lead, so not even a renewal is tried.
-                return "the renew deadline passed while this process was not running"
+                # Also when the process could not run meanwhile (paused, starved): a standby may already
+                # lead, so not even a renewal is tried.
+                return deadline_passed
             with contextlib.suppress(TimeoutError):  # an attempt cut short is a failed one
                 await asyncio.wait_for(self.try_acquire_or_renew(), timeout=self.fence.remaining())
             if self._observed is not None and self._observed.holder not in (None, self.identity):
                 return f"{self._observed.holder} holds it"
             if not self.fence.valid():
-                return f"no renewal succeeded for the renew deadline ({self.config.renew_deadline:g}s)"
+                return deadline_passed
 
     async def release(self) -> None:
         """Give the Lease up (graceful shutdown) so that a standby takes over on its next try.

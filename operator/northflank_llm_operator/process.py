@@ -192,7 +192,7 @@ class Leadership:
 
     async def run(self) -> None:
         if not self._settings.leader_elect:
-            return  # nothing to campaign for: _operate started the poll loop
+            return  # nothing to campaign for: operate() started the poll loop
         self._campaign = asyncio.current_task()
         namespace = self._settings.leader_election_namespace or _pod_namespace()
         if namespace is None:
@@ -220,6 +220,8 @@ class Leadership:
         await self._elector.run()
         # run() returns only once the Lease is lost (a graceful stop cancels it): polling has stopped
         # and the fence is closed. Exit rather than stand by with this state, as controller-runtime does.
+        if self._stepped_down:
+            return  # lost while a SIGTERM was handing it over anyway
         self.lost_lease = True
         logger.error(
             "Exiting because the leader election Lease was lost; restarted, this replica rejoins as a "

@@ -155,7 +155,8 @@ async def test_the_leader_stops_leading_once_renewals_fail_for_the_renew_deadlin
     assert log == ["a started"]
     assert leading(a)
     store.broken = True
-    assert store.record is not None and store.record.renew_time is not None
+    assert store.record is not None
+    assert store.record.renew_time is not None
     last_renewed = (store.record.renew_time - FakeClock.wall_at(0)).total_seconds()
     await until(task.done)
     # Stopped within the renew deadline of the last renewal (10 s, checked every 2 s retry), before
