@@ -210,7 +210,7 @@ def test_a_paused_leader_that_lost_the_lease_neither_writes_nor_polls_and_exits(
             poll_interval_seconds=1.0,
             metrics_port=free_port(),
             extra_env=FAST_ELECTION,
-            extra_args=["--leader-elect", f"--leader-election-id={LEASE}-fence",
+            extra_args=["--leader-elect", f"--leader-election-id={LEASE}",
                         f"--leader-election-namespace={namespace}"],
         )  # fmt: skip
 
