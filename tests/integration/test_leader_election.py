@@ -17,6 +17,7 @@ from typing import Any
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from northflank_api_simulator.control import SimulatorControl
 from tests.controlplane.controlplane import ControlPlane
@@ -186,6 +187,20 @@ def requests_by(nf: SimulatorControl, token_id: str) -> int:
     return sum(row["count"] for row in nf.stats() if row["tokenId"] == token_id)
 
 
+def status_patches(control_plane: ControlPlane) -> float:
+    """Every PATCH of an LLMModelDeployment's status the API server has answered (any code, any
+    client), from its own request metrics: no-op and refused patches count too."""
+    total = 0.0
+    for family in text_string_to_metric_families(control_plane.kubectl("get", "--raw", "/metrics").stdout):
+        for sample in family.samples:
+            labels = sample.labels
+            if (sample.name, labels.get("verb"), labels.get("resource"), labels.get("subresource")) == (
+                "apiserver_request_total", "PATCH", "llmmodeldeployments", "status",
+            ):  # fmt: skip
+                total += sample.value
+    return total
+
+
 def test_a_paused_leader_that_lost_the_lease_neither_writes_nor_polls_and_exits(
     control_plane: ControlPlane,
     namespace: str,
@@ -240,6 +255,7 @@ def test_a_paused_leader_that_lost_the_lease_neither_writes_nor_polls_and_exits(
         before = {name: item["metadata"]["resourceVersion"] for name, item in cluster.get_all().items()}
         events_before = {name: len(cluster.events(name)) for name in NAMES}
         new_writes_before = scrape(new.metrics_url or "").value("llmmodeldeployment_status_writes_total")
+        patches_before = status_patches(control_plane)
         old_requests_before = requests_by(nf, old_id)
         resumed_at = time.monotonic()
         old.process.send_signal(signal.SIGCONT)
@@ -252,15 +268,19 @@ def test_a_paused_leader_that_lost_the_lease_neither_writes_nor_polls_and_exits(
         after = {name: item["metadata"]["resourceVersion"] for name, item in cluster.get_all().items()}
         changed = sorted(name for name in NAMES if after[name] != before[name])
         new_writes = scrape(new.metrics_url or "").value("llmmodeldeployment_status_writes_total")
+        patches = status_patches(control_plane) - patches_before
         events_added = {name: len(cluster.events(name)) - events_before[name] for name in NAMES}
 
-        print(f"\nold leader after SIGCONT: {old_requests} Northflank requests, status changed on {changed}, "
-              f"events added {events_added}, exit code {old.process.poll()} after {exited_after:.2f}s")  # fmt: skip
+        print(f"\nold leader after SIGCONT: {old_requests} Northflank requests; status PATCHes at the API "
+              f"server {patches:g} (the new leader's writes {new_writes_before:g} -> {new_writes:g}), status "
+              f"changed on {changed}, events added {events_added}, exit code {old.process.poll()} after "
+              f"{exited_after:.2f}s")  # fmt: skip
         assert old_requests == 0, f"the old leader sent {old_requests} Northflank requests after it lost the Lease"
-        # Nothing changed at Northflank and the new leader wrote nothing, so any new resourceVersion is
-        # the old leader's write (a condition flapping to StatusStale and back).
-        assert new_writes == new_writes_before == 0
+        # Only the two replicas patch status here, and nothing changed at Northflank: any PATCH is the old
+        # leader's (or the new leader's putting back what the old one flapped).
+        assert patches == 0, f"{patches:g} status PATCHes reached the API server after SIGCONT"
         assert changed == [], f"status written after the Lease was lost: {changed}"
+        assert new_writes == new_writes_before == 0
         assert events_added == dict.fromkeys(NAMES, 0)
         code = old.process.poll()
         assert code is not None, f"the old leader did not exit within {LOST_LEASE_EXIT_SECONDS:g}s of SIGCONT"
