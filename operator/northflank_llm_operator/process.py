@@ -64,7 +64,8 @@ async def operate(options: WatchOptions, settings: OperatorSettings) -> int:
     runtime.on_unserved = kopf_runs.stop_kopf  # the CRD went away: stop kopf, wait for the CRD, start again
 
     def lost_lease() -> None:
-        watchdog.arm(exit_code=1)  # a shutdown that hangs must not keep a replica that lost the Lease alive
+        # A shutdown that hangs must not keep a replica that lost the Lease alive, nor let it exit 0.
+        watchdog.arm(exit_code=1, cause="losing the leader election Lease")
         kopf_runs.stop()
 
     leadership = Leadership(runtime, settings, kopf_runs.ready, kopf_runs.stop, poller_done, on_lost=lost_lease)
@@ -377,6 +378,7 @@ class ShutdownWatchdog:
         self.timeout = timeout
         self.signalled = False
         self.exit_code = 0
+        self._cause = "SIGTERM"
         self._timer: threading.Timer | None = None
 
     def chain(self, sig: signal.Signals) -> None:
@@ -400,9 +402,10 @@ class ShutdownWatchdog:
                 self.chain(sig)
             await asyncio.sleep(_RECHAIN_SECONDS)
 
-    def arm(self, exit_code: int = 0) -> None:
+    def arm(self, exit_code: int = 0, cause: str = "SIGTERM") -> None:
         """Start the deadline; ``exit_code`` is what the process ends with if it passes (the highest asked)."""
-        self.exit_code = max(self.exit_code, exit_code)
+        if exit_code > self.exit_code:
+            self.exit_code, self._cause = exit_code, cause
         self.signalled = True
         if self._timer is None:
             self._timer = threading.Timer(self.timeout, self._expire)
@@ -410,7 +413,7 @@ class ShutdownWatchdog:
             self._timer.start()
 
     def _expire(self) -> None:
-        logger.error("Did not stop within %gs; exiting now", self.timeout)
+        logger.error("Did not stop within %gs of %s; exiting now", self.timeout, self._cause)
         for handler in logging.getLogger().handlers:
             with contextlib.suppress(Exception):
                 handler.flush()

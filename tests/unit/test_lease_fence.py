@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import os
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -317,3 +318,18 @@ async def test_a_graceful_step_down_is_not_a_lost_lease(monkeypatch: pytest.Monk
     assert not runtime.fence.valid()
     assert store.record is not None
     assert store.record.holder is None  # released for a standby
+
+
+def test_the_shutdown_deadline_after_a_lost_lease_exits_non_zero(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    exits: list[int] = []
+    monkeypatch.setattr(os, "_exit", exits.append)
+    watchdog = process.ShutdownWatchdog(3600)
+    watchdog.arm(exit_code=1, cause="losing the leader election Lease")
+    watchdog.arm()  # a SIGTERM meanwhile does not turn it into a clean exit
+    assert watchdog._timer is not None
+    watchdog._timer.cancel()
+    watchdog._expire()
+    assert exits == [1]
+    assert "Did not stop within 3600s of losing the leader election Lease" in caplog.text
