@@ -22,6 +22,7 @@ from kubernetes.client.exceptions import ApiException
 
 from .conditions import format_time
 from .credentials import CredentialsError
+from .leader import FencedError, LeaseFence
 from .resource import API_VERSION, GROUP, KIND, PLURAL, VERSION, ResourceKey
 from .status import Event
 
@@ -86,8 +87,13 @@ def load_api_client() -> Any:
 class KubernetesGateway:
     """Status patches, Events and Secret reads for LLMModelDeployment resources."""
 
-    def __init__(self, api_client: Any, *, instance: str, max_concurrent_calls: int = 16) -> None:
+    def __init__(
+        self, api_client: Any, *, instance: str, max_concurrent_calls: int = 16, fence: LeaseFence | None = None
+    ) -> None:
         self._api = api_client
+        # Status patches and Events are refused (FencedError, nothing sent) once the Lease may be lost;
+        # reads are not fenced.
+        self._fence = fence or LeaseFence.unfenced()
         self._custom = kubernetes.client.CustomObjectsApi(api_client)
         # Events and Secrets go through the plain ApiClient: kubernetes.client.CoreV1Api is one huge
         # generated module that alone adds about 70 MiB to the process for two calls.
@@ -106,6 +112,12 @@ class KubernetesGateway:
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
 
+    def _check_fence(self, what: str) -> None:
+        """Called in the worker thread right before the request: a write that queued behind others
+        while the Lease was lost is refused too."""
+        if not self._fence.permit():
+            raise FencedError(f"not sending {what}: this replica no longer holds the leader election Lease")
+
     async def patch_status(
         self, key: ResourceKey, patch: Mapping[str, Any], *, uid: str | None = None, resource_version: str | None = None
     ) -> Mapping[str, Any]:
@@ -121,6 +133,7 @@ class KubernetesGateway:
             body["metadata"] = {"resourceVersion": resource_version}
 
         def call() -> Mapping[str, Any]:
+            self._check_fence(f"the status patch of {key}")
             result = self._custom.patch_namespaced_custom_object_status(
                 GROUP,
                 VERSION,
@@ -246,9 +259,12 @@ class KubernetesGateway:
             "lastTimestamp": now,
             "count": 1,
         }
-        await self._call(
-            self._json_call, "POST", "/api/v1/namespaces/{namespace}/events", {"namespace": key.namespace}, body
-        )
+
+        def call() -> Any:
+            self._check_fence(f"the {event.reason} Event of {key}")
+            return self._json_call("POST", "/api/v1/namespaces/{namespace}/events", {"namespace": key.namespace}, body)
+
+        await self._call(call)
 
     async def create_event(
         self,

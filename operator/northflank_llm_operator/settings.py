@@ -193,7 +193,10 @@ class OperatorSettings(BaseSettings):
         default=15.0, gt=0.0, le=3600.0, description="A standby takes over once the leader has not renewed this long."
     )
     leader_election_renew_deadline_seconds: float = Field(
-        default=10.0, gt=0.0, le=3600.0, description="The leader stops leading when it could not renew for this long."
+        default=10.0,
+        gt=0.0,
+        le=3600.0,
+        description="The leader stops writing and exits when it could not renew for this long.",
     )
     leader_election_retry_period_seconds: float = Field(
         default=2.0, gt=0.0, le=600.0, description="Seconds between attempts to take or renew the Lease."
