@@ -59,7 +59,8 @@ def test_a_value_that_means_nothing_does_not_pause_and_is_warned_about_once() ->
     [(warned, event)] = registry.take_pause_warnings()
     assert warned is resource
     assert (event.type, event.reason) == ("Warning", "InvalidPauseAnnotation")
-    assert "'ture'" in event.message and PAUSED_ANNOTATION in event.message
+    assert "'ture'" in event.message
+    assert PAUSED_ANNOTATION in event.message
     # The same value again (a status write echoes back): no second warning.
     registry.observe("MODIFIED", body("ture", resource_version="2"))
     assert registry.take_pause_warnings() == []
@@ -70,7 +71,10 @@ def test_a_value_that_means_nothing_does_not_pause_and_is_warned_about_once() ->
         "false (false, no, 0, off); polling goes on as if it were not set."
     ]
     registry.observe("MODIFIED", body("yes", resource_version="4"))
-    assert resource.paused and resource.pause_annotation_invalid is None
+    again = registry.get(KEY)
+    assert again is not None
+    assert again.paused
+    assert again.pause_annotation_invalid is None
     assert registry.take_pause_warnings() == []
 
 
