@@ -48,6 +48,13 @@ def _poll_interval(text: str) -> int:
     return value
 
 
+def _percent(text: str) -> float:
+    value = float(text)
+    if not 0 <= value <= 100:
+        raise argparse.ArgumentTypeError("must be between 0 and 100")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="northflank-llm-operator", description=__doc__)
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -94,8 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
     importer = commands.add_parser(
         "import",
         help="print LLMModelDeployment manifests for a project's existing deployments (YAML on stdout)",
-        description="List a Northflank project's LLM model deployments (NORTHFLANK_API_TOKEN, "
-        "NORTHFLANK_API_BASE_URL) and print one LLMModelDeployment manifest per deployment, ready to commit.",
+        description="List a Northflank project's LLM model deployments (NORTHFLANK_API_TOKEN or "
+        "NORTHFLANK_API_TOKEN_FILE, NORTHFLANK_API_BASE_URL) and print one LLMModelDeployment manifest per "
+        "deployment, ready to commit.",
     )
     importer.add_argument("--project", required=True, metavar="PROJECT_ID", help="the Northflank project's id")
     importer.add_argument("--team", metavar="TEAM_ID", help="the team, for an organisation-scoped token (spec.teamId)")
@@ -110,6 +118,11 @@ def build_parser() -> argparse.ArgumentParser:
     importer.add_argument(
         "--expected-phase-from-current", action="store_true",
         help="set spec.expectedPhase to each deployment's current phase (running or paused)",
+    )  # fmt: skip
+    importer.add_argument(
+        "--reserve", type=_percent, default=10.0, metavar="PERCENT",
+        help="stop, printing nothing, before the token's hourly Northflank budget falls below this share "
+        "(x-ratelimit-remaining), so an operator polling with the same token keeps working (default: 10)",
     )  # fmt: skip
 
     commands.add_parser(
@@ -150,7 +163,7 @@ def import_project(args: argparse.Namespace) -> int:
         poll_interval_seconds=args.poll_interval,
         expected_phase_from_current=args.expected_phase_from_current,
     )
-    return asyncio.run(run_import(options, settings, sys.stdout, sys.stderr))
+    return asyncio.run(run_import(options, settings, sys.stdout, sys.stderr, reserve_fraction=args.reserve / 100))
 
 
 def run(args: argparse.Namespace) -> int:

@@ -86,6 +86,20 @@ def _read_when_still(path: Path) -> str | None:
     return None
 
 
+def read_token_file(path: Path) -> str:
+    """The token in ``path``, read as the operator reads NORTHFLANK_API_TOKEN_FILE (complete, stripped,
+    format-checked), for one-shot commands; CredentialsError says what is wrong without quoting it."""
+    try:
+        content = _read_when_still(path)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CredentialsError(
+            "CredentialsUnavailable", f"Cannot read {_FILE_SOURCE} ({type(exc).__name__})."
+        ) from None
+    if content is None:
+        raise CredentialsError("CredentialsUnavailable", f"{_FILE_SOURCE[0].upper()}{_FILE_SOURCE[1:]} kept changing.")
+    return _checked(content.strip(), _FILE_SOURCE).token
+
+
 def _checked(token: str, what: str) -> Credential:
     """The credential for an already stripped token, or CredentialsInvalid naming what is wrong."""
     problem = token_problem(token)
