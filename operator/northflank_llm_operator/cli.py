@@ -84,6 +84,16 @@ def build_parser() -> argparse.ArgumentParser:
         "(overrides NORTHFLANK_LLM_OPERATOR_METRICS_BIND_ADDRESS; unset: not served)",
     )  # fmt: skip
     run.add_argument(
+        "--metrics-secure", action=argparse.BooleanOptionalAction, default=None,
+        help="serve /metrics over HTTPS, only to bearer tokens the API server allows 'get' on /metrics "
+        "(TokenReview + SubjectAccessReview); --no-metrics-secure: plain HTTP "
+        "(overrides NORTHFLANK_LLM_OPERATOR_METRICS_SECURE; default: plain HTTP)",
+    )  # fmt: skip
+    run.add_argument(
+        "--metrics-cert-dir", metavar="DIR",
+        help="tls.crt and tls.key for --metrics-secure (default: a self-signed certificate made at start-up)",
+    )  # fmt: skip
+    run.add_argument(
         "--leader-elect", action=argparse.BooleanOptionalAction, default=None,
         help="elect a leader through a Lease so that several replicas can run; only the leader polls "
         "(overrides NORTHFLANK_LLM_OPERATOR_LEADER_ELECT)",
@@ -179,6 +189,8 @@ def run(args: argparse.Namespace) -> int:
     flags = {
         "label_selector": args.selector,
         "metrics_bind_address": args.metrics_bind_address,
+        "metrics_secure": args.metrics_secure,
+        "metrics_cert_dir": args.metrics_cert_dir,
         "leader_elect": args.leader_elect,
         "leader_election_id": args.leader_election_id,
         "leader_election_namespace": args.leader_election_namespace,
@@ -214,9 +226,15 @@ async def _operate(args: argparse.Namespace, settings: OperatorSettings) -> int:
         runtime.start().add_done_callback(poller_done)
     metrics_server = None
     if settings.metrics_bind_address is not None:
-        from .metrics import MetricsServer
+        from .metrics import MetricsAuthorizer, MetricsServer, tls_context
 
-        metrics_server = MetricsServer(runtime.metrics, ready=leadership.readiness)
+        secure = settings.metrics_secure
+        metrics_server = MetricsServer(
+            runtime.metrics,
+            ready=leadership.readiness,
+            authorizer=MetricsAuthorizer(runtime.gateway) if secure else None,
+            ssl_context=tls_context(settings.metrics_cert_dir) if secure else None,
+        )
         await metrics_server.start(settings.metrics_bind_address)
     # Both created before kopf starts, so kopf leaves them alone at exit.
     campaign = asyncio.create_task(leadership.run(), name="leadership")

@@ -130,6 +130,7 @@ def test_deployment_runs_one_standalone_operator_with_liveness_and_readiness_pro
         "--standalone",
         "--liveness=http://0.0.0.0:8080/healthz",
         "--metrics-bind-address=:8081",
+        "--metrics-secure",
         "--log-format=json",
         "--all-namespaces",
     ]
@@ -139,7 +140,7 @@ def test_deployment_runs_one_standalone_operator_with_liveness_and_readiness_pro
     ]
     assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "healthz"}
     # Ready: the watch runs and this replica can lead (tests/chart/test_chart_monitoring.py has the rest).
-    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics", "scheme": "HTTPS"}
     assert "startupProbe" not in container
     assert container["resources"]["requests"]
     assert container["resources"]["limits"]
