@@ -53,7 +53,7 @@ def invalid_pause_event(value: str) -> Event:
     return Event(
         "Warning",
         INVALID_PAUSE_ANNOTATION,
-        f"The annotation {PAUSED_ANNOTATION} is {value!r}, which means neither true (true, yes, 1, on) nor "
+        f"The annotation {PAUSED_ANNOTATION} is '{value}', which means neither true (true, yes, 1, on) nor "
         "false (false, no, 0, off); polling goes on as if it were not set.",
     )
 
@@ -148,6 +148,7 @@ class Registry:
         """Record the pause value's meaning; a new meaningless value queues one Warning."""
         if invalid is not None and invalid != resource.pause_annotation_invalid:
             self._pause_warnings.append((resource, invalid_pause_event(invalid)))
+            self.changed.set()  # wakes the loop even when nothing else about the resource changed
         resource.pause_annotation_invalid = invalid
 
     def take_pause_warnings(self) -> list[tuple[TrackedResource, Event]]:

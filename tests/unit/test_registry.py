@@ -91,3 +91,17 @@ def test_a_change_of_meaning_reaches_the_poller() -> None:
 def test_the_value_is_escaped_in_the_warning() -> None:
     assert parse_pause_annotation("tr\x1b[31mue") == (False, "tr\\x1b[31mue")
     assert parse_pause_annotation(123) == (False, "123")
+    registry = Registry()
+    registry.observe(None, body("tr\x1b[31mue"))
+    [(_, event)] = registry.take_pause_warnings()
+    assert "is 'tr\\x1b[31mue'," in event.message
+    assert "\x1b" not in event.message
+
+
+def test_a_new_meaningless_value_wakes_the_loop() -> None:
+    registry = Registry()
+    registry.observe(None, body("false"))
+    registry.take_pending()
+    registry.changed.clear()
+    registry.observe("MODIFIED", body("nope", resource_version="2"))
+    assert registry.changed.is_set()
