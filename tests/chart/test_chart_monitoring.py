@@ -60,18 +60,10 @@ def test_service_monitor_scrapes_the_metrics_port_of_this_release(helm: Helm) ->
     }]  # fmt: skip
 
 
-def test_secure_metrics_rbac_and_certificate(helm: Helm) -> None:
-    manifests = helm.render({"watchNamespaces": ["team-a"], "metrics": {"certSecret": "metrics-tls"}})
-    roles = {role["metadata"]["name"]: role for role in manifests.of_kind("ClusterRole")}
-    auth = next(role for name, role in roles.items() if name.endswith("-metrics-auth"))
-    assert auth["rules"] == [
-        {"apiGroups": ["authentication.k8s.io"], "resources": ["tokenreviews"], "verbs": ["create"]},
-        {"apiGroups": ["authorization.k8s.io"], "resources": ["subjectaccessreviews"], "verbs": ["create"]},
-    ]
-    reader = next(role for name, role in roles.items() if name.endswith("-metrics-reader"))
+def test_secure_metrics_mount_a_given_certificate(helm: Helm) -> None:
+    manifests = helm.render({"metrics": {"certSecret": "metrics-tls"}})
+    reader = next(r for r in manifests.of_kind("ClusterRole") if r["metadata"]["name"].endswith("-metrics-reader"))
     assert reader["rules"] == [{"nonResourceURLs": ["/metrics"], "verbs": ["get"]}]
-    binding = next(b for b in manifests.of_kind("ClusterRoleBinding") if b["roleRef"]["name"].endswith("-metrics-auth"))
-    assert binding["subjects"][0]["kind"] == "ServiceAccount"
     container = manifests.container()
     assert "--metrics-cert-dir=/var/run/secrets/northflank-llm-operator/metrics-tls" in container["args"]
     volumes = {v["name"]: v for v in manifests.one("Deployment")["spec"]["template"]["spec"]["volumes"]}
