@@ -329,10 +329,10 @@ def test_install_upgrade_uninstall_manages_the_crd_and_keeps_resources(
         # The chart's CRD prints every column for a resource no operator has observed yet.
         [never] = parse_table(plane.kubectl("get", "llmd", "-n", namespace, "-o", "wide").stdout, WIDE_COLUMNS)
         assert never == {
-            **{column: "<none>" for column in WIDE_COLUMNS},
+            **{column: "" for column in WIDE_COLUMNS},
             "NAME": "survivor", "AGE": never["AGE"], "PROJECT": "proj", "DEPLOYMENT": "model",
         }  # fmt: skip
-        assert never["AGE"] != "<none>"
+        assert never["AGE"]
         [short] = parse_table(plane.kubectl("get", "llmd", "-n", namespace).stdout, DEFAULT_COLUMNS)
         assert short == {column: never[column] for column in DEFAULT_COLUMNS}
 
@@ -601,7 +601,7 @@ def test_operator_syncs_end_to_end_with_only_the_charts_service_account(
             "NAME": "e2e", "READY": "True", "PHASE": "running", "REASON": "Running",
             "MODEL": served["spec"]["configuration"]["name"], "GPU": "h200-141 × 8", "ENGINE": "vllm",
             "REPLICAS": "1", "URL": "https://" + served["ports"][0]["dns"], "PROJECT": "proj-e2e",
-            "DEPLOYMENT": "model-e2e", "EXPECTED": "<none>", "INTERVAL(S)": "1",
+            "DEPLOYMENT": "model-e2e", "EXPECTED": "", "INTERVAL(S)": "1",
             "MESSAGE": "The deployment is running.",
         }  # fmt: skip
 

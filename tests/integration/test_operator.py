@@ -113,7 +113,7 @@ def test_kubectl_get_prints_the_columns(cluster: Cluster, nf: SimulatorControl) 
         cluster.plane.kubectl("get", "llmd", "-n", cluster.namespace, "-o", "wide").stdout, wide_columns
     )
     assert [wide[k] for k in wide_columns[8:]] == [
-        "vllm", "1", "https://" + served["ports"][0]["dns"], PROJECT, "mistral", "<none>", "1",
+        "vllm", "1", "https://" + served["ports"][0]["dns"], PROJECT, "mistral", "", "1",
         "The deployment is running.",
     ], "EXPECTED is empty while spec.expectedPhase is unset"  # fmt: skip
 
