@@ -36,6 +36,13 @@ def _poll_interval(text: str) -> int:
     return value
 
 
+def _percent(text: str) -> float:
+    value = float(text)
+    if not 0 <= value <= 100:
+        raise argparse.ArgumentTypeError("must be between 0 and 100")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="northflank-llm-operator", description=__doc__)
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -70,6 +77,16 @@ def build_parser() -> argparse.ArgumentParser:
         "and condition, for large fleets (overrides NORTHFLANK_LLM_OPERATOR_METRICS_PER_RESOURCE_SERIES)",
     )  # fmt: skip
     run.add_argument(
+        "--metrics-secure", action=argparse.BooleanOptionalAction, default=None,
+        help="serve /metrics over HTTPS, only to bearer tokens the API server allows 'get' on /metrics "
+        "(TokenReview + SubjectAccessReview); --no-metrics-secure: plain HTTP "
+        "(overrides NORTHFLANK_LLM_OPERATOR_METRICS_SECURE; default: plain HTTP)",
+    )  # fmt: skip
+    run.add_argument(
+        "--metrics-cert-dir", metavar="DIR",
+        help="tls.crt and tls.key for --metrics-secure (default: a self-signed certificate made at start-up)",
+    )  # fmt: skip
+    run.add_argument(
         "--leader-elect", action=argparse.BooleanOptionalAction, default=None,
         help="elect a leader through a Lease so that several replicas can run; only the leader polls "
         "(overrides NORTHFLANK_LLM_OPERATOR_LEADER_ELECT)",
@@ -87,8 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
     importer = commands.add_parser(
         "import",
         help="print LLMModelDeployment manifests for a project's existing deployments (YAML on stdout)",
-        description="List a Northflank project's LLM model deployments (NORTHFLANK_API_TOKEN, "
-        "NORTHFLANK_API_BASE_URL) and print one LLMModelDeployment manifest per deployment, ready to commit.",
+        description="List a Northflank project's LLM model deployments (NORTHFLANK_API_TOKEN or "
+        "NORTHFLANK_API_TOKEN_FILE, NORTHFLANK_API_BASE_URL) and print one LLMModelDeployment manifest per "
+        "deployment, ready to commit.",
     )
     importer.add_argument("--project", required=True, metavar="PROJECT_ID", help="the Northflank project's id")
     importer.add_argument("--team", metavar="TEAM_ID", help="the team, for an organisation-scoped token (spec.teamId)")
@@ -103,6 +121,11 @@ def build_parser() -> argparse.ArgumentParser:
     importer.add_argument(
         "--expected-phase-from-current", action="store_true",
         help="set spec.expectedPhase to each deployment's current phase (running or paused)",
+    )  # fmt: skip
+    importer.add_argument(
+        "--reserve", type=_percent, default=10.0, metavar="PERCENT",
+        help="stop, printing nothing, before the token's hourly Northflank budget falls below this share "
+        "(x-ratelimit-remaining), so an operator polling with the same token keeps working (default: 10)",
     )  # fmt: skip
 
     commands.add_parser(
@@ -143,7 +166,7 @@ def import_project(args: argparse.Namespace) -> int:
         poll_interval_seconds=args.poll_interval,
         expected_phase_from_current=args.expected_phase_from_current,
     )
-    return asyncio.run(run_import(options, settings, sys.stdout, sys.stderr))
+    return asyncio.run(run_import(options, settings, sys.stdout, sys.stderr, reserve_fraction=args.reserve / 100))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -160,6 +183,8 @@ def run(args: argparse.Namespace) -> int:
         "label_selector": args.selector,
         "metrics_bind_address": args.metrics_bind_address,
         "metrics_per_resource_series": args.metrics_per_resource_series,
+        "metrics_secure": args.metrics_secure,
+        "metrics_cert_dir": args.metrics_cert_dir,
         "leader_elect": args.leader_elect,
         "leader_election_id": args.leader_election_id,
         "leader_election_namespace": args.leader_election_namespace,

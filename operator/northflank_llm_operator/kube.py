@@ -23,6 +23,7 @@ from kubernetes.client.exceptions import ApiException
 from .conditions import format_time
 from .credentials import CredentialsError
 from .leader import FencedError, LeaseFence
+from .metrics import AccessVerdict
 from .resource import API_VERSION, GROUP, KIND, PLURAL, VERSION, ResourceKey
 from .status import Event
 
@@ -72,6 +73,10 @@ def _refused_status(exc: ApiException) -> StatusRejectedError | None:
     if exc.status == 500 and ("too large" in body or "exceeded" in body or "limit" in body):
         return StatusRejectedError(exc.status, message)  # etcd's size limit
     return None
+
+
+def _mapping(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
 
 
 def load_api_client() -> Any:
@@ -235,6 +240,38 @@ class KubernetesGateway:
         response = self._api.call_api(*request, _request_timeout=_REQUEST_TIMEOUT_SECONDS)
         response.read()
         return self._api.response_deserialize(response, {"200": "object", "201": "object"}).data
+
+    async def review_metrics_access(self, token: str) -> AccessVerdict:
+        """Who ``token`` is (TokenReview) and whether it may ``get`` the non-resource URL ``/metrics``
+        (SubjectAccessReview): the checks of controller-runtime's secure metrics endpoint."""
+        review = await self._call(
+            self._json_call,
+            "POST",
+            "/apis/authentication.k8s.io/v1/tokenreviews",
+            body={"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "spec": {"token": token}},
+        )
+        status = _mapping(_mapping(review).get("status"))
+        user = _mapping(status.get("user"))
+        username = user.get("username")
+        if status.get("authenticated") is not True or not isinstance(username, str):
+            return AccessVerdict(authenticated=False, allowed=False, detail="a token the API server does not know")
+        spec: dict[str, Any] = {
+            "user": username,
+            "groups": [g for g in user.get("groups") or [] if isinstance(g, str)],
+            "nonResourceAttributes": {"path": "/metrics", "verb": "get"},
+        }
+        if isinstance(user.get("uid"), str):
+            spec["uid"] = user["uid"]
+        if isinstance(user.get("extra"), Mapping):
+            spec["extra"] = user["extra"]
+        access = await self._call(
+            self._json_call,
+            "POST",
+            "/apis/authorization.k8s.io/v1/subjectaccessreviews",
+            body={"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview", "spec": spec},
+        )
+        allowed = _mapping(_mapping(access).get("status")).get("allowed") is True
+        return AccessVerdict(authenticated=True, allowed=allowed, detail=repr(username)[:200])
 
     async def record_event(self, key: ResourceKey, uid: str, event: Event) -> None:
         now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

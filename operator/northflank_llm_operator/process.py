@@ -77,9 +77,15 @@ async def operate(options: WatchOptions, settings: OperatorSettings) -> int:
         runtime.start().add_done_callback(poller_done)
     metrics_server = None
     if settings.metrics_bind_address is not None:
-        from .metrics import MetricsServer
+        from .metrics import MetricsAuthorizer, MetricsServer, tls_context
 
-        metrics_server = MetricsServer(runtime.metrics, ready=leadership.readiness)
+        secure = settings.metrics_secure
+        metrics_server = MetricsServer(
+            runtime.metrics,
+            ready=leadership.readiness,
+            authorizer=MetricsAuthorizer(runtime.gateway) if secure else None,
+            ssl_context=tls_context(settings.metrics_cert_dir) if secure else None,
+        )
         await metrics_server.start(settings.metrics_bind_address)
     # Both created before kopf starts, so kopf leaves them alone at exit.
     campaign = asyncio.create_task(leadership.run(), name="leadership")

@@ -171,6 +171,21 @@ class OperatorSettings(BaseSettings):
             "keeps a scrape small for fleets of thousands."
         ),
     )
+    metrics_secure: bool = Field(
+        default=False,
+        description=(
+            "Serve /metrics over HTTPS and only to bearer tokens the API server allows get on the "
+            "non-resource URL /metrics (TokenReview and SubjectAccessReview, as controller-runtime's "
+            "--metrics-secure); false serves plain HTTP to anyone who can reach the port."
+        ),
+    )
+    metrics_cert_dir: Path | None = Field(
+        default=None,
+        description=(
+            "Directory holding tls.crt and tls.key for --metrics-secure (a mounted Secret); unset: a "
+            "self-signed certificate made at start-up."
+        ),
+    )
     leader_elect: bool = Field(
         default=False,
         description=(
