@@ -106,6 +106,9 @@ class Controller:
             self._resync_task = asyncio.create_task(self._resync(), name="resync")
         for key in self._registry.take_pending():
             self.queue.add(key)
+        for resource, event in self._registry.take_pause_warnings():
+            self.reconciler.note_event(resource.key, resource.uid, event)
+            self.queue.add(resource.key)
         self.queue.promote()
         self.observer.step()
 
