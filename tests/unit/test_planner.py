@@ -22,6 +22,7 @@ from northflank_llm_operator.planner import (
     ladder_ceil,
     ladder_floor_below,
 )
+from northflank_llm_operator.settings import OperatorSettings
 
 
 class Clock:
@@ -405,3 +406,81 @@ def test_each_account_has_its_own_budget() -> None:
     budget_a.record(w.clock.now, RateLimit(limit=1000, remaining=0, reset_seconds=600), rejected=True)
     w.run_until(w.clock.now + 5)
     assert [r.group.account for _, r in w.requests] == ["b"]
+
+
+# -- a budget someone else spends (issue 14, item 4) ----------------------------------------------
+
+
+@dataclass
+class SharedWindow(FixedWindow):
+    """A fixed window that another client of the same account spends too: ``share`` of each window,
+    either evenly across it or all at its start. Its windows follow each other without a gap, since
+    the other client never stops."""
+
+    share: float = 0.7
+    burst: bool = False
+    others_used: int = 0
+
+    def charge(self, now: float) -> tuple[bool, RateLimit]:
+        if self.started is None:
+            self.started = now
+        if now >= self.started + self.window:
+            self.started += self.window * math.floor((now - self.started) / self.window)
+            self.used = self.others_used = 0
+        elapsed = 1.0 if self.burst else (now - self.started) / self.window
+        spent_by_others = math.floor(self.share * self.limit * elapsed)
+        self.used += spent_by_others - self.others_used
+        self.others_used = spent_by_others
+        return super().charge(now)
+
+
+def routine_fleet(w: World, projects: int, *, interval: float = 60) -> None:
+    """Resources observed before (a restart): no urgent first observation, only the routine pace."""
+    for p in range(projects):
+        add_project(w, f"p{p}", 1, interval=interval, urgency=Urgency.ROUTINE)
+
+
+def test_a_window_someone_else_drained_is_spread_over_the_time_left_not_front_loaded() -> None:
+    w = world()
+    routine_fleet(w, 300)  # asks far more than the budget: every spendable request is wanted
+    w.run_until(w.clock.now + 1800)
+    # Someone else has spent 700 of the window: 300 are left with 3,000 s to go.
+    w.limiter.started, w.limiter.used = w.clock.now - 600, 700
+    start = w.clock.now
+    reset = start + 3000
+    w.requests.clear()
+    w.run_until(reset - 1)
+    times = [t for t, _ in w.requests]
+    assert w.limiter.rejected == 0
+    assert 150 <= len(times) <= 200, f"what is left above the reserve is used, and no more: {len(times)}"
+    early = sum(1 for t in times if t < start + 800)
+    assert early <= len(times) * 800 / 3000 * 1.3, f"{early} of {len(times)} requests went in the first 800 s"
+    spacing = gaps([start, *times, reset])
+    mean = (reset - start) / (len(times) + 1)
+    assert max(spacing) <= 3 * mean, f"a gap of {max(spacing):.0f} s against a mean of {mean:.0f} s"
+
+
+@pytest.mark.parametrize("burst", [False, True], ids=["others-spend-evenly", "others-spend-at-the-window-start"])
+def test_an_account_shared_with_a_client_spending_70_percent_is_observed_evenly_and_never_stale(burst: bool) -> None:
+    clock = Clock()
+    planner: Planner[str] = Planner(clock, PlannerConfig(), rng=random.Random(3))
+    w = World(clock, planner, SharedWindow(share=0.7, burst=burst))
+    routine_fleet(w, 20)
+    stale_after_intervals = OperatorSettings.model_fields["stale_after_intervals"].default
+    w.run_until(clock.now + 3600)  # the first window teaches how much the other client spends
+    start = clock.now
+    end = start + 3 * 3600
+    reported: list[float] = []
+    while clock.now < end:
+        w.run_until(min(end, clock.now + 30))
+        reported.append(planner.reported_stretch("acct"))
+    assert w.limiter.rejected == 0, "pacing never runs into a 429"
+    times = [t for t, r in w.requests if t >= start]
+    spacing = gaps(times)
+    mean = sum(spacing) / len(spacing)
+    assert max(spacing) <= 3 * mean, f"a gap of {max(spacing):.0f} s against a mean of {mean:.0f} s"
+    assert len(times) >= 0.8 * 3 * 200, f"the share the other client leaves is used: {len(times)} in 3 h"
+    stale_after = stale_after_intervals * 60 * min(reported)
+    for key, seen in w.observed_at.items():
+        worst = max(gaps([start, *(t for t in seen if t >= start), end]))
+        assert worst < stale_after, f"{key} went {worst:.0f} s unobserved; stale after {stale_after:.0f} s"
