@@ -14,6 +14,7 @@ from northflank_llm_operator.northflank import RateLimit
 from northflank_llm_operator.planner import (
     Budget,
     GroupKey,
+    HoldCause,
     Planner,
     PlannerConfig,
     Request,
@@ -484,3 +485,78 @@ def test_an_account_shared_with_a_client_spending_70_percent_is_observed_evenly_
     for key, seen in w.observed_at.items():
         worst = max(gaps([start, *(t for t in seen if t >= start), end]))
         assert worst < stale_after, f"{key} went {worst:.0f} s unobserved; stale after {stale_after:.0f} s"
+
+
+# -- one transitional deployment among 5,000 (issue 14, item 5) ------------------------------------
+
+
+def test_one_deployment_starting_among_5000_moves_no_status_and_is_paid_from_the_slack() -> None:
+    w = world()
+    for p in range(50):  # 50 one-page projects of 100: stretched 3.33, reported 3.5, little slack
+        add_project(w, f"p{p}", 100, urgency=Urgency.ROUTINE)
+    reported: set[float] = set()
+
+    def run(seconds: float) -> None:
+        end = w.clock.now + seconds
+        while w.clock.now < end:
+            w.run_until(min(end, w.clock.now + 10))
+            reported.add(w.planner.reported_stretch("acct"))
+
+    run(3600)
+    assert reported == {3.5}
+    w.observed_at.clear()
+    w.projects["p0"]["d0"] = "starting"
+    starting_at = w.clock.now
+    run(3600)
+    w.projects["p0"]["d0"] = "running"
+    running_at = w.clock.now
+    run(3600)
+    assert reported == {3.5}, "a deployment starting changes no other status"
+    starting = gaps([t for t in w.observed_at["p0/d0"] if starting_at + 600 <= t <= running_at])
+    others = gaps([t for t in w.observed_at["p1/d0"] if starting_at + 600 <= t <= running_at])
+    assert max(starting) <= min(others) / 2, "the starting deployment is observed faster, from the slack"
+    reported_interval = 60 * 3.5
+    for key, times in w.observed_at.items():
+        if key == "p0/d0":
+            continue
+        steady = gaps([t for t in times if t >= starting_at + 600])
+        assert sum(steady) / len(steady) <= reported_interval, f"{key} observed less often than reported"
+        assert max(steady) <= reported_interval * 1.05, f"{key} observed later than reported and the jitter"
+    assert w.limiter.rejected == 0
+
+
+# -- what the observer asks instead of reaching into the budget --------------------------------------
+
+
+def test_hold_cause_says_why_and_until_when_an_account_sends_nothing() -> None:
+    w = world()
+    add_project(w, "p", 1, account="a")
+    assert w.planner.hold_cause("a") is None
+    assert w.planner.hold_cause("unknown") is None
+    group = GroupKey("a", "p")
+    assert w.planner.record_headers(group, RateLimit(limit=1000, remaining=0, reset_seconds=600), rejected=True)
+    assert w.planner.hold_cause("a") == HoldCause("rate_limited", w.clock.now + 600)
+    w.clock.now += 601
+    assert w.planner.hold_cause("a") is None
+    request = w.planner.next_request()
+    assert isinstance(request, Request)
+    assert w.planner.credentials_rejected(request)
+    cause = w.planner.hold_cause("a")
+    assert cause is not None
+    assert cause.kind == "breaker"
+    assert cause.until > w.clock.now
+
+
+def test_an_extra_page_is_taken_only_while_the_budget_has_room_and_is_charged() -> None:
+    w = world()
+    add_project(w, "p", 1)
+    request = Request(GroupKey("acct", "p"), None, 1, urgent=False)
+    budget = w.planner.budget("acct")
+    assert budget is not None
+    budget.record(w.clock.now, RateLimit(limit=1000, remaining=500, reset_seconds=1800), rejected=False)
+    assert w.planner.may_spend_extra_page(request)
+    assert budget.remaining == 499, "the page is charged"
+    budget.record(w.clock.now, RateLimit(limit=1000, remaining=50, reset_seconds=1800), rejected=False)
+    assert not w.planner.may_spend_extra_page(request), "half the reserve is left: finish later"
+    stranger = Request(GroupKey("nobody", "p"), None, 1, urgent=False)
+    assert not w.planner.may_spend_extra_page(stranger)
