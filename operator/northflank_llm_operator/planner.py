@@ -418,9 +418,10 @@ class Budget:
                 share = self._routine_share(now)
                 if share is not None and share[1] >= self.window / 12:
                     # Not in the window's last twelfth, where a request more or less is a large share.
-                    ours, left = share
+                    share_left, left = share
                     # One request more: being one request ahead of the pace is no news.
-                    self._learn_sustainable(now, min(self.planned_rate, max((ours + 1) / left, 1 / self.window)))
+                    rate = min(self.planned_rate, max((share_left + 1) / left, 1 / self.window))
+                    self._learn_sustainable(now, rate)
         self._pace = self.pace(now)
         if not rejected:
             return False
@@ -785,7 +786,9 @@ class Planner(Generic[K]):
         for key in account.groups:
             for target in self._groups[key].targets.values():
                 if target.due > now and not (target.urgent or target.in_flight or target.failures):
-                    target.due = now + (target.due - now) * factor
+                    # Never beyond one new interval from now: retimes must not compound.
+                    latest = self._due_interval(key, target) * (1 + self.config.jitter)
+                    target.due = now + min((target.due - now) * factor, latest)
             self._replan_now(key)
 
     def _fit_speedup(self, name: str, account: _Account) -> None:
