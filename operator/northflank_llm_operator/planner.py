@@ -8,10 +8,13 @@ picks whichever costs fewer requests per second and re-decides when membership, 
 learned page count change. Several resources naming the same deployment share one *target*.
 
 Every account (a token, until proven otherwise) has a :class:`Budget` learned from Northflank's
-``x-ratelimit-*`` headers. Routine observations are paced evenly across the window by a small token
-bucket; a reserve serves new resources, spec changes and confirmations at once. When the account's
-demand exceeds its budget, every interval of that account is stretched by the same factor and work
-is served in due-time order from a heap, so nobody starves.
+``x-ratelimit-*`` headers. Routine observations are paced evenly across what is left of the window
+(less what other clients of the account are expected to spend) by a small token bucket; a reserve
+serves new resources, spec changes and confirmations at once. When the account's demand exceeds its
+budget, every interval of that account is stretched by the same factor and work is served in
+due-time order from a heap, so nobody starves. The stretch reported in status comes from the steady
+demand; observing transitional deployments faster is paid from the slack under it or from half of
+the reserve, never by moving every status.
 """
 
 from __future__ import annotations
