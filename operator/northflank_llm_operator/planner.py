@@ -29,7 +29,12 @@ from enum import Enum, IntEnum
 from typing import Any, Generic, Literal, TypeVar
 
 from .northflank import RateLimit
-from .northflank.contract import DOCUMENTED_HOUR_SECONDS, DOCUMENTED_LIMIT, PAGE_SIZE, TRANSITIONAL_PHASES
+
+# Re-exported: they were defined here before contract.py, and the loop may import them from here.
+from .northflank.contract import DOCUMENTED_HOUR_SECONDS
+from .northflank.contract import DOCUMENTED_LIMIT as DOCUMENTED_LIMIT
+from .northflank.contract import PAGE_SIZE as PAGE_SIZE
+from .northflank.contract import TRANSITIONAL_PHASES as TRANSITIONAL_PHASES
 
 #: Northflank documents a fixed window of one hour; a reset announced beyond it is not believed.
 DOCUMENTED_WINDOW_SECONDS = DOCUMENTED_HOUR_SECONDS
