@@ -104,6 +104,9 @@ class PlannerConfig:
     #: queue is always waiting, so the budget's pace, not the jitter of due times, spaces requests
     #: evenly (round robin by due time), and no capacity is lost to moments when nothing is due.
     backlog_headroom: float = 0.1
+    #: A backlog of routine work may use what the idle reserve would waste (its bucket is full), up to
+    #: half the reserve per window and never below half of it left in the window.
+    borrow_idle_reserve: bool = True
     #: Seconds to wait for more new resources before observing a group "at once", so that a
     #: ``kubectl apply`` of 100 manifests is one list call.
     batch_delay_seconds: float = 1.0
@@ -182,6 +185,7 @@ class Budget:
         # that paces them at ``borrowable_rate``.
         self._borrowed = 0
         self._borrow_tokens = 0.0
+        self._idle_tokens = 0.0
         # Routine requests per second in force since the last change of what is known.
         self._pace = self.planned_rate
         # Circuit breaker for rejected credentials (401/403): while open, the account is held, and once
@@ -273,10 +277,11 @@ class Budget:
         """Requests per second transitional work may take from the reserve: half of its refill."""
         return self.reserve / 2 / self.window
 
-    def borrow_ready_at(self, now: float, cost: int) -> float | None:
-        """When transitional work costing ``cost`` may be sent on the reserve (None: not in this
-        window): at ``borrowable_rate``, and while half the reserve stays for urgent work, in the
-        bucket and in the window."""
+    def borrow_ready_at(self, now: float, cost: int, *, idle_only: bool = False) -> float | None:
+        """When work costing ``cost`` may be sent on the reserve (None: not in this window): at
+        ``borrowable_rate``, and while half the reserve stays for urgent work, in the bucket and in
+        the window. ``idle_only`` (routine work): only while the reserve's bucket is full, that is
+        with what it would otherwise waste, so new resources still find it (nearly) full."""
         self._refill(now)
         if self.held(now) is not None or self._borrowed + cost > self.reserve // 2:
             return None
@@ -284,11 +289,21 @@ class Budget:
             return None
         need = min(float(cost), 1.0)
         paced = (need - self._borrow_tokens) / self.borrowable_rate
-        refilled = (self.reserve / 2 + cost - self.urgent_tokens) / (self.reserve / self.window)
+        if idle_only:
+            # Slower than the backlog the headroom keeps, so routine requests stay evenly spaced.
+            paced = max(paced, (need - self._idle_tokens) / self._idle_rate)
+        keep = self.reserve - 1.0 if idle_only else self.reserve / 2 + cost
+        refilled = (keep - self.urgent_tokens) / (self.reserve / self.window)
         return now + max(0.0, paced, refilled)
 
-    def borrow(self, now: float, cost: int) -> None:
+    @property
+    def _idle_rate(self) -> float:
+        return max(min(self.borrowable_rate, self._sustainable * self._config.backlog_headroom / 2), 1e-9)
+
+    def borrow(self, now: float, cost: int, *, idle: bool = False) -> None:
         self.spend(now, cost, urgent=True)
+        if idle:
+            self._idle_tokens -= cost
         self._borrow_tokens -= cost
         self._borrowed += cost
         self._pace = self.pace(now)
@@ -303,6 +318,7 @@ class Budget:
         self.tokens = min(self._capacity, self.tokens + elapsed * self._pace)
         self.urgent_tokens = min(float(self.reserve), self.urgent_tokens + elapsed * self.reserve / self.window)
         self._borrow_tokens = min(1.0, self._borrow_tokens + elapsed * self.borrowable_rate)
+        self._idle_tokens = min(1.0, self._idle_tokens + elapsed * self._idle_rate)
         if self.reset_at is not None and now >= self.reset_at:
             # A new window has begun; the next response says how much of it is left. One request
             # may go at once to learn it (one is no burst), whatever the pacing says.
@@ -525,6 +541,10 @@ class _Account:
     routine: list[tuple[float, int, int, WorkKey]] = field(default_factory=list)
     #: Routine work that observes a transitional deployment: it may also be paid from the reserve.
     transitional: list[tuple[float, int, int, WorkKey]] = field(default_factory=list)
+
+
+#: What to send now: the account, the heap and entry it comes from, and whether the reserve pays.
+_Decision = tuple[_Account, list[tuple[float, int, int, WorkKey]], tuple[float, int, int, WorkKey], bool]
 
 
 class Planner(Generic[K]):
@@ -896,42 +916,57 @@ class Planner(Generic[K]):
         decision = self._decide()
         return self._clock() if isinstance(decision, tuple) else decision
 
-    def _decide(
-        self,
-    ) -> tuple[_Account, list[tuple[float, int, int, WorkKey]], tuple[float, int, int, WorkKey], bool] | float | None:
+    def _decide(self) -> _Decision | float | None:
         self._replan_dirty()
         now = self._clock()
         wake: float | None = None
         for account in self._accounts.values():
-            budget = account.budget
-            head = self._head(account.urgent)
-            while head is not None and head[0] <= now and not budget.urgent_ready(now, self._cost(head[3])):
-                # The reserve is spent: the work waits its turn like any other, first among equals.
-                heapq.heappop(account.urgent)
-                heapq.heappush(account.routine, head)
-                head = self._head(account.urgent)
-            if head is not None:
-                if head[0] <= now:
-                    return account, account.urgent, head, True
-                wake = head[0] if wake is None else min(wake, head[0])
-            routine, fast = self._head(account.routine), self._head(account.transitional)
-            heap, head = (account.routine, routine)
-            if fast is not None and (routine is None or fast < routine):
-                heap, head = account.transitional, fast
-            if head is not None:
-                ready = max(head[0], budget.routine_ready_at(now, self._cost(head[3])))
-                if ready <= now:
-                    return account, heap, head, False
-                wake = ready if wake is None else min(wake, ready)
-            if fast is not None:
-                # Transitional work the routine pace cannot take now may go on the reserve.
-                borrow_at = budget.borrow_ready_at(now, self._cost(fast[3]))
-                if borrow_at is not None:
-                    borrow_at = max(borrow_at, fast[0])
-                    if borrow_at <= now:
-                        return account, account.transitional, fast, True
-                    wake = borrow_at if wake is None else min(wake, borrow_at)
+            decision = self._decide_account(account, now)
+            if isinstance(decision, tuple):
+                return decision
+            if decision is not None:
+                wake = decision if wake is None else min(wake, decision)
         return wake
+
+    def _decide_account(self, account: _Account, now: float) -> _Decision | float | None:
+        """The account's request to send now (reserve: urgent work first), else when to look again."""
+        budget = account.budget
+        wakes: list[float] = []
+        head = self._head(account.urgent)
+        while head is not None and head[0] <= now and not budget.urgent_ready(now, self._cost(head[3])):
+            # The reserve is spent: the work waits its turn like any other, first among equals.
+            heapq.heappop(account.urgent)
+            heapq.heappush(account.routine, head)
+            head = self._head(account.urgent)
+        if head is not None:
+            if head[0] <= now:
+                return account, account.urgent, head, True
+            wakes.append(head[0])
+        routine, fast = self._head(account.routine), self._head(account.transitional)
+        heap, head = (account.routine, routine)
+        if fast is not None and (routine is None or fast < routine):
+            heap, head = account.transitional, fast
+        if head is not None:
+            ready = max(head[0], budget.routine_ready_at(now, self._cost(head[3])))
+            if ready <= now:
+                return account, heap, head, False
+            wakes.append(ready)
+        # What the routine pace cannot take now may go on the reserve: transitional work (its speed-up
+        # is planned on it), else a routine backlog with what the idle reserve would waste.
+        borrow: tuple[list[tuple[float, int, int, WorkKey]], tuple[float, int, int, WorkKey]] | None = None
+        if fast is not None:
+            borrow = account.transitional, fast
+        elif routine is not None and routine[0] <= now and self.config.borrow_idle_reserve and not account.speeding:
+            borrow = account.routine, routine
+        if borrow is not None:
+            idle = borrow[0] is account.routine
+            borrow_at = budget.borrow_ready_at(now, self._cost(borrow[1][3]), idle_only=idle)
+            if borrow_at is not None:
+                borrow_at = max(borrow_at, borrow[1][0])
+                if borrow_at <= now:
+                    return account, borrow[0], borrow[1], True
+                wakes.append(borrow_at)
+        return min(wakes) if wakes else None
 
     def _take(
         self, account: _Account, heap: list[tuple[float, int, int, WorkKey]], entry: tuple[float, int, int, WorkKey],
@@ -943,8 +978,8 @@ class Planner(Generic[K]):
         group_key, deployment_id = key
         group = self._groups[group_key]
         cost = self._cost(key)
-        if urgent and heap is account.transitional:
-            account.budget.borrow(self._clock(), cost)
+        if urgent and heap is not account.urgent:
+            account.budget.borrow(self._clock(), cost, idle=heap is account.routine)
         else:
             account.budget.spend(self._clock(), cost, urgent=urgent)
         if deployment_id is None:

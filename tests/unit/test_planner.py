@@ -269,8 +269,10 @@ def test_mixed_lists_and_gets_share_one_stretch() -> None:
     assert stretch > 1
     big = gaps([t for t in w.observed_at["big/d0"] if t > start + 3600])
     solo = gaps([t for t in w.observed_at["solo0/d0"] if t > start + 3600])
-    assert max(big) == pytest.approx(60 * stretch, rel=0.05)
-    assert max(solo) == pytest.approx(60 * stretch, rel=0.05)
+    assert max(big) == pytest.approx(max(solo), rel=0.05), "one stretch for listings and GETs"
+    # At most the planned stretch; a little less, as the backlog also uses what the idle reserve
+    # would waste (PlannerConfig.borrow_idle_reserve).
+    assert 0.85 * 60 * stretch <= max(big) <= 1.05 * 60 * stretch
 
 
 def test_transitional_deployments_go_first_and_more_often() -> None:
@@ -453,7 +455,8 @@ def test_a_window_someone_else_drained_is_spread_over_the_time_left_not_front_lo
     w.run_until(reset - 1)
     times = [t for t, _ in w.requests]
     assert w.limiter.rejected == 0
-    assert 150 <= len(times) <= 200, f"what is left above the reserve is used, and no more: {len(times)}"
+    # What is left above the reserve, plus what the idle reserve would waste (at most half of it).
+    assert 150 <= len(times) <= 250, f"what is left is used, and no more: {len(times)}"
     early = sum(1 for t in times if t < start + 800)
     assert early <= len(times) * 800 / 3000 * 1.3, f"{early} of {len(times)} requests went in the first 800 s"
     spacing = gaps([start, *times, reset])
