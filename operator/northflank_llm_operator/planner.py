@@ -759,11 +759,12 @@ class Planner(Generic[K]):
     def effective_interval(self, group_key: GroupKey, interval: float) -> float:
         return interval * self.stretch(group_key.account)
 
-    def _due_interval(self, group_key: GroupKey, target: Target) -> float:
+    def _due_interval(self, group_key: GroupKey, target: Target, stretch: float | None = None) -> float:
         """How long after an observation ``target`` falls due again: its stretched interval, a little
         sooner while the budget binds (see ``backlog_headroom``), except in a transitional phase,
-        whose work may skip the queue on the reserve, which is planned on the exact interval."""
-        stretch = self.stretch(group_key.account)
+        whose work may skip the queue on the reserve, which is planned on the exact interval.
+        (``stretch``: the account's, when the caller has it for many targets.)"""
+        stretch = self.stretch(group_key.account) if stretch is None else stretch
         if target.phase not in TRANSITIONAL_PHASES:
             stretch = max(1.0, stretch * (1 - self.config.backlog_headroom))
         return self._adapted(group_key, target) * stretch
@@ -815,7 +816,7 @@ class Planner(Generic[K]):
             for target in self._groups[key].targets.values():
                 if target.due > now and not (target.urgent or target.in_flight or target.failures):
                     # Never beyond one new interval from now: retimes must not compound.
-                    latest = self._due_interval(key, target) * (1 + self.config.jitter)
+                    latest = self._due_interval(key, target, stretch) * (1 + self.config.jitter)
                     target.due = now + min((target.due - now) * factor, latest)
             self._replan_now(key)
 
@@ -867,7 +868,8 @@ class Planner(Generic[K]):
             steady = rate
         account.steady_demand += steady - self._steady_rate.get(group_key, 0.0)
         self._steady_rate[group_key] = steady
-        covered = [t for t in targets if self._covered(group, t)]
+        covered_ids = {t.deployment_id for t in targets if group.covered(t, self.adapted_interval(t, account.speedup))}
+        covered = [t for t in targets if t.deployment_id in covered_ids]
         if covered and not group.list_in_flight:
             due = min(t.due for t in covered)
             priority = _priority(covered)
@@ -876,7 +878,7 @@ class Planner(Generic[K]):
             self._scheduled.pop((group_key, None), None)
         for target in targets:
             key: WorkKey = (group_key, target.deployment_id)
-            if self._covered(group, target) or target.in_flight:
+            if target.deployment_id in covered_ids or target.in_flight:
                 self._scheduled.pop(key, None)
             else:
                 self._schedule(account, key, target.due, _priority([target]))
@@ -1013,6 +1015,7 @@ class Planner(Generic[K]):
         group.list_failures = 0
         group.pages = max(1, pages)
         jitter = self._jitter()
+        stretch = self.stretch(group_key.account)
         to_confirm: set[str] = set()
         still_gone: set[str] = set()
         for deployment_id, target in group.targets.items():
@@ -1024,7 +1027,7 @@ class Planner(Generic[K]):
                     still_gone.add(deployment_id)
                 target.urgent = False
                 target.failures = 0
-                target.due = now + self._due_interval(group_key, target) * jitter
+                target.due = now + self._due_interval(group_key, target, stretch) * jitter
             elif complete and not target.in_flight:
                 to_confirm.add(deployment_id)
                 target.confirm = True
