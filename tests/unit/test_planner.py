@@ -563,3 +563,23 @@ def test_an_extra_page_is_taken_only_while_the_budget_has_room_and_is_charged() 
     assert not w.planner.may_spend_extra_page(request), "half the reserve is left: finish later"
     stranger = Request(GroupKey("nobody", "p"), None, 1, urgent=False)
     assert not w.planner.may_spend_extra_page(stranger)
+
+
+def test_a_backlog_uses_the_idle_reserve_but_new_resources_still_find_it() -> None:
+    w = world()
+    routine_fleet(w, 600)  # far more than the budget: a backlog all the time
+    start = w.clock.now
+    w.run_until(start + 3 * 3600)
+    assert w.limiter.rejected == 0
+    spent = spent_per_hour(w, start + 3600)
+    assert 920 <= spent <= 1000, f"{spent:.0f}/h: more than the planned 900, inside the limit"
+    budget = w.planner.budget("acct")
+    assert budget is not None
+    assert budget.urgent_tokens >= budget.reserve - 5, "the reserve's bucket stays (nearly) full"
+    add_project(w, "new", 50)  # a kubectl apply of 50 new resources, in one project: one listing
+    for p in range(30):
+        add_project(w, f"new{p}", 1)  # and 30 alone in their projects: 30 GETs
+    applied = w.clock.now
+    w.run_until(applied + 5)
+    assert {f"new/d{i}" for i in range(50)} <= set(w.observed_at), "observed at once"
+    assert {f"new{p}/d0" for p in range(30)} <= set(w.observed_at), "observed at once"
