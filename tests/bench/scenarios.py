@@ -145,11 +145,11 @@ def small_scenarios() -> list[Scenario]:
         if s.name.startswith("shared-account"):
             scaled.append(replace(s, n=20, projects=20, hours=2))
         elif s.name == "flaky-edge":
-            scaled.append(replace(s, n=200, projects=2, budget=100, hours=2, changes_per_hour=24))
+            scaled.append(replace(s, n=200, projects=4, budget=150, hours=2, changes_per_hour=24))
         elif s.name == "one-transitional":
-            scaled.append(replace(s, n=500, projects=5, budget=100))
+            scaled.append(replace(s, n=500, projects=5, budget=100, hours=1))
         elif s.name == "slow-projects":
-            scaled.append(replace(s, n=200, projects=2, budget=200, hours=2, changes_per_hour=60))
+            scaled.append(replace(s, n=100, projects=1, hours=1.5, changes_per_hour=60))
     return scaled
 
 
