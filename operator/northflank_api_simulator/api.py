@@ -30,6 +30,7 @@ from typing import Any, Final
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from northflank_api_simulator.hostile import listing_response, single_response
 from northflank_api_simulator.models import FaultSpec
 from northflank_api_simulator.pagination import (
     PER_PAGE_DEFAULT,
@@ -91,6 +92,8 @@ async def _serve_v1(request: web.Request, handler: Handler, state: SimulatorStat
             response = await _stream_fault_body(request, fault.spec, canned)
     else:
         response = await _answer(request, handler, state, token, record)
+        if fault is not None and fault.spec.streamed and isinstance(response, web.Response):
+            response = await _stream_fault_body(request, fault.spec, response)  # a slow project
     state.record_request(
         method=request.method,
         path=request.path,
@@ -276,6 +279,9 @@ async def _get_deployment(request: web.Request) -> web.Response:
     deployment = request.app[STATE].deployment(project.id, deployment_id)
     if deployment is None:
         raise ApiError(404, f"LLM model deployment {deployment_id} not found.")
+    hostile = request.app[STATE].hostile_items.get((project.id, deployment_id))
+    if hostile is not None and not hostile.listing_only:
+        return single_response(deployment, hostile)
     return web.json_response({"data": deployment})
 
 
@@ -295,6 +301,9 @@ async def _list_deployments(request: web.Request) -> web.Response:
     pagination: dict[str, Any] = {"hasNextPage": page.has_next_page, "count": len(items)}
     if page.has_next_page:
         pagination["cursor"] = encode_cursor(items[-1]["id"])
+    hostile = request.app[STATE].hostile_in(project.id)
+    if hostile:
+        return listing_response(items, hostile, pagination)
     return web.json_response({"data": {"llmModelDeployments": items}, "pagination": pagination})
 
 

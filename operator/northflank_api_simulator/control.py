@@ -7,6 +7,7 @@ fails right there instead of showing up later as a puzzling assertion.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from types import TracebackType
@@ -211,6 +212,40 @@ class SimulatorControl:
         fault_id: str = self._call("POST", "/faults", spec)["id"]
         return fault_id
 
+    def slow_project(
+        self, project_id: str, *, bytes_per_second: float | None = None, first_byte_seconds: float = 0.0
+    ) -> str:
+        """Make every answer about ``project_id`` (GETs and listings, until the fault is removed) start
+        ``first_byte_seconds`` late and/or trickle in at about ``bytes_per_second``; returns the fault id."""
+        drip: dict[str, Any] = {}
+        if bytes_per_second is not None:
+            # Ten writes a second (at least a byte each): smooth enough, and cheap for the simulator.
+            chunk = max(1, math.ceil(bytes_per_second / 10))
+            drip = {"drip_chunk_bytes": chunk, "drip_interval_seconds": chunk / bytes_per_second}
+        return self.add_fault(method="GET", project_id=project_id, latency_seconds=first_byte_seconds, **drip)
+
+    def make_hostile(
+        self,
+        project_id: str,
+        deployment_id: str,
+        *,
+        field: str = "description",
+        text_bytes: int | None = None,
+        depth: int | None = None,
+        listing_only: bool = False,
+    ) -> None:
+        """Serve the deployment with a ``text_bytes`` long string, or objects nested ``depth`` deep, at
+        the dotted ``field``; in listings only when ``listing_only`` (its single GET stays sound)."""
+        body: dict[str, Any] = {"field": field, "listingOnly": listing_only}
+        if text_bytes is not None:
+            body["textBytes"] = text_bytes
+        if depth is not None:
+            body["depth"] = depth
+        self._call("PUT", self._deployment_path(project_id, deployment_id) + "/hostile", body)
+
+    def clear_hostile(self, project_id: str, deployment_id: str) -> None:
+        self._call("DELETE", self._deployment_path(project_id, deployment_id) + "/hostile")
+
     def remove_fault(self, fault_id: str) -> None:
         self._call("DELETE", f"/faults/{_segment(fault_id)}")
 
@@ -250,6 +285,24 @@ class SimulatorControl:
         """Give every token ``limit`` requests per ``window_seconds``; restarts all windows."""
         body = {"limit": limit, "windowSeconds": window_seconds, "retryAfterHeader": retry_after_header}
         self._call("PUT", "/rate-limit", body)
+
+    def spend(self, token: str, requests: int) -> dict[str, Any]:
+        """Someone else spends ``requests`` of the token's current window at once (never beyond its
+        limit); returns ``{"spent", "remaining", "resetSeconds"}``."""
+        result: dict[str, Any] = self._call("POST", f"/tokens/{_segment(token)}/spend", {"requests": requests})
+        return result
+
+    def start_spender(self, token: str, fraction: float) -> None:
+        """Someone else spends ``fraction`` (0 < f <= 1) of each of the token's windows, evenly over it."""
+        self._call("PUT", f"/tokens/{_segment(token)}/spender", {"fraction": fraction})
+
+    def spender(self, token: str) -> dict[str, Any]:
+        """``{"fraction", "spent"}``: the token's spender and how many requests it has spent."""
+        result: dict[str, Any] = self._call("GET", f"/tokens/{_segment(token)}/spender")
+        return result
+
+    def stop_spender(self, token: str) -> None:
+        self._call("DELETE", f"/tokens/{_segment(token)}/spender")
 
     def reset_rate_limit(self) -> None:
         """Give every token a fresh window with its full budget."""

@@ -29,6 +29,12 @@ same envelope as the Northflank routes. Camel-case keys throughout, like Northfl
     ``{"steps": [{"afterSeconds": 2, "status": "provisioning"}, {"afterSeconds": 3, "patch": {...}},
     {"afterSeconds": 1, "delete": true}]}``: applied in the background, each delay counted from the
     previous step. Replaces the deployment's running script. Answers 202.
+``PUT /_simulator/projects/{projectId}/deployments/{deploymentId}/hostile``
+    Serve the deployment with a hostile value at a dotted ``field`` (default ``description``):
+    ``{"textBytes": 10485760}`` (a string that long) or ``{"field": "spec.extra", "depth": 10000}``
+    (objects nested that deep, written as text), in listings and, unless ``"listingOnly": true``, in
+    its single GET. ``DELETE`` the same path to serve it normally again (404 if it was not hostile).
+    Removing the deployment removes this too.
 ``POST /_simulator/faults``
     Add a fault (see :class:`~northflank_api_simulator.models.FaultSpec`), e.g.
     ``{"status": 503, "body": "<html>bad gateway</html>", "times": 2}``; answers 201 ``{"id": "fault-1"}``.
@@ -38,6 +44,9 @@ same envelope as the Northflank routes. Camel-case keys throughout, like Northfl
     40-digit number), ``"padBytes": 52428800`` (trailing spaces, generated while sending),
     ``"gzip": true`` (``Content-Encoding: gzip``; with ``padBytes`` a decompression bomb) and
     ``"drip": {"chunkBytes": 1, "intervalSeconds": 2}`` (a slow body after prompt headers).
+    Without ``status``, ``latencySeconds``, ``padBytes``, ``gzip`` and ``drip`` apply to the API's own
+    answer: ``{"projectId": "p", "latencySeconds": 5, "drip": {"chunkBytes": 10, "intervalSeconds": 1}}``
+    makes every answer about project ``p`` (GETs and listings) start late and trickle in.
 ``DELETE /_simulator/faults`` and ``DELETE /_simulator/faults/{faultId}``
     Remove all faults, or one (404 if unknown or already used up).
 ``GET /_simulator/requests`` / ``DELETE /_simulator/requests``
@@ -53,6 +62,15 @@ same envelope as the Northflank routes. Camel-case keys throughout, like Northfl
     ``{"limit": 5, "windowSeconds": 2, "retryAfterHeader": false}``; also restarts every window.
 ``POST /_simulator/rate-limit/reset``
     Restart every token's window with a full budget.
+``POST /_simulator/tokens/{token}/spend``
+    ``{"requests": 300}``: someone else spends that many requests of the token's current window at once
+    (never beyond its limit); answers ``{"spent", "remaining", "resetSeconds"}``. 404 for an unknown token.
+``PUT /_simulator/tokens/{token}/spender``
+    ``{"fraction": 0.7}``: someone else spends 70 % of each of the token's windows, evenly over the
+    window, in the background (in a window it joins late, from then on). Replaces the token's spender.
+``GET`` / ``DELETE /_simulator/tokens/{token}/spender``
+    ``{"fraction", "spent"}`` (requests spent so far); or stop it. 404 if the token has none.
+    Neither spending route is a ``/v1`` request: they are not in the request log or the stats.
 ``GET /_simulator/healthz``
     200 ``{"status": "ok"}`` once the server is serving.
 """
@@ -63,7 +81,16 @@ from typing import Any
 
 from aiohttp import web
 
-from northflank_api_simulator.models import FaultSpec, ProjectBody, RateLimitConfig, Script, TokenGrant
+from northflank_api_simulator.models import (
+    FaultSpec,
+    HostileItem,
+    ProjectBody,
+    RateLimitConfig,
+    Script,
+    SpendBody,
+    SpenderSpec,
+    TokenGrant,
+)
 from northflank_api_simulator.state import SimulatorState
 from northflank_api_simulator.web_support import STATE, ApiError, read_json_object, read_model
 
@@ -223,4 +250,58 @@ async def _set_rate_limit(request: web.Request) -> web.Response:
 @routes.post(PREFIX + "/rate-limit/reset")
 async def _reset_rate_limit(request: web.Request) -> web.Response:
     _state(request).rate_limiter.reset()
+    return _ok()
+
+
+@routes.put(_DEPLOYMENT + "/hostile")
+async def _put_hostile(request: web.Request) -> web.Response:
+    item = await read_model(request, HostileItem)
+    state = _state(request)
+    address = _deployment_address(request)
+    if state.deployment(*address) is None:
+        raise _not_found("Deployment")
+    state.hostile_items[address] = item
+    return web.json_response(item.model_dump())
+
+
+@routes.delete(_DEPLOYMENT + "/hostile")
+async def _delete_hostile(request: web.Request) -> web.Response:
+    if _state(request).hostile_items.pop(_deployment_address(request), None) is None:
+        raise _not_found("Hostile item")
+    return _ok()
+
+
+def _known_token(request: web.Request) -> str:
+    token = request.match_info["token"]
+    if _state(request).token(token) is None:
+        raise _not_found("Token")
+    return token
+
+
+@routes.post(PREFIX + "/tokens/{token}/spend")
+async def _spend(request: web.Request) -> web.Response:
+    body = await read_model(request, SpendBody)
+    spent, status = _state(request).rate_limiter.spend(_known_token(request), body.requests)
+    return web.json_response({"spent": spent, "remaining": status.remaining, "resetSeconds": status.reset_seconds})
+
+
+@routes.put(PREFIX + "/tokens/{token}/spender")
+async def _put_spender(request: web.Request) -> web.Response:
+    spec = await read_model(request, SpenderSpec)
+    spender = _state(request).start_spender(_known_token(request), spec.fraction)
+    return web.json_response({"fraction": spender.fraction, "spent": spender.spent})
+
+
+@routes.get(PREFIX + "/tokens/{token}/spender", allow_head=False)
+async def _get_spender(request: web.Request) -> web.Response:
+    spender = _state(request).spender(request.match_info["token"])
+    if spender is None:
+        raise _not_found("Spender")
+    return web.json_response({"fraction": spender.fraction, "spent": spender.spent})
+
+
+@routes.delete(PREFIX + "/tokens/{token}/spender")
+async def _delete_spender(request: web.Request) -> web.Response:
+    if not _state(request).stop_spender(request.match_info["token"]):
+        raise _not_found("Spender")
     return _ok()

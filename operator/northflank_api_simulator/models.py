@@ -86,8 +86,9 @@ class DripSpec(ControlModel):
 class FaultSpec(ControlModel):
     """A scripted misbehaviour for matching ``/v1`` requests.
 
-    A fault with a ``status`` answers instead of the API; one with only ``latency_seconds`` delays the
-    request and then lets the API answer normally.
+    A fault with a ``status`` answers instead of the API; one without delays the request by
+    ``latency_seconds`` and then lets the API answer normally, padded, gzip-compressed or dripped as
+    ``pad_bytes``, ``gzip`` and ``drip`` say (e.g. every answer about one project, slowly).
     """
 
     method: str = "GET"
@@ -143,13 +144,14 @@ class FaultSpec(ControlModel):
             raise ValueError('give either "json" or "body", not both')
         if self.deep_json_depth is not None and (self.has_json_body or self.body is not None):
             raise ValueError('"deepJsonDepth" generates the body: give no "json" or "body"')
-        generated = self.deep_json_depth is not None or self.huge_number_digits is not None or self.pad_bytes
-        if self.status is None and (generated or self.gzip or self.drip is not None):
-            raise ValueError('a generated, compressed or dripped body needs a "status"')
+        generated = self.deep_json_depth is not None or self.huge_number_digits is not None
+        if self.status is None and generated:
+            raise ValueError('a generated body needs a "status"')
         if self.status is None and (self.has_json_body or self.body is not None):
             raise ValueError('a response body needs a "status"')
-        if self.status is None and self.latency_seconds == 0:
-            raise ValueError('a fault needs a "status", a "latencySeconds" or both')
+        # Without a status, padding, gzip and drip apply to the API's own answer (a slow project).
+        if self.status is None and self.latency_seconds == 0 and not self.streamed:
+            raise ValueError('a fault needs a "status", a "latencySeconds", a "drip", "padBytes" or "gzip"')
         return self
 
     @property
@@ -232,3 +234,36 @@ class Seed(ControlModel):
                 if not isinstance(deployment.get(key), str) or not deployment[key]:
                     raise ValueError(f'deployment {index} needs a non-empty string "{key}"')
         return deployments
+
+
+class HostileItem(ControlModel):
+    """One deployment served with a hostile value in place of one of its fields.
+
+    ``field`` is a dotted path into the deployment (``description``, ``spec.extra``); the value is a
+    string of ``text_bytes`` bytes or objects nested ``depth`` deep (``{"d": {"d": ... {}}}``, generated
+    as text: ``json.dumps`` cannot write 10,000 levels). With ``listing_only`` the single GET still
+    serves the deployment as it is, so a fallback from listings to GETs can be shown to work.
+    """
+
+    field: str = Field(default="description", pattern=r"^[^.]+(\.[^.]+)*$")
+    text_bytes: int | None = Field(default=None, ge=0, le=1024**3)
+    depth: int | None = Field(default=None, ge=1, le=10_000_000)
+    listing_only: bool = False
+
+    @model_validator(mode="after")
+    def _one_value(self) -> HostileItem:
+        if (self.text_bytes is None) == (self.depth is None):
+            raise ValueError('give either "textBytes" or "depth"')
+        return self
+
+
+class SpendBody(ControlModel):
+    """Requests someone else spends of a token's current window, at once."""
+
+    requests: int = Field(ge=1, le=10_000_000)
+
+
+class SpenderSpec(ControlModel):
+    """Someone else spending ``fraction`` of every window of a token, evenly over the window."""
+
+    fraction: float = Field(gt=0, le=1)

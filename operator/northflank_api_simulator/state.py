@@ -26,6 +26,7 @@ from northflank_api_simulator.defaults import (
 )
 from northflank_api_simulator.models import (
     FaultSpec,
+    HostileItem,
     RateLimitConfig,
     ScriptStep,
     Seed,
@@ -91,12 +92,35 @@ class RateLimiter:
     def charge(self, key: str) -> RateLimitStatus:
         """Spend one request of ``key``'s budget if any is left."""
         now = self._clock()
-        window = self._windows.get(key)
-        if window is None or now >= window.started_at + self._config.window_seconds:
-            window = self._windows[key] = _Window(started_at=now)
+        window = self._window(key, now)
         allowed = window.used < self._config.limit
         if allowed:
             window.used += 1
+        return self._status(window, now, allowed)
+
+    def spend(self, key: str, requests: int) -> tuple[int, RateLimitStatus]:
+        """Spend up to ``requests`` of ``key``'s window at once, as someone else's requests on the same
+        account would (never beyond the limit); how many were spent, and the budget after them."""
+        now = self._clock()
+        window = self._window(key, now)
+        spent = max(0, min(requests, self._config.limit - window.used))
+        window.used += spent
+        return spent, self._status(window, now, spent == requests)
+
+    def window_start(self, key: str) -> float | None:
+        """When ``key``'s current window started; None when it has none (no request since it ended)."""
+        window = self._windows.get(key)
+        if window is None or self._clock() >= window.started_at + self._config.window_seconds:
+            return None
+        return window.started_at
+
+    def _window(self, key: str, now: float) -> _Window:
+        window = self._windows.get(key)
+        if window is None or now >= window.started_at + self._config.window_seconds:
+            window = self._windows[key] = _Window(started_at=now)
+        return window
+
+    def _status(self, window: _Window, now: float, allowed: bool) -> RateLimitStatus:
         # Subtract the elapsed time (not `started_at + window - now`): with large monotonic readings the
         # latter picks up float error and rounds 3600 up to 3601 on a window's first request.
         elapsed = now - window.started_at
@@ -107,6 +131,55 @@ class RateLimiter:
             remaining=self._config.limit - window.used,
             reset_seconds=reset_seconds,
         )
+
+
+class Spender:
+    """Someone else spending ``fraction`` of every window of one token, evenly over the window.
+
+    Each :meth:`tick` spends what is due by now (so a late tick catches up instead of losing
+    requests); a spend refused because the window is spent is not retried. In a window it did not
+    start, it spends only for the time from its first tick on.
+    """
+
+    def __init__(self, limiter: RateLimiter, token: str, fraction: float, clock: Callable[[], float]) -> None:
+        self._limiter = limiter
+        self._token = token
+        self.fraction = fraction
+        self._clock = clock
+        self._window_started: float | None = None
+        self._due_spent = 0
+        #: Requests spent in all windows so far.
+        self.spent = 0
+
+    @property
+    def interval(self) -> float:
+        """How often to tick: about once per request due, at least every second, at most 200 times one."""
+        config = self._limiter.config
+        return min(1.0, max(0.005, config.window_seconds / (self.fraction * config.limit)))
+
+    def tick(self) -> int:
+        """Spend what is due by now; how many requests were spent."""
+        started = self._limiter.window_start(self._token)
+        if started is None:
+            # Like a real client's first request, the spender's first request of a window starts it.
+            spent, _ = self._limiter.spend(self._token, 1)
+            self._window_started, self._due_spent = self._limiter.window_start(self._token), 1
+            self.spent += spent
+            return spent
+        config = self._limiter.config
+        elapsed = min(max(self._clock() - started, 0.0), config.window_seconds)
+        # Rounded up (each request at the start of its share of time), so a window's last is not lost.
+        due_by_now = math.ceil(self.fraction * config.limit * elapsed / config.window_seconds - 1e-9)
+        if started != self._window_started:
+            # A window someone else started: spend from now on, not for the time before (no burst).
+            self._window_started, self._due_spent = started, due_by_now
+        due = due_by_now - self._due_spent
+        if due <= 0:
+            return 0
+        self._due_spent += due
+        spent, _ = self._limiter.spend(self._token, due)
+        self.spent += spent
+        return spent
 
 
 @dataclass(frozen=True)
@@ -188,6 +261,10 @@ class SimulatorState:
         self._token_ids = itertools.count(1)
         self._projects: dict[str, Project] = {}
         self._scripts: dict[tuple[str, str], asyncio.Task[None]] = {}
+        self._clock = clock
+        #: Deployments served with a hostile value, by (project, deployment).
+        self.hostile_items: dict[tuple[str, str], HostileItem] = {}
+        self._spenders: dict[str, tuple[Spender, asyncio.Task[None]]] = {}
         self.rate_limiter = RateLimiter(self._seed.rate_limit, clock)
         self.faults = FaultBook()
         self.request_log: deque[dict[str, Any]] = deque(maxlen=request_log_size)
@@ -205,6 +282,10 @@ class SimulatorState:
         for task in self._scripts.values():
             task.cancel()
         self._scripts.clear()
+        for _, task in self._spenders.values():
+            task.cancel()
+        self._spenders.clear()
+        self.hostile_items.clear()
         self._tokens.clear()
         self._projects.clear()
         self.faults.clear()
@@ -308,6 +389,7 @@ class SimulatorState:
         return project.deployments.get(deployment_id) if project is not None else None
 
     def _remove_deployment(self, project_id: str, deployment_id: str) -> bool:
+        self.hostile_items.pop((project_id, deployment_id), None)
         project = self._projects.get(project_id)
         return project is not None and project.deployments.pop(deployment_id, None) is not None
 
@@ -328,9 +410,10 @@ class SimulatorState:
         task.add_done_callback(lambda done: self._script_finished(key, done))
 
     async def stop_scripts(self) -> None:
-        """Cancel every script and wait for them, for a clean shutdown."""
-        tasks = list(self._scripts.values())
+        """Cancel every script and spender and wait for them, for a clean shutdown."""
+        tasks = [*self._scripts.values(), *(task for _, task in self._spenders.values())]
         self._scripts.clear()
+        self._spenders.clear()
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -357,6 +440,41 @@ class SimulatorState:
             del self._scripts[key]
         if not task.cancelled() and task.exception() is not None:
             logger.error("script for %s/%s failed", *key, exc_info=task.exception())
+
+    # Hostile items
+
+    def hostile_in(self, project_id: str) -> dict[str, HostileItem]:
+        """The project's hostile deployments by id."""
+        return {d: item for (p, d), item in self.hostile_items.items() if p == project_id}
+
+    # Someone else spending a token's budget
+
+    def start_spender(self, token: str, fraction: float) -> Spender:
+        """Spend ``fraction`` of each of the token's windows in the background, replacing its spender.
+
+        Must be called from the server's event loop.
+        """
+        self.stop_spender(token)
+        spender = Spender(self.rate_limiter, token, fraction, self._clock)
+        task = asyncio.get_running_loop().create_task(self._run_spender(token, spender), name=f"spender {token[:4]}…")
+        self._spenders[token] = (spender, task)
+        return spender
+
+    def spender(self, token: str) -> Spender | None:
+        running = self._spenders.get(token)
+        return running[0] if running is not None else None
+
+    def stop_spender(self, token: str) -> bool:
+        running = self._spenders.pop(token, None)
+        if running is not None:
+            running[1].cancel()
+        return running is not None
+
+    async def _run_spender(self, token: str, spender: Spender) -> None:
+        while True:
+            if token in self._tokens:  # a revoked token has no budget to spend
+                spender.tick()
+            await asyncio.sleep(spender.interval)
 
     # Request log
 

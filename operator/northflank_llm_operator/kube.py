@@ -20,6 +20,7 @@ import kubernetes
 import urllib3
 from kubernetes.client.exceptions import ApiException
 
+from .conditions import format_time
 from .credentials import CredentialsError
 from .resource import API_VERSION, GROUP, KIND, PLURAL, VERSION, ResourceKey
 from .status import Event
@@ -207,13 +208,14 @@ class KubernetesGateway:
         body: Any = None,
         *,
         accept: str = "application/json",
+        content_type: str = "application/json",
     ) -> Any:
         """One call to the API server, answered as plain JSON (dicts), errors as ApiException."""
         request = self._api.param_serialize(
             method=method,
             resource_path=path,
             path_params=path_params,
-            header_params={"Accept": accept, "Content-Type": "application/json"},
+            header_params={"Accept": accept, "Content-Type": content_type},
             body=body,
             auth_settings=["BearerToken"],
         )
@@ -247,6 +249,66 @@ class KubernetesGateway:
         await self._call(
             self._json_call, "POST", "/api/v1/namespaces/{namespace}/events", {"namespace": key.namespace}, body
         )
+
+    async def create_event(
+        self,
+        key: ResourceKey,
+        uid: str,
+        event: Event,
+        *,
+        name: str,
+        count: int,
+        first_timestamp: datetime,
+        last_timestamp: datetime,
+    ) -> bool:
+        """Create an Event under the given name (see events.py); False when one of that name exists."""
+        body = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"name": name, "namespace": key.namespace},
+            "involvedObject": {
+                "apiVersion": API_VERSION,
+                "kind": KIND,
+                "name": key.name,
+                "namespace": key.namespace,
+                "uid": uid,
+            },
+            "type": event.type,
+            "reason": event.reason,
+            "message": event.message[:_MAX_EVENT_MESSAGE],
+            "source": {"component": COMPONENT},
+            "reportingComponent": COMPONENT,
+            "reportingInstance": self._instance,
+            "firstTimestamp": format_time(first_timestamp),
+            "lastTimestamp": format_time(last_timestamp),
+            "count": count,
+        }
+        try:
+            await self._call(
+                self._json_call, "POST", "/api/v1/namespaces/{namespace}/events", {"namespace": key.namespace}, body
+            )
+        except ApiException as exc:
+            if exc.status == 409:
+                return False
+            raise
+        return True
+
+    async def patch_event(self, namespace: str, name: str, *, count: int, last_timestamp: datetime) -> bool:
+        """Set an existing Event's count and lastTimestamp (one merge patch); False when it is gone."""
+        try:
+            await self._call(
+                self._json_call,
+                "PATCH",
+                "/api/v1/namespaces/{namespace}/events/{name}",
+                {"namespace": namespace, "name": name},
+                {"count": count, "lastTimestamp": format_time(last_timestamp)},
+                content_type="application/merge-patch+json",
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
 
     async def read_secret_value(self, namespace: str, name: str, key: str) -> str:
         """The decoded value of one key of a Secret, or CredentialsError saying what is wrong."""
