@@ -245,18 +245,15 @@ def measure(s: Scenario, fleet: Fleet, t0: float, t1: float, changes: list[Chang
             if not c.project.startswith("slow"):
                 staleness["fast"].append(value)
 
-    # Events as the reconciler records them, and as an EventCorrelator (client-go's) leaves them: the
-    # same object, type, reason and message within 10 minutes of its last occurrence is a count on the
-    # existing Event, not a new one.
+    # Events as the reconciler records them, and the Event objects created once the EventCorrelator
+    # (client-go's aggregation: the same Event within 10 minutes is a count patch) has seen them.
     emitted: dict[ResourceKey, list[float]] = defaultdict(list)
-    created: dict[ResourceKey, list[float]] = defaultdict(list)
-    last_seen: dict[tuple[ResourceKey, str, str, str], float] = {}
-    for at, key, event in events:
+    for at, key, _ in events:
         emitted[key].append(at)
-        same = (key, event.type, event.reason, event.message)
-        if at - last_seen.get(same, -math.inf) > 600.0:
+    created: dict[ResourceKey, list[float]] = defaultdict(list)
+    for at, key, _ in fleet.kube.created_events:
+        if t0 <= at < t1:
             created[key].append(at)
-        last_seen[same] = at
 
     stale = sum(1 for w in writes if _says_stale(w.patch))
     observed = [v for v in staleness["fast"] if v is not None]
@@ -274,6 +271,7 @@ def measure(s: Scenario, fleet: Fleet, t0: float, t1: float, changes: list[Chang
         "status_stale": stale,
         "resources_ever_stale": len({w.key for w in writes if _says_stale(w.patch)}),
         "events": len(events),
+        "events_created": sum(len(v) for v in created.values()),
         "events_per_10min": max((_max_in_window(ts, 600.0) for ts in created.values()), default=0),
         "events_emitted_per_10min": max((_max_in_window(ts, 600.0) for ts in emitted.values()), default=0),
         "upstream_changes": len(changes),

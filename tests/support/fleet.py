@@ -26,6 +26,7 @@ from pydantic import SecretStr
 
 from northflank_llm_operator.controller import Controller
 from northflank_llm_operator.credentials import CredentialResolver, CredentialsError
+from northflank_llm_operator.events import EventCorrelator, EventRecorder
 from northflank_llm_operator.kube import ResourceGoneError
 from northflank_llm_operator.northflank import (
     ApiResult,
@@ -233,8 +234,13 @@ class FleetKubernetes:
         self.clock = clock
         self.objects: dict[ResourceKey, dict[str, Any]] = {}
         self.writes: list[Write] = []
+        #: Events as the reconciler records them (before aggregation).
         self.events: list[tuple[float, ResourceKey, Event]] = []
+        #: Event objects created, and count patches of existing ones (after the EventCorrelator).
+        self.created_events: list[tuple[float, ResourceKey, Event]] = []
+        self.event_patches = 0
         self.resource_version = 1
+        self.recorder = EventRecorder(self, EventCorrelator(clock.wall))
 
     async def patch_status(
         self, key: ResourceKey, patch: Mapping[str, Any], *, uid: str | None = None, resource_version: str | None = None
@@ -254,6 +260,16 @@ class FleetKubernetes:
 
     async def record_event(self, key: ResourceKey, uid: str, event: Event) -> None:
         self.events.append((self.clock.now, key, event))
+        await self.recorder.record(key, uid, event)
+
+    async def create_event(self, key: ResourceKey, uid: str, event: Event, *, name: str, count: int,
+                           first_timestamp: datetime, last_timestamp: datetime) -> bool:  # fmt: skip
+        self.created_events.append((self.clock.now, key, event))
+        return True
+
+    async def patch_event(self, namespace: str, name: str, *, count: int, last_timestamp: datetime) -> bool:
+        self.event_patches += 1
+        return True
 
     async def read_secret_value(self, namespace: str, name: str, key: str) -> str:
         raise CredentialsError("CredentialsNotFound", f"Secret {name!r} is missing")
