@@ -26,8 +26,13 @@ setup: ## install uv (if missing) and the locked Python environment into .venv
 	$(UV) sync --frozen
 
 .PHONY: tools
-tools: ## build pinned kube-apiserver, etcd, kubectl, helm, helm-docs, promtool and the GitOps evaluators (cached outside the repo)
+tools: ## build pinned kube-apiserver, etcd, kubectl, helm, helm-docs, promtool and the GitOps evaluators; install the official JS client for the contract schemas (cached outside the repo)
 	tests/controlplane/build.sh all
+	$(PYTHON) tests/contract/regenerate.py --install
+
+.PHONY: contract
+contract: ## regenerate tests/contract/schemas from the pinned official Northflank JS client (byte-identical unless the pin changed)
+	$(PYTHON) tests/contract/regenerate.py
 
 .PHONY: node-tools
 node-tools: ## Debian packages (apt, only when missing), kubelet & co., CoreDNS and the images for the node tests (cached outside the repo)
@@ -72,6 +77,10 @@ bench-scenarios: setup ## fleet scenarios on a fake clock, in-process (shared ac
 .PHONY: bench-memory
 bench-memory: setup ## memory the operator keeps per resource, by component (tracemalloc, 10,000 resources)
 	$(UV) run python -m tests.bench.memory_per_resource
+
+.PHONY: bench-metrics
+bench-metrics: setup ## cost of one /metrics scrape at 100, 1,000 and 10,000 resources: time, bytes, event-loop stall, RSS
+	$(UV) run python -m tests.bench.metrics_scrape $(BENCH_ARGS)
 
 .PHONY: control-plane-up
 control-plane-up: setup tools ## start a local kube-apiserver + etcd in $(CONTROL_PLANE_DIR) (source its env file)

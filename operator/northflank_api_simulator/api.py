@@ -7,6 +7,10 @@ Routes (JSON, ``Authorization: Bearer <token>``)::
     GET /v1/projects/{projectId}/llm-model-deployments/{llmModelDeploymentId}
     GET /v1/teams/{teamId}/projects/{projectId}/llm-model-deployments?per_page=&page=&cursor=
     GET /v1/teams/{teamId}/projects/{projectId}/llm-model-deployments/{llmModelDeploymentId}
+    POST /v1/projects/{projectId}/llm-model-deployments                              (create)
+    POST /v1/projects/{projectId}/llm-model-deployments/{llmModelDeploymentId}       (update)
+    DELETE /v1/projects/{projectId}/llm-model-deployments/{llmModelDeploymentId}
+    (and the three write routes' /v1/teams/{teamId}/... twins)
 
 Every ``/v1`` request goes through, in order: an injected fault (which may delay it and may answer
 instead of the API), authentication (401, no rate-limit headers because the caller is unknown), the
@@ -14,8 +18,10 @@ per-token rate limit (429), then routing and scope checks (403/404/400). Every a
 carries ``x-ratelimit-limit``, ``x-ratelimit-remaining`` and ``x-ratelimit-reset``, and every request
 is written to the request log.
 
-The write endpoints (create, update, delete) are not served: the operator only reads, and the control
-API is how tests change state.
+Writes validate their body as the official clients type it (plus the documented name and port
+constraints: 400 otherwise), need the token's ``Project > AiModels > General > Create/Update/Delete``
+permission (403), answer ``{"data": <the object>}`` (``{"data": {}}`` for a delete), and move the
+deployment through its lifecycle on the simulator's clock (see ``SimulatorState.create_deployment``).
 """
 
 from __future__ import annotations
@@ -31,7 +37,13 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from northflank_api_simulator.hostile import listing_response, single_response
-from northflank_api_simulator.models import FaultSpec
+from northflank_api_simulator.models import (
+    AI_MODEL_PERMISSIONS,
+    CreateDeploymentRequest,
+    FaultSpec,
+    UpdateDeploymentRequest,
+    request_json,
+)
 from northflank_api_simulator.pagination import (
     PER_PAGE_DEFAULT,
     PER_PAGE_MAX,
@@ -39,8 +51,14 @@ from northflank_api_simulator.pagination import (
     encode_cursor,
     select_page,
 )
-from northflank_api_simulator.state import Project, SimulatorState, TokenRecord
-from northflank_api_simulator.web_support import STATE, ApiError, error_response, response_for_exception
+from northflank_api_simulator.state import (
+    DeploymentDeletingError,
+    DeploymentExistsError,
+    Project,
+    SimulatorState,
+    TokenRecord,
+)
+from northflank_api_simulator.web_support import STATE, ApiError, error_response, read_model, response_for_exception
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +76,9 @@ def add_routes(app: web.Application) -> None:
     for prefix in ("/v1", "/v1/teams/{teamId}"):
         app.router.add_get(prefix + _PROJECT_ROUTE, _list_deployments, allow_head=False)
         app.router.add_get(prefix + _DEPLOYMENT_ROUTE, _get_deployment, allow_head=False)
+        app.router.add_post(prefix + _PROJECT_ROUTE, _create_deployment)
+        app.router.add_post(prefix + _DEPLOYMENT_ROUTE, _update_deployment)
+        app.router.add_delete(prefix + _DEPLOYMENT_ROUTE, _delete_deployment)
 
 
 @web.middleware
@@ -107,8 +128,14 @@ async def _serve_v1(request: web.Request, handler: Handler, state: SimulatorStat
     return response
 
 
+_WRITE_KINDS: Final = {("POST", False): "create", ("POST", True): "update", ("DELETE", True): "delete"}
+
+
 def _route_kind(request: web.Request) -> str:
-    """``get``, ``list``, ``auth`` or ``other``: how the request log's counters group requests."""
+    """``get``, ``list``, ``create``, ``update``, ``delete``, ``auth`` or ``other``: how the request
+    log's counters group requests."""
+    if "projectId" in request.match_info and request.method in ("POST", "DELETE"):
+        return _WRITE_KINDS.get((request.method, "llmModelDeploymentId" in request.match_info), "other")
     if "llmModelDeploymentId" in request.match_info:
         return "get"
     if "projectId" in request.match_info:
@@ -254,6 +281,7 @@ def _project(request: web.Request) -> Project:
         raise ApiError(403, f"This API token has no access to team {team_in_path}.")
     if not grant.allows_project(project_id):
         raise ApiError(403, f"This API token has no access to project {project_id}.")
+    _require_permission(request)
     project = request.app[STATE].project(project_id)
     if project is None or project.team_id != team_id:
         raise ApiError(404, f"Project {project_id} not found.")
@@ -270,6 +298,7 @@ async def _get_auth(request: web.Request) -> web.Response:
         "entityType": grant.scope,
         "createdAt": record.created_at,
     }
+    data.update(_auth_details(record))
     return web.json_response({"data": data})
 
 
@@ -316,3 +345,69 @@ def _int_query(request: web.Request, name: str, default: int, *, maximum: int | 
         bounds = f"between 1 and {maximum}" if maximum is not None else "at least 1"
         raise ApiError(400, f"Query parameter {name} must be an integer {bounds}.", {name: raw})
     return value
+
+
+# Token permissions and the write routes
+
+
+def _auth_details(record: TokenRecord) -> dict[str, Any]:
+    """The rest of ``GET /v1/auth`` as the Python client types it: ``entityUid``, ``permissions`` and,
+    for a token limited to chosen projects, ``projectRestrictions``."""
+    grant = record.grant
+    details: dict[str, Any] = {
+        "entityUid": f"uid-{grant.team_id or SIMULATED_ORG_ID}",
+        "scope": "role",
+        "permissions": {"orgScope": [], "teamScope": [], "projectScope": grant.granted_permissions()},
+    }
+    if grant.projects is not None:
+        details["projectRestrictions"] = {"enabled": True, "projects": list(grant.projects), "restrictionMode": "in"}
+    return details
+
+
+def _require_permission(request: web.Request) -> None:
+    """403 unless the token's role grants what the route needs (the clients' ``requiredPermissions``)."""
+    if request.method == "GET":
+        action = "Read"
+    elif request.method == "DELETE":
+        action = "Delete"
+    else:
+        action = "Update" if "llmModelDeploymentId" in request.match_info else "Create"
+    permission = AI_MODEL_PERMISSIONS[action]
+    if permission not in request[_TOKEN].grant.granted_permissions():
+        raise ApiError(403, f"This API token lacks the permission {permission}.", {"permission": permission})
+
+
+def _deployment_id(request: web.Request) -> str:
+    return request.match_info["llmModelDeploymentId"]
+
+
+async def _create_deployment(request: web.Request) -> web.Response:
+    project = _project(request)
+    body = request_json(await read_model(request, CreateDeploymentRequest))
+    try:
+        deployment = request.app[STATE].create_deployment(project.id, body, creator_id=request[_TOKEN].auth_id)
+    except DeploymentExistsError as error:
+        message = f"An LLM model deployment with the same derived identifier {error} already exists."
+        raise ApiError(409, message, {"id": str(error)}) from error
+    return web.json_response({"data": deployment})
+
+
+async def _update_deployment(request: web.Request) -> web.Response:
+    project = _project(request)
+    body = request_json(await read_model(request, UpdateDeploymentRequest))
+    deployment_id = _deployment_id(request)
+    try:
+        deployment = request.app[STATE].update_deployment(project.id, deployment_id, body)
+    except DeploymentDeletingError as error:
+        raise ApiError(409, f"LLM model deployment {deployment_id} is being deleted.") from error
+    if deployment is None:
+        raise ApiError(404, f"LLM model deployment {deployment_id} not found.")
+    return web.json_response({"data": deployment})
+
+
+async def _delete_deployment(request: web.Request) -> web.Response:
+    project = _project(request)
+    deployment_id = _deployment_id(request)
+    if not request.app[STATE].request_delete(project.id, deployment_id):
+        raise ApiError(404, f"LLM model deployment {deployment_id} not found.")
+    return web.json_response({"data": {}})

@@ -87,10 +87,12 @@ class SimulatorControl:
         team_ids: Sequence[str] | None = None,
         scope: Literal["team", "org"] = "team",
         projects: Iterable[str] | None = None,
+        permissions: Iterable[str] | None = None,
     ) -> str:
         """Register a token: ``scope="team"`` needs ``team_id``, ``scope="org"`` needs ``team_ids``.
 
-        ``projects`` restricts the token to those projects (403 elsewhere). Returns the token's public id
+        ``projects`` restricts the token to those projects (403 elsewhere); ``permissions`` to those role
+        permissions (default: every ``Project > AiModels > General > ...`` permission). Returns the token's public id
         (what :meth:`stats` reports instead of the token).
         """
         body: dict[str, Any] = {"scope": scope}
@@ -100,6 +102,8 @@ class SimulatorControl:
             body["teamIds"] = list(team_ids)
         if projects is not None:
             body["projects"] = list(projects)
+        if permissions is not None:
+            body["permissions"] = list(permissions)
         token_id: str = self._call("PUT", f"/tokens/{_segment(token)}", body)["id"]
         return token_id
 
@@ -144,6 +148,17 @@ class SimulatorControl:
         """
         path = self._deployment_path(project_id, deployment_id) + "/script"
         self._call("POST", path, {"steps": [dict(step) for step in steps]})
+
+    def ui_update(self, project_id: str, deployment_id: str, **body: Any) -> dict[str, Any]:
+        """Change a deployment as a person in Northflank's UI would: ``body`` is a public update request
+        (``spec={"configuration": {...}}``, ``description=...``), applied without the public API."""
+        path = self._deployment_path(project_id, deployment_id) + "/ui-update"
+        result: dict[str, Any] = self._call("POST", path, body)
+        return result
+
+    def set_lifecycle(self, step_seconds: float, update_mode: Literal["merge", "replace"] = "merge") -> None:
+        """Each lifecycle step of a public write (pending → provisioning → ...) takes ``step_seconds``."""
+        self._call("PUT", "/lifecycle", {"stepSeconds": step_seconds, "updateMode": update_mode})
 
     # Faults
 
@@ -269,7 +284,8 @@ class SimulatorControl:
 
     def stats(self) -> list[dict[str, Any]]:
         """Counts of every ``/v1`` request since the last reset, never truncated like :meth:`requests`:
-        rows ``{"tokenId", "route", "status", "count"}``, ``route`` one of get, list, auth, other."""
+        rows ``{"tokenId", "route", "status", "count"}``, ``route`` one of get, list, create, update, delete,
+        auth, other."""
         rows: list[dict[str, Any]] = self._call("GET", "/stats")["requests"]
         return rows
 

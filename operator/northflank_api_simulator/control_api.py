@@ -35,6 +35,13 @@ same envelope as the Northflank routes. Camel-case keys throughout, like Northfl
     (objects nested that deep, written as text), in listings and, unless ``"listingOnly": true``, in
     its single GET. ``DELETE`` the same path to serve it normally again (404 if it was not hostile).
     Removing the deployment removes this too.
+``POST /_simulator/projects/{projectId}/deployments/{deploymentId}/ui-update``
+    Change a deployment the way a person in Northflank's UI would, without the public API (no rate
+    limit, no request log): the body is a public update request (validated the same way) and the
+    deployment rolls out the same way (new deployment configuration, ``starting``, ``running``).
+``GET`` / ``PUT /_simulator/lifecycle``
+    ``{"stepSeconds": 1.0, "updateMode": "merge"}``: how long each lifecycle step of a write takes,
+    and whether an update's ``spec.configuration`` is merged into the stored one or replaces it.
 ``POST /_simulator/faults``
     Add a fault (see :class:`~northflank_api_simulator.models.FaultSpec`), e.g.
     ``{"status": 503, "body": "<html>bad gateway</html>", "times": 2}``; answers 201 ``{"id": "fault-1"}``.
@@ -55,7 +62,8 @@ same envelope as the Northflank routes. Camel-case keys throughout, like Northfl
 ``GET /_simulator/stats`` / ``DELETE /_simulator/stats``
     Counters of every ``/v1`` request since the last reset, never truncated (unlike the log):
     ``{"requests": [{"tokenId": "token-1", "route": "get", "status": 200, "count": 42}]}`` with
-    ``route`` one of ``get``, ``list``, ``auth``, ``other`` and ``tokenId`` ``"unknown"`` for unknown
+    ``route`` one of ``get``, ``list``, ``create``, ``update``, ``delete``, ``auth``, ``other`` and
+    ``tokenId`` ``"unknown"`` for unknown
     tokens (the token itself is never shown), and ``inFlight``: requests received but not yet answered
     in full (a dripping body counts until its last byte); or reset the counters.
 ``PUT /_simulator/rate-limit``
@@ -84,14 +92,17 @@ from aiohttp import web
 from northflank_api_simulator.models import (
     FaultSpec,
     HostileItem,
+    Lifecycle,
     ProjectBody,
     RateLimitConfig,
     Script,
     SpendBody,
     SpenderSpec,
     TokenGrant,
+    UpdateDeploymentRequest,
+    request_json,
 )
-from northflank_api_simulator.state import SimulatorState
+from northflank_api_simulator.state import DeploymentDeletingError, SimulatorState
 from northflank_api_simulator.web_support import STATE, ApiError, read_json_object, read_model
 
 PREFIX = "/_simulator"
@@ -305,3 +316,27 @@ async def _delete_spender(request: web.Request) -> web.Response:
     if not _state(request).stop_spender(request.match_info["token"]):
         raise _not_found("Spender")
     return _ok()
+
+
+@routes.post(_DEPLOYMENT + "/ui-update")
+async def _ui_update(request: web.Request) -> web.Response:
+    body = request_json(await read_model(request, UpdateDeploymentRequest))
+    try:
+        deployment = _state(request).update_deployment(*_deployment_address(request), body)
+    except DeploymentDeletingError as error:
+        raise ApiError(409, "The deployment is being deleted.") from error
+    if deployment is None:
+        raise _not_found("Deployment")
+    return web.json_response(deployment)
+
+
+@routes.get(PREFIX + "/lifecycle", allow_head=False)
+async def _get_lifecycle(request: web.Request) -> web.Response:
+    return web.json_response(_state(request).lifecycle.model_dump())
+
+
+@routes.put(PREFIX + "/lifecycle")
+async def _set_lifecycle(request: web.Request) -> web.Response:
+    lifecycle = await read_model(request, Lifecycle)
+    _state(request).lifecycle = lifecycle
+    return web.json_response(lifecycle.model_dump())

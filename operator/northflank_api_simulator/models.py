@@ -8,7 +8,7 @@ Unknown keys are rejected, so a typo in a test fails loudly instead of being ign
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Annotated, Any, ClassVar, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
@@ -18,6 +18,12 @@ DEFAULT_RATE_LIMIT = 1000
 
 DEFAULT_RATE_LIMIT_WINDOW_SECONDS = 3600.0
 """Northflank's window is one hour from the first request."""
+
+
+AI_MODEL_PERMISSIONS = {
+    action: f"Project > AiModels > General > {action}" for action in ("Read", "Create", "Update", "Delete")
+}
+"""The permissions the official clients name for the LLM model deployment routes (``requiredPermissions``)."""
 
 
 class ControlModel(BaseModel):
@@ -45,6 +51,9 @@ class TokenGrant(ControlModel):
     team_ids: list[str] | None = Field(default=None, min_length=1)
     projects: list[str] | None = None
     """Project allow-list, like an API role limited to chosen projects; ``None`` allows every project."""
+    permissions: list[str] | None = None
+    """The role's permissions, e.g. ``["Project > AiModels > General > Read"]``; ``None`` grants every
+    LLM model deployment permission (read, create, update, delete)."""
 
     @model_validator(mode="after")
     def _teams_match_scope(self) -> TokenGrant:
@@ -61,6 +70,10 @@ class TokenGrant(ControlModel):
 
     def allows_project(self, project_id: str) -> bool:
         return self.projects is None or project_id in self.projects
+
+    def granted_permissions(self) -> list[str]:
+        """What ``GET /v1/auth`` reports and the routes check."""
+        return list(self.permissions) if self.permissions is not None else list(AI_MODEL_PERMISSIONS.values())
 
 
 class ProjectBody(ControlModel):
@@ -267,3 +280,173 @@ class SpenderSpec(ControlModel):
     """Someone else spending ``fraction`` of every window of a token, evenly over the window."""
 
     fraction: float = Field(gt=0, le=1)
+
+
+# Write requests (create and update), as the official clients type them.
+
+
+class _RequestModel(BaseModel):
+    """Base for ``/v1`` request bodies: camelCase, no unknown keys, no coercion ("8" is not 8).
+
+    The shapes are the official clients' (npm ``@northflank/js-client`` 0.9.5, PyPI ``northflank``
+    2.1.0); the documented constraints (name patterns, integer sizes, port range) come from
+    Northflank's reference pages, which the clients do not check.
+    """
+
+    model_config = ConfigDict(alias_generator=to_camel, validate_by_alias=True, extra="forbid", strict=True)
+
+    #: Fields the clients type as nullable; every other field may be left out but not sent as null.
+    nullable: ClassVar[frozenset[str]] = frozenset()
+
+    @model_validator(mode="after")
+    def _no_nulls(self) -> Self:
+        for name in sorted(self.model_fields_set - self.nullable):
+            if getattr(self, name) is None:
+                raise ValueError(f'"{to_camel(name)}" cannot be null')
+        return self
+
+
+DEPLOYMENT_NAME_PATTERN = r"^[a-zA-Z0-9]+((-|\s)[a-zA-Z0-9]+)*$"
+_TAG_PATTERN = r"^[a-zA-Z0-9]+(-[a-zA-Z0-9]+)*$"
+_PORT_NAME_PATTERN = r"^[a-zA-Z][a-zA-Z0-9-]*$"
+_STORAGE_CLASS_PATTERN = r"^[a-zA-Z](-?[a-zA-Z0-9]+(-[a-zA-Z0-9]+)*)?$"
+
+
+class GpuConfigurationRequest(_RequestModel):
+    gpu_type: str | None = None
+    gpu_count: int | None = Field(default=None, ge=1)
+    timesliced: bool | None = None
+
+
+class GpuRequest(_RequestModel):
+    enabled: bool | None = None
+    configuration: GpuConfigurationRequest | None = None
+
+
+class StorageRequest(_RequestModel):
+    nullable = frozenset({"shm_size"})
+    access_mode: Literal["ReadWriteMany"] | None = None
+    storage_class: str | None = Field(default=None, min_length=3, max_length=39, pattern=_STORAGE_CLASS_PATTERN)
+    storage_size: int | None = Field(default=None, ge=1)
+    """Required on create (see :class:`CreateConfigurationRequest`), optional on update."""
+    shm_size: int | None = Field(default=None, ge=0)
+
+
+class NodeConfigurationRequest(_RequestModel):
+    gpu: GpuRequest | None = None
+    storage: StorageRequest | None = None
+
+
+class ParallelismRequest(_RequestModel):
+    tensor_parallelism: int | None = Field(default=None, ge=1)
+    pipeline_parallelism: int | None = Field(default=None, ge=1)
+    expert_parallelism: int | None = Field(default=None, ge=1)
+
+
+class SequenceLengthRequest(_RequestModel):
+    max_model_length: int | Literal["auto"] | None = None
+    max_input_length: int | None = Field(default=None, ge=1)
+    max_output_length: int | None = Field(default=None, ge=1)
+
+
+class BatchingRequest(_RequestModel):
+    max_num_seqs: int | None = Field(default=None, ge=1)
+    max_num_batched_tokens: int | None = Field(default=None, ge=1)
+
+
+class WorkerConfigRequest(_RequestModel):
+    replicas: int | None = Field(default=None, ge=0)
+    parallelism_config: ParallelismRequest | None = None
+    sequence_length_config: SequenceLengthRequest | None = None
+    batching_config: BatchingRequest | None = None
+    enable_chunked_prefill: bool | None = None
+    enable_prefix_caching: bool | None = None
+    enforce_eager: bool | None = None
+    enable_async_scheduling: bool | None = None
+    gpu_memory_utilization: float | None = Field(default=None, gt=0, le=1)
+    trust_remote_code: bool | None = None
+    data_type: Literal["auto", "float16", "bfloat16"] | None = None
+    kv_cache_data_type: Literal["fp8", "fp8_e5m2", "fp8_e4m3"] | None = None
+    quantization: Literal["fp8", "awq", "gptq", "int4"] | None = None
+
+
+class ArchitectureRequest(_RequestModel):
+    type: Literal["aggregated"] | None = None
+    worker_config: WorkerConfigRequest | None = None
+
+
+class ConfigurationRequest(_RequestModel):
+    name: str | None = None
+    engine: Literal["vllm"] | None = None
+    revision: str | None = None
+    node_configuration: NodeConfigurationRequest | None = None
+    architecture: ArchitectureRequest | None = None
+
+
+class CreateConfigurationRequest(ConfigurationRequest):
+    @model_validator(mode="after")
+    def _storage_size_given(self) -> CreateConfigurationRequest:
+        storage = self.node_configuration.storage if self.node_configuration is not None else None
+        if storage is not None and storage.storage_size is None:
+            raise ValueError('"nodeConfiguration.storage.storageSize" is required on create')
+        return self
+
+
+class PortRequest(_RequestModel):
+    name: str = Field(min_length=1, max_length=8, pattern=_PORT_NAME_PATTERN)
+    internal_port: int = Field(ge=1, le=65535)
+    public: bool | None = None
+    domains: list[str] | None = None
+    disable_nf_domain: bool | None = None
+    protocol: Literal["HTTP", "HTTP/2", "TCP", "UDP"]
+
+
+Tag = Annotated[str, Field(min_length=3, max_length=100, pattern=_TAG_PATTERN)]
+
+
+class CreateSpecRequest(_RequestModel):
+    type: Literal["custom"]
+    configuration: CreateConfigurationRequest
+
+
+class UpdateSpecRequest(_RequestModel):
+    configuration: ConfigurationRequest | None = None
+
+
+class CreateDeploymentRequest(_RequestModel):
+    """``POST /v1/projects/{projectId}/llm-model-deployments``."""
+
+    name: str = Field(min_length=3, max_length=100, pattern=DEPLOYMENT_NAME_PATTERN)
+    description: str | None = Field(default=None, max_length=1024)
+    tags: list[Tag] | None = None
+    ports: list[PortRequest] | None = None
+    spec: CreateSpecRequest
+
+
+class UpdateDeploymentRequest(_RequestModel):
+    """``POST /v1/projects/{projectId}/llm-model-deployments/{llmModelDeploymentId}``: every field optional."""
+
+    name: str | None = Field(default=None, min_length=3, max_length=100, pattern=DEPLOYMENT_NAME_PATTERN)
+    description: str | None = Field(default=None, max_length=1024)
+    tags: list[Tag] | None = None
+    ports: list[PortRequest] | None = None
+    spec: UpdateSpecRequest | None = None
+
+
+def request_json(request: BaseModel) -> dict[str, Any]:
+    """A validated request body back as JSON: only what the caller sent, camelCase."""
+    body: dict[str, Any] = request.model_dump(mode="json", by_alias=True, exclude_unset=True)
+    return body
+
+
+class Lifecycle(ControlModel):
+    """How fast writes move a deployment through its statuses (``PUT /_simulator/lifecycle``).
+
+    A create goes ``pending`` → ``provisioning`` → ``starting`` → ``running``, an update through
+    ``starting`` → ``running``, a delete through ``deleting`` → gone; one step every ``stepSeconds``.
+    """
+
+    step_seconds: float = Field(default=1.0, ge=0)
+    update_mode: Literal["merge", "replace"] = "merge"
+    """How an update's ``spec.configuration`` meets the stored one: Northflank does not document
+    whether it merges or replaces, so tests can try both."""

@@ -11,6 +11,7 @@ import copy
 import itertools
 import logging
 import math
+import re
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable
@@ -21,12 +22,14 @@ from typing import Any
 from northflank_api_simulator.defaults import (
     DEFAULT_TEAM_ID,
     complete_deployment,
+    dns_base,
     new_deployment_configuration,
     timestamp,
 )
 from northflank_api_simulator.models import (
     FaultSpec,
     HostileItem,
+    Lifecycle,
     RateLimitConfig,
     ScriptStep,
     Seed,
@@ -272,6 +275,7 @@ class SimulatorState:
         #: ``/v1`` requests received and not yet answered in full (a dripping body counts until its end).
         self.in_flight = 0
         """Every ``/v1`` request ever answered, by (token id, route kind, status): unbounded, unlike the log."""
+        self.lifecycle = Lifecycle()
         self.reset()
 
     def now(self) -> str:
@@ -292,6 +296,7 @@ class SimulatorState:
         self.request_log.clear()
         self.request_counts.clear()
         self.rate_limiter.configure(self._seed.rate_limit)
+        self.lifecycle = Lifecycle()
         for seed_token in self._seed.tokens:
             grant = TokenGrant.model_validate(seed_token.model_dump(exclude={"token"}))
             self.put_token(seed_token.token, grant)
@@ -392,6 +397,76 @@ class SimulatorState:
         self.hostile_items.pop((project_id, deployment_id), None)
         project = self._projects.get(project_id)
         return project is not None and project.deployments.pop(deployment_id, None) is not None
+
+    # Writes through the public API (and "the UI"), with the lifecycles they start
+
+    def create_deployment(self, project_id: str, body: dict[str, Any], *, creator_id: str) -> dict[str, Any]:
+        """Create from a validated create request; the id is the slug of the name.
+
+        Raises :class:`DeploymentExistsError` when the slug is taken. Starts the create lifecycle:
+        ``pending``, then ``provisioning``, ``starting`` and ``running``, one per lifecycle step.
+        """
+        deployment_id = slugify(body["name"])
+        if self._deployment(project_id, deployment_id) is not None:
+            raise DeploymentExistsError(deployment_id)
+        base = dns_base(project_id, deployment_id)
+        fields: dict[str, Any] = {
+            key: copy.deepcopy(body[key]) for key in ("name", "description", "tags", "spec") if key in body
+        }
+        fields.update(
+            creatorId=creator_id,
+            status="pending",
+            ports=_ports_from_request(body.get("ports", []), base, []),
+            dns={"base": base, "zone": base.split(".", 1)[1]},
+        )
+        deployment = self.put_deployment(project_id, deployment_id, fields)
+        self._start_lifecycle(project_id, deployment_id, ["provisioning", "starting", "running"])
+        return deployment
+
+    def update_deployment(self, project_id: str, deployment_id: str, body: dict[str, Any]) -> dict[str, Any] | None:
+        """Apply a validated update request; ``None`` if there is no such deployment.
+
+        Raises :class:`DeploymentDeletingError` once a delete was asked for. A change to ``spec`` or
+        ``ports`` rolls out a new deployment configuration: ``starting``, then ``running`` a step later.
+        """
+        deployment = self._deployment(project_id, deployment_id)
+        if deployment is None:
+            return None
+        if deployment.get("status") == "deleting":
+            raise DeploymentDeletingError(deployment_id)
+        changes: dict[str, Any] = {k: copy.deepcopy(body[k]) for k in ("name", "description", "tags") if k in body}
+        if "ports" in body:
+            base = deployment["dns"]["base"]
+            changes["ports"] = _ports_from_request(body["ports"], base, deployment.get("ports", []))
+        configuration = body.get("spec", {}).get("configuration")
+        if configuration is not None:
+            spec = copy.deepcopy(deployment.get("spec") or {})
+            stored = spec.get("configuration")
+            stored = stored if isinstance(stored, dict) else {}
+            merge = self.lifecycle.update_mode == "merge"
+            spec["configuration"] = _deep_merge(stored, configuration) if merge else copy.deepcopy(configuration)
+            changes["spec"] = spec
+        if "spec" in changes or "ports" in changes:
+            changes.update(status="starting", deploymentConfiguration=new_deployment_configuration(self.now()))
+        updated = self.patch_deployment(project_id, deployment_id, changes)
+        if "status" in changes:
+            self._start_lifecycle(project_id, deployment_id, ["running"])
+        return updated
+
+    def request_delete(self, project_id: str, deployment_id: str) -> bool:
+        """Start deleting: ``deleting`` now, gone (404) a lifecycle step later. False if unknown."""
+        deployment = self._deployment(project_id, deployment_id)
+        if deployment is None:
+            return False
+        if deployment.get("status") != "deleting":
+            self.patch_deployment(project_id, deployment_id, {"status": "deleting"})
+            steps = [ScriptStep(after_seconds=self.lifecycle.step_seconds, delete=True)]
+            self.start_script(project_id, deployment_id, steps)
+        return True
+
+    def _start_lifecycle(self, project_id: str, deployment_id: str, statuses: list[str]) -> None:
+        step = self.lifecycle.step_seconds
+        self.start_script(project_id, deployment_id, [ScriptStep(after_seconds=step, status=s) for s in statuses])
 
     # Scripts
 
@@ -515,3 +590,54 @@ class SimulatorState:
             {"tokenId": token_id, "route": route, "status": status, "count": count}
             for (token_id, route, status), count in sorted(self.request_counts.items())
         ]
+
+
+class DeploymentExistsError(Exception):
+    """A create whose name slugs to an id that is taken (Northflank answers 409)."""
+
+
+class DeploymentDeletingError(Exception):
+    """A write to a deployment that is being deleted."""
+
+
+def slugify(name: str) -> str:
+    """Northflank's ids are slug-ified names: ``"My Model 2"`` becomes ``my-model-2``."""
+    return "-".join(part for part in re.split(r"[^a-z0-9]+", name.lower()) if part)
+
+
+def _deep_merge(stored: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    merged = copy.deepcopy(stored)
+    for key, value in changes.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def _ports_from_request(
+    requested: list[dict[str, Any]], base: str, previous: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """Ports as GET serves them: a port keeps its id across updates (matched by name), public HTTP
+    ports get a ``code.run`` host name, and ``domains`` are never returned (as on Northflank)."""
+    ids = {port.get("name"): port.get("id") for port in previous if isinstance(port, dict)}
+    taken = {port_id for port_id in ids.values() if isinstance(port_id, str)}
+    numbers = (f"p{number:02d}" for number in itertools.count(1))
+    ports: list[dict[str, Any]] = []
+    for port in requested:
+        port_id = ids.get(port["name"])
+        if not isinstance(port_id, str):
+            port_id = next(candidate for candidate in numbers if candidate not in taken)
+            taken.add(port_id)
+        served: dict[str, Any] = {
+            "id": port_id,
+            "name": port["name"],
+            "internalPort": port["internalPort"],
+            "protocol": port["protocol"],
+            "public": port.get("public", False),
+            "disableNfDomain": port.get("disableNfDomain", False),
+        }
+        if served["public"] and port["protocol"] in ("HTTP", "HTTP/2") and not served["disableNfDomain"]:
+            served["dns"] = f"{port['name'].lower()}--{base}"
+        ports.append(served)
+    return ports

@@ -77,6 +77,11 @@ def build_parser() -> argparse.ArgumentParser:
         "(overrides NORTHFLANK_LLM_OPERATOR_METRICS_BIND_ADDRESS; unset: not served)",
     )  # fmt: skip
     run.add_argument(
+        "--metrics-per-resource-series", action=argparse.BooleanOptionalAction, default=None,
+        help="export series per resource; --no-metrics-per-resource-series keeps only the counts by phase "
+        "and condition, for large fleets (overrides NORTHFLANK_LLM_OPERATOR_METRICS_PER_RESOURCE_SERIES)",
+    )  # fmt: skip
+    run.add_argument(
         "--leader-elect", action=argparse.BooleanOptionalAction, default=None,
         help="elect a leader through a Lease so that several replicas can run; only the leader polls "
         "(overrides NORTHFLANK_LLM_OPERATOR_LEADER_ELECT)",
@@ -166,6 +171,7 @@ def run(args: argparse.Namespace) -> int:
     flags = {
         "label_selector": args.selector,
         "metrics_bind_address": args.metrics_bind_address,
+        "metrics_per_resource_series": args.metrics_per_resource_series,
         "leader_elect": args.leader_elect,
         "leader_election_id": args.leader_election_id,
         "leader_election_namespace": args.leader_election_namespace,

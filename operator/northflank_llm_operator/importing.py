@@ -46,7 +46,7 @@ async def list_all(
             page=None if cursor is not None or page == 1 else page,
         )
         items.extend(result.data.items)
-        if not result.data.has_next_page:
+        if not result.data.has_more:
             if page > 1:
                 progress(f"listed {len(items)} deployments in {page} pages")
             return items

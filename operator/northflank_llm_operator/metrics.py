@@ -6,17 +6,36 @@ to a :class:`~.poller.PollObserver`, and per-resource series are read from the r
 at scrape time (so a deleted resource's series disappear with it). Names follow controller-runtime,
 External Secrets and Crossplane, so existing dashboards and habits carry over.
 
+A scrape must not pause the event loop (kopf's watch, the Lease renewal and the poll loop run on it).
+At 10,000 resources the text is about 9 MB; built from prometheus-client's families it took seconds
+of the loop, most of it allocating some 150,000 samples and the garbage collections they set off. So:
+
+- the server copies the scrape-time state on the loop (the registry, the poller and the rate limits are
+  only ever changed there, so only there can they be read safely), in slices of ``SNAPSHOT_SLICE``
+  resources with the loop free in between. Each resource's row is copied in one uninterrupted step
+  and the counts by phase and condition are made from the same rows, so a scrape agrees with itself;
+  its rows are copied within a fraction of a second of each other, as in any scrape of a live process
+  (a resource deleted meanwhile shows once more, then goes);
+- a worker thread builds the text from that copy alone: the per-resource series as plain lines
+  (no sample objects), everything else through the registry (prometheus-client's instruments lock
+  themselves, and may be collected from any thread). The copy reaches the registry's collector
+  through a context variable, so concurrent scrapes each render their own, and ``registry.collect()``
+  called on the loop (tests) takes a copy itself.
+
 Labels never carry a secret: ``account`` is a short digest of the credential's digest, never any part
 of a token.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from concurrent.futures import Executor, ThreadPoolExecutor
+from contextvars import ContextVar
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -39,6 +58,7 @@ from prometheus_client import (
 )
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString as _untyped_float_to_go_string
 
 from .northflank import RateLimit
 from .resource import ResourceKey
@@ -83,6 +103,101 @@ class _RateLimitSeen:
     reset_at: float | None
 
 
+#: One resource's per-resource series copied on the event loop: namespace, name, phase, observation age,
+#: effective interval and (condition type, its status, ...). A plain tuple of plain values, which the
+#: garbage collector stops tracking at its first pass, so that 10,000 of them kept for a scrape do not
+#: bring on a full collection (hundreds of milliseconds with the GIL held, whichever thread runs it).
+_ResourceRow = tuple[str, str, str, float | None, float | None, tuple[str | None, ...]]
+
+
+#: Resources copied per uninterrupted step of an off-loop scrape (a few milliseconds of the loop each).
+SNAPSHOT_SLICE = 200
+
+
+@dataclass
+class _Snapshot:
+    """Everything scrape-time series show, copied on the event loop; read-only once complete."""
+
+    per_resource: bool
+    wall_now: datetime
+    #: (account label, limit, remaining, seconds to reset)
+    rate_limits: list[tuple[str, int | None, int | None, float | None]] = field(default_factory=list)
+    resources: list[_ResourceRow] = field(default_factory=list)
+    per_phase: dict[str, int] = field(default_factory=dict)
+    #: (condition, status, reason) -> resources
+    per_condition: dict[tuple[str, str, str], int] = field(default_factory=dict)
+
+    def add(self, sample: ResourceSample) -> None:
+        conditions: list[str | None] = []
+        for stored in sample.status.get("conditions") or []:
+            if not isinstance(stored, Mapping) or not isinstance(stored.get("type"), str):
+                continue
+            status, reason = stored.get("status"), stored.get("reason")
+            conditions += (stored["type"], status if isinstance(status, str) else None)
+            counted = (stored["type"], str(status), reason if isinstance(reason, str) else "")
+            self.per_condition[counted] = self.per_condition.get(counted, 0) + 1
+        phase = sample.status.get("phase")
+        phase = phase if isinstance(phase, str) and phase else "unknown"
+        self.per_phase[phase] = self.per_phase.get(phase, 0) + 1
+        if self.per_resource:
+            # Not status.lastSyncTime: with the default heartbeat it moves only when something changes.
+            last = sample.last_success
+            age = max(0.0, (self.wall_now - last).total_seconds()) if last is not None else None
+            key = sample.key
+            self.resources.append((key.namespace, key.name, phase, age, sample.effective_interval, tuple(conditions)))
+
+
+#: A value as prometheus-client writes it (Go's formatting: ``1.0``, ``1.7e+09``).
+_go_float: Callable[[float], str] = _untyped_float_to_go_string
+
+#: Current context's snapshot: set in the worker thread for the duration of one render.
+_current_snapshot: ContextVar[_Snapshot | None] = ContextVar("northflank_llm_operator_metrics_snapshot", default=None)
+
+#: The per-resource families (labels namespace, name, ...), written as text by :func:`_per_resource_text`.
+PER_RESOURCE_FAMILIES = {
+    "llmmodeldeployment_status_condition": "1 for the status the condition has, 0 for the others.",
+    "llmmodeldeployment_phase": "1 for the resource's status.phase, 0 for none else.",
+    "llmmodeldeployment_observation_age_seconds": "Seconds since the deployment was last observed successfully "
+    "at Northflank.",
+    "llmmodeldeployment_poll_interval_seconds": "Effective seconds between observations (the requested "
+    "interval, stretched to fit the budget).",
+}
+
+
+def _label(value: str) -> str:
+    """A label value escaped as the text format wants (names are DNS labels; conditions can be anything)."""
+    if "\\" in value or '"' in value or "\n" in value:
+        return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+    return value
+
+
+def _per_resource_text(rows: Iterable[_ResourceRow]) -> bytes:
+    """The per-resource families as exposition text: strings only, which the garbage collector does not
+    track, so that building 150,000 lines sets off no collection that would hold the GIL for long."""
+    conditions: list[str] = []
+    phases: list[str] = []
+    ages: list[str] = []
+    intervals: list[str] = []
+    for namespace, name, phase, age, interval, flat_conditions in rows:
+        ids = f'namespace="{_label(namespace)}",name="{_label(name)}"'
+        for index in range(0, len(flat_conditions), 2):
+            condition_type, current = flat_conditions[index], flat_conditions[index + 1]
+            prefix = f'llmmodeldeployment_status_condition{{{ids},condition="{_label(str(condition_type))}",status="'
+            for value in _CONDITION_STATUSES:
+                conditions.append(f'{prefix}{value}"}} {"1.0" if current == value else "0.0"}\n')
+        phases.append(f'llmmodeldeployment_phase{{{ids},phase="{_label(phase)}"}} 1.0\n')
+        if age is not None:
+            ages.append(f"llmmodeldeployment_observation_age_seconds{{{ids}}} {_go_float(age)}\n")
+        if interval is not None:
+            intervals.append(f"llmmodeldeployment_poll_interval_seconds{{{ids}}} {_go_float(interval)}\n")
+    parts: list[str] = []
+    families = zip(PER_RESOURCE_FAMILIES.items(), (conditions, phases, ages, intervals), strict=True)
+    for (name, help_text), lines in families:
+        parts.append(f"# HELP {name} {help_text}\n# TYPE {name} gauge\n")
+        parts.extend(lines)
+    return "".join(parts).encode()
+
+
 class OperatorMetrics:
     """All instruments in one registry of their own (tests can build as many as they like)."""
 
@@ -93,9 +208,12 @@ class OperatorMetrics:
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         process_metrics: bool = True,
+        per_resource_series: bool = True,
     ) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self._clock = clock
+        #: Off: no series per (namespace, name), only the counts by phase and by condition (large fleets).
+        self.per_resource_series = per_resource_series
         self._wall_clock = wall_clock
         self.requests = Counter(
             "northflank_api_requests",
@@ -176,15 +294,60 @@ class OperatorMetrics:
         self._accounts_in_use = accounts_in_use
 
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        """The exposition, all of it built on the calling thread (tests; the server uses :meth:`render_off_loop`)."""
+        return self._render_snapshot(self.snapshot())
+
+    async def render_off_loop(self, executor: Executor | None = None) -> bytes:
+        """The exposition: copied on the event loop a slice at a time, the text built in a worker thread
+        (of ``executor``; None: the loop's default one)."""
+        snapshot = self._begin_snapshot()
+        samples = iter(self._source.resource_samples() if self._source is not None else ())
+        while True:
+            taken = 0
+            for sample in samples:
+                snapshot.add(sample)
+                taken += 1
+                if taken == SNAPSHOT_SLICE:
+                    break
+            if taken < SNAPSHOT_SLICE:
+                break
+            await asyncio.sleep(0)  # let the watch, the Lease and the poll loop run between slices
+        return await asyncio.get_running_loop().run_in_executor(executor, self._render_snapshot, snapshot)
+
+    def _render_snapshot(self, snapshot: _Snapshot) -> bytes:
+        token = _current_snapshot.set(snapshot)
+        try:
+            text = generate_latest(self.registry)
+        finally:
+            _current_snapshot.reset(token)
+        return text + _per_resource_text(snapshot.resources) if snapshot.per_resource else text
 
     # -- scrape-time series -------------------------------------------------------------------------
 
-    def _scrape(self) -> Iterator[Metric]:
-        yield from self._rate_limit_families()
-        yield from self._resource_families()
+    def snapshot(self) -> _Snapshot:
+        """Copy what scrape-time series show, in one pass. Call it on the event loop: it reads its state."""
+        snapshot = self._begin_snapshot()
+        for sample in self._source.resource_samples() if self._source is not None else ():
+            snapshot.add(sample)
+        return snapshot
 
-    def _rate_limit_families(self) -> Iterator[Metric]:
+    def _begin_snapshot(self) -> _Snapshot:
+        """A snapshot with the rate limits in it, to which the resources are added."""
+        snapshot = _Snapshot(per_resource=self.per_resource_series, wall_now=self._wall_clock())
+        in_use = {account_label(account) for account in self._accounts_in_use()}
+        now = self._clock()
+        for label in [label for label in self._rate_limits if label not in in_use]:
+            del self._rate_limits[label]  # no resource uses the credential any more: its series go
+        for label, seen in sorted(self._rate_limits.items()):
+            reset = max(0.0, seen.reset_at - now) if seen.reset_at is not None else None
+            snapshot.rate_limits.append((label, seen.limit, seen.remaining, reset))
+        return snapshot
+
+    def _scrape(self, snapshot: _Snapshot) -> Iterator[Metric]:
+        yield from self._rate_limit_families(snapshot)
+        yield from self._resource_families(snapshot)
+
+    def _rate_limit_families(self, snapshot: _Snapshot) -> Iterator[Metric]:
         limit = GaugeMetricFamily(
             "northflank_ratelimit_limit", "Requests per window Northflank allows the account.", labels=["account"]
         )
@@ -198,64 +361,30 @@ class OperatorMetrics:
             "Seconds until the account's window resets, counted from Northflank's last headers.",
             labels=["account"],
         )
-        in_use = {account_label(account) for account in self._accounts_in_use()}
-        now = self._clock()
-        for label in [label for label in self._rate_limits if label not in in_use]:
-            del self._rate_limits[label]  # no resource uses the credential any more: its series go
-        for label, seen in sorted(self._rate_limits.items()):
-            if seen.limit is not None:
-                limit.add_metric([label], seen.limit)
-            if seen.remaining is not None:
-                remaining.add_metric([label], seen.remaining)
-            if seen.reset_at is not None:
-                reset.add_metric([label], max(0.0, seen.reset_at - now))
+        for label, seen_limit, seen_remaining, reset_in in snapshot.rate_limits:
+            if seen_limit is not None:
+                limit.add_metric([label], seen_limit)
+            if seen_remaining is not None:
+                remaining.add_metric([label], seen_remaining)
+            if reset_in is not None:
+                reset.add_metric([label], reset_in)
         yield from (limit, remaining, reset)
 
-    def _resource_families(self) -> Iterator[Metric]:
-        labels = ["namespace", "name"]
-        condition = GaugeMetricFamily(
-            "llmmodeldeployment_status_condition",
-            "1 for the status the condition has, 0 for the others.",
-            labels=[*labels, "condition", "status"],
-        )
-        phase = GaugeMetricFamily(
-            "llmmodeldeployment_phase", "1 for the resource's status.phase, 0 for none else.", labels=[*labels, "phase"]
-        )
-        age = GaugeMetricFamily(
-            "llmmodeldeployment_observation_age_seconds",
-            "Seconds since the deployment was last observed successfully at Northflank.",
-            labels=labels,
-        )
-        interval = GaugeMetricFamily(
-            "llmmodeldeployment_poll_interval_seconds",
-            "Effective seconds between observations (the requested interval, stretched to fit the budget).",
-            labels=labels,
-        )
+    def _resource_families(self, snapshot: _Snapshot) -> Iterator[Metric]:
+        """The counts (the series per resource are written as text: :func:`_per_resource_text`)."""
         per_phase = GaugeMetricFamily(
             "llmmodeldeployment_resources", "LLMModelDeployments this replica observes, by phase.", labels=["phase"]
         )
-        counts: dict[str, int] = {}
-        now = self._wall_clock()
-        samples = list(self._source.resource_samples()) if self._source is not None else []
-        for sample in samples:
-            ids = [sample.key.namespace, sample.key.name]
-            for stored in sample.status.get("conditions") or []:
-                if not isinstance(stored, Mapping) or not isinstance(stored.get("type"), str):
-                    continue
-                for value in _CONDITION_STATUSES:
-                    condition.add_metric([*ids, stored["type"], value], 1.0 if stored.get("status") == value else 0.0)
-            current = sample.status.get("phase")
-            current = current if isinstance(current, str) and current else "unknown"
-            phase.add_metric([*ids, current], 1.0)
-            counts[current] = counts.get(current, 0) + 1
-            if sample.last_success is not None:
-                # Not status.lastSyncTime: with the default heartbeat it moves only when something changes.
-                age.add_metric(ids, max(0.0, (now - sample.last_success).total_seconds()))
-            if sample.effective_interval is not None:
-                interval.add_metric(ids, sample.effective_interval)
-        for name, count in sorted(counts.items()):
+        per_condition = GaugeMetricFamily(
+            "llmmodeldeployment_resources_by_condition",
+            "LLMModelDeployments this replica observes, by condition, status and reason.",
+            labels=["condition", "status", "reason"],
+        )
+        for name, count in sorted(snapshot.per_phase.items()):
             per_phase.add_metric([name], count)
-        yield from (condition, phase, age, interval, per_phase)
+        for (condition_type, status, reason), count in sorted(snapshot.per_condition.items()):
+            per_condition.add_metric([condition_type, status, reason], count)
+        yield from (per_phase, per_condition)
 
 
 class _ScrapeTimeCollector(Collector):
@@ -263,7 +392,9 @@ class _ScrapeTimeCollector(Collector):
         self._metrics = metrics
 
     def collect(self) -> Iterable[Metric]:
-        return list(self._metrics._scrape())
+        snapshot = _current_snapshot.get()
+        # No snapshot: a render on the loop's own thread (tests, registry.get_sample_value) takes one now.
+        return list(self._metrics._scrape(snapshot if snapshot is not None else self._metrics.snapshot()))
 
 
 # -- the HTTP endpoint ------------------------------------------------------------------------------
@@ -279,16 +410,21 @@ def parse_bind_address(value: str) -> tuple[str, int]:
 
 
 class MetricsServer:
-    """``/metrics`` and ``/readyz`` on one port, served from the operator's event loop."""
+    """``/metrics`` and ``/readyz`` on one port, served from the operator's event loop (the text of
+    ``/metrics`` is built in a worker thread)."""
 
     def __init__(self, metrics: OperatorMetrics, *, ready: Callable[[], tuple[bool, str]]) -> None:
         self._metrics = metrics
         self._ready = ready
         self._runner: web.AppRunner | None = None
         self.port: int | None = None
+        # One thread of its own: scrapes at once queue here (one text in memory at a time) instead of
+        # taking the loop's default executor, which name resolution for Northflank requests needs.
+        self._render_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="metrics-render")
 
     async def _serve_metrics(self, _: web.Request) -> web.Response:
-        return web.Response(body=self._metrics.render(), headers={"Content-Type": CONTENT_TYPE})
+        body = await self._metrics.render_off_loop(self._render_thread)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
 
     async def _serve_ready(self, _: web.Request) -> web.Response:
         ready, reason = self._ready()
@@ -311,3 +447,4 @@ class MetricsServer:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        self._render_thread.shutdown(wait=False, cancel_futures=True)

@@ -25,6 +25,7 @@ from typing import Any, Protocol
 import pydantic
 
 from .credentials import TRANSIENT_RETRY_SECONDS, CredentialResolver, CredentialsError, SecretId, secret_id_of
+from .messages import credentials_probe_message, rate_limit_hold_cause, rate_limited_message, retry_after_message
 from .northflank import (
     AuthenticationError,
     LLMModelDeployment,
@@ -415,7 +416,7 @@ class Observer:
         if budget.breaker_open:
             return "Northflank rejected these credentials (HTTP 401); one request probes them every interval."
         # No moment in the message: it must stay the same from one window to the next (no rewrites).
-        return "Northflank's rate limit for these credentials is spent; polling resumes when its window resets."
+        return rate_limit_hold_cause()
 
     def _interval_of(self, spec: LLMModelDeploymentSpec) -> float:
         return float(spec.poll_interval_seconds or self.settings.poll_interval_seconds)
@@ -502,7 +503,7 @@ class Observer:
                 deployment_id = item.get("id") if isinstance(item, Mapping) else None
                 if isinstance(deployment_id, str):
                     found[deployment_id] = item
-            if not result.data.has_next_page:
+            if not result.data.has_more:
                 complete = True
                 break
             if tracked <= found.keys():
@@ -538,11 +539,7 @@ class Observer:
         held_until = budget.held(self.clock()) if budget is not None else None
         failure = Failure.from_error(error)
         if rejected and held_until is not None:
-            failure = Failure(
-                "RateLimited",
-                "Northflank's rate limit for these credentials is spent; polling resumes when its window resets.",
-                transient=True,
-            )
+            failure = Failure("RateLimited", rate_limited_message(held_until - self.clock()), transient=True)
             if new_hold:
                 # One warning per account and window, however many resources wait.
                 logger.warning("Northflank's rate limit for one set of credentials is spent for %ds; its "
@@ -553,11 +550,7 @@ class Observer:
             # A 502/503 that says when to come back (capped at the documented hour): come back then.
             # No moment in the message: every retry would rewrite every status it covers.
             retry_at = self.clock() + retry_after
-            failure = Failure(
-                failure.reason,
-                f"{failure.message} Northflank asked to retry after {math.ceil(retry_after)}s.",
-                transient=True,
-            )
+            failure = Failure(failure.reason, retry_after_message(failure.message, retry_after), transient=True)
         if isinstance(error, AuthenticationError):
             # 401 is about the token itself, so it holds all of the token's resources. 403 is not: a
             # token may lack access to one project only, so it fails only its own resources.
@@ -581,12 +574,7 @@ class Observer:
         if held_until is not None:
             wait = held_until - self.clock()
             # No moment in the message: it must stay the same from one probe to the next (no rewrites).
-            failure = Failure(
-                failure.reason,
-                f"{failure.message} Every resource using these credentials waits; one request probes them "
-                f"every {math.ceil(wait)}s.",
-                transient=False,
-            )
+            failure = Failure(failure.reason, credentials_probe_message(failure.message, wait), transient=False)
             if opened:
                 logger.warning("Northflank rejected one set of credentials (%s); its %d deployment(s) wait, "
                                "probing every %ds", failure.reason, len(self.planner.account_targets(group.account)),

@@ -52,7 +52,9 @@ class StatusWriter(Protocol):
 
 
 class EventSink(Protocol):
-    async def record_event(self, key: ResourceKey, uid: str, event: Event) -> None: ...
+    """Records one Event (the correlating :class:`~.events.EventRecorder`); never raises."""
+
+    async def record(self, key: ResourceKey, uid: str, event: Event) -> str: ...
 
 
 class WriteObserver(Protocol):
@@ -205,10 +207,8 @@ class Reconciler:
             # Transitions only (never every poll), so this log stays readable with thousands of resources.
             level = logging.WARNING if event.type == "Warning" else logging.INFO
             logger.log(level, "%s: %s: %s", resource.key, event.reason, event.message)
-            try:
-                await self.events.record_event(resource.key, resource.uid, event)
-            except Exception:
-                logger.warning("Could not record event %s on %s", event.reason, resource.key, exc_info=True)
+            # The same object, reason and message within 10 minutes counts up on the existing Event.
+            await self.events.record(resource.key, resource.uid, event)
 
     async def _write(self, resource: TrackedResource, patch: Mapping[str, Any]) -> Mapping[str, Any] | None:
         """Write ``patch`` to exactly the object that was read (its uid at its resourceVersion)."""

@@ -47,7 +47,9 @@ class Runtime:
         """Build the runtime inside the running event loop (the HTTP pool and events bind to it)."""
         kubernetes_api = load_api_client()
         gateway = KubernetesGateway(kubernetes_api, instance=socket.gethostname())
-        metrics = OperatorMetrics(leader_election_id=settings.leader_election_id)
+        metrics = OperatorMetrics(
+            leader_election_id=settings.leader_election_id, per_resource_series=settings.metrics_per_resource_series
+        )
         northflank = NorthflankClient(
             str(settings.api_base_url),
             timeout_seconds=settings.request_timeout_seconds,

@@ -163,6 +163,14 @@ class OperatorSettings(BaseSettings):
             "':8081'; unset serves nothing."
         ),
     )
+    metrics_per_resource_series: bool = Field(
+        default=True,
+        description=(
+            "Export series per resource (status conditions, phase, observation age, poll interval by "
+            "namespace and name); off, only the counts by phase and by condition are exported, which "
+            "keeps a scrape small for fleets of thousands."
+        ),
+    )
     leader_elect: bool = Field(
         default=False,
         description=(

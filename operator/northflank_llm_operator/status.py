@@ -8,6 +8,7 @@ changed, so the writer can skip the Kubernetes write.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -48,7 +49,12 @@ OWNED_KEYS = (
     "deploymentSpec",
     "effectivePollIntervalSeconds",
     "lastHandledReconcileAt",
+    "nullFields",
 )
+#: At most this many paths in status.nullFields (a hostile answer could be all nulls).
+MAX_NULL_FIELDS = 100
+#: Where each top-level field of Northflank's answer is mirrored in status.
+_MIRRORED_AT = {"spec": "deploymentSpec", "dns": "dns", "ports": "ports"}
 #: Keys whose change alone is no news about the deployment (lastSyncTime is not re-stamped for them).
 _BOOKKEEPING_KEYS = ("lastSyncTime", "lastHandledReconcileAt")
 #: Synced=False reason while the paused annotation is set.
@@ -179,7 +185,8 @@ def _observed_status(
 ) -> dict[str, Any]:
     deployment = observation.deployment
     omitted: list[str] = []
-    raw = bounded(observation.raw, omitted)
+    nulls: list[str] = []
+    raw = bounded(observation.raw, omitted, nulls=nulls)
     phase = phase_of(deployment)
     new: dict[str, Any] = {
         "phase": phase,
@@ -190,6 +197,8 @@ def _observed_status(
         "deploymentSpec": raw.get("spec", {}),
     }
     note = f" Not mirrored (too deep, too large or out of int64 range): {', '.join(omitted[:10])}." if omitted else ""
+    if nulls:
+        new["nullFields"] = sorted(_status_path(path) for path in nulls)[:MAX_NULL_FIELDS]
     if "lastHandledReconcileAt" in current:
         new["lastHandledReconcileAt"] = current["lastHandledReconcileAt"]
     if timing.effective_interval is not None:
@@ -418,19 +427,28 @@ def _parse_time(value: object) -> datetime | None:
     return parsed if parsed.tzinfo is not None else None  # a naive time cannot be compared with ours
 
 
-def bounded(value: Any, omitted: list[str], *, path: str = "") -> Any:
+def bounded(value: Any, omitted: list[str], *, path: str = "", nulls: list[str] | None = None) -> Any:
     """``value`` without JSON nulls, cut to what the API server accepts in status: at most
     MAX_MIRRORED_DEPTH levels, integers within int64, finite numbers, and at most MAX_MIRRORED_BYTES
-    in all (keys are kept in order until the budget is spent). Paths left out are added to ``omitted``."""
+    in all (keys are kept in order until the budget is spent). Paths left out are added to ``omitted``,
+    paths of dropped object members that were null to ``nulls`` (a merge patch cannot store a null)."""
     budget = [MAX_MIRRORED_BYTES]
-    result = _bounded(value, omitted, path, 0, budget)
+    result = _bounded(value, omitted, path, 0, budget, nulls if nulls is not None else [])
     return result if result is not _OMIT else {}
+
+
+def _status_path(path: str) -> str:
+    """``spec.configuration.x`` → ``deploymentSpec.configuration.x``; ``name`` → ``deployment.name``."""
+    top = re.match(r"[^.\[]*", path)
+    head = top.group(0) if top else path
+    mirrored = _MIRRORED_AT.get(head)
+    return mirrored + path[len(head) :] if mirrored is not None else f"deployment.{path}"
 
 
 _OMIT = object()
 
 
-def _bounded(value: Any, omitted: list[str], path: str, depth: int, budget: list[int]) -> Any:
+def _bounded(value: Any, omitted: list[str], path: str, depth: int, budget: list[int], nulls: list[str]) -> Any:
     if depth > MAX_MIRRORED_DEPTH:
         omitted.append(path or "<root>")
         return _OMIT
@@ -439,8 +457,9 @@ def _bounded(value: Any, omitted: list[str], path: str, depth: int, budget: list
         budget[0] -= 2
         for key, item in value.items():
             if item is None:
+                nulls.append(f"{path}.{key}" if path else str(key))
                 continue
-            child = _bounded(item, omitted, f"{path}.{key}" if path else str(key), depth + 1, budget)
+            child = _bounded(item, omitted, f"{path}.{key}" if path else str(key), depth + 1, budget, nulls)
             if child is not _OMIT:
                 budget[0] -= len(str(key)) + 4
                 out[str(key)] = child
@@ -451,7 +470,7 @@ def _bounded(value: Any, omitted: list[str], path: str, depth: int, budget: list
         for index, item in enumerate(value):
             if item is None:
                 continue
-            child = _bounded(item, omitted, f"{path}[{index}]", depth + 1, budget)
+            child = _bounded(item, omitted, f"{path}[{index}]", depth + 1, budget, nulls)
             if child is not _OMIT:
                 items.append(child)
         return items

@@ -2,7 +2,8 @@
 
 It builds what the running operator holds for N resources (default 10,000 over 20 projects): the
 registry's view of each object (spec and the status it last wrote, as the API server returns it),
-the poller's attachment and staleness bookkeeping, and the planner's groups, targets and heaps. The
+the observer's attachments and observation cache, the planner's groups, targets and heaps, the work
+queue's stale deadlines and the reconciler's record of what it wrote. The
 whole-process RSS at that scale, kopf's watch included, is measured end to end by ``make bench``.
 """
 
@@ -11,18 +12,19 @@ from __future__ import annotations
 import argparse
 import copy
 import gc
-import random
-import time
 import tracemalloc
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
+from pydantic import SecretStr
+
+from northflank_llm_operator.controller import Controller
+from northflank_llm_operator.credentials import CredentialResolver
 from northflank_llm_operator.northflank import LLMModelDeployment
-from northflank_llm_operator.planner import GroupKey, Planner, Urgency
-from northflank_llm_operator.poller import Attachment
 from northflank_llm_operator.registry import Registry
-from northflank_llm_operator.resource import ResourceKey
+from northflank_llm_operator.resource import LLMModelDeploymentSpec
+from northflank_llm_operator.settings import OperatorSettings
 from northflank_llm_operator.status import Observation, Timing, compute_status
 from tests.unit.payloads import full_deployment
 
@@ -87,34 +89,30 @@ def main() -> None:
     written.clear()
     gc.collect()
 
-    def planner() -> Planner[ResourceKey]:
-        clock = time.monotonic
-        plan: Planner[ResourceKey] = Planner(clock, rng=random.Random(1))
-        for i in range(n):
-            key = ResourceKey("fleet", f"model-{i:05d}")
-            plan.track(
-                key, GroupKey("account", f"project-{i % projects}"), f"model-{i:05d}", 60.0, urgency=Urgency.ROUTINE
-            )
-        plan.next_request()
-        return plan
+    def observer() -> Controller:
+        # The observer (planner, attachments, one cached observation per target), the work queue (a
+        # stale deadline per key) and the reconciler's record of what it wrote: what a steady fleet holds.
+        settings = OperatorSettings()
+        token = SecretStr("bench-token-0123456789")
+        credentials = CredentialResolver(cast(Any, None), default_token=token, cache_seconds=30)
+        controller = Controller(registry=kept_registry, client=cast(Any, None), credentials=credentials,
+                                kube=cast(Any, None), settings=settings, events=cast(Any, object()))  # fmt: skip
+        for resource in kept_registry:
+            body = full_deployment(id=resource.key.name)
+            observation = Observation(LLMModelDeployment.model_validate(body))  # each target keeps its own
+            spec = LLMModelDeploymentSpec.model_validate(resource.spec)
+            controller.observer.attach(resource.key, resource.uid, resource.generation, spec,
+                                       observed_before=True, refresh=None, handled_refresh=None)  # fmt: skip
+            attachment = controller.observer._resources[resource.key].attachment
+            assert attachment is not None
+            controller.observer._store(attachment.group, [attachment.deployment_id], observation, sent=1)
+            controller.reconciler._applied[resource.key] = (resource.uid, 1)
+            controller.queue.add_after(resource.key, 180.0)
+        controller.planner.next_request()
+        return controller
 
-    _, planner_bytes = measure("planner (groups, targets, heaps)", planner, n)
-
-    def poller_state() -> tuple[dict[ResourceKey, Attachment], dict[ResourceKey, datetime], list[Any]]:
-        attached = {}
-        success = {}
-        heap = []
-        for i in range(n):
-            key = ResourceKey("fleet", f"model-{i:05d}")
-            attached[key] = Attachment(
-                key.name, 1, GroupKey("account", f"project-{i % projects}"), key.name, 60.0, False
-            )
-            success[key] = now
-            heap.append((time.monotonic() + 180.0, key))
-        return attached, success, heap
-
-    _, poller_bytes = measure("poller (attachments, last success, stale clock)", poller_state, n)
-    total = registry_bytes + planner_bytes + poller_bytes
+    _, observer_bytes = measure("observer, queue, reconciler (+ planner)", observer, n)
+    total = registry_bytes + observer_bytes
     print(f"{'total kept by the operator':<48} {total / 1e6:8.1f} MB  {total / n / 1e3:6.2f} KB per resource")
     assert kept_registry is not None
 

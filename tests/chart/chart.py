@@ -95,6 +95,7 @@ COMBINATIONS: Final[dict[str, dict[str, Any]]] = {
             "defaultTokenDeniedNamespaces": ["tenant-a"],
         },
         "labelSelector": "shard in (a, b), !example.com/legacy",
+        "metrics": {"perResourceSeries": False},
         "operator": {
             "pollIntervalSeconds": 120,
             "requestTimeoutSeconds": 20,

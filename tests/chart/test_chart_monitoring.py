@@ -14,10 +14,11 @@ from typing import Any
 import pytest
 import yaml
 
-from northflank_llm_operator.metrics import OperatorMetrics
+from northflank_llm_operator.metrics import PER_RESOURCE_FAMILIES, OperatorMetrics
 from tests.chart.chart import CHART_DIR, FULLNAME, RELEASE_NAMESPACE, Helm, Manifests
 
 PROMTOOL_TESTS = Path(__file__).parent / "promtool" / "alerts-test.yaml"
+PROMTOOL_AGGREGATE_TESTS = Path(__file__).parent / "promtool" / "alerts-aggregate-test.yaml"
 DASHBOARD = CHART_DIR / "files" / "dashboards" / "northflank-llm-operator.json"
 MONITORING = {"metrics": {"serviceMonitor": {"enabled": True}, "prometheusRule": {"enabled": True},
                           "dashboard": {"enabled": True}}}  # fmt: skip
@@ -69,6 +70,7 @@ def exported_metric_names() -> set[str]:
     for family in metrics.registry.collect():
         names.add(family.name)
         names.update(sample.name for sample in family.samples)
+    names.update(PER_RESOURCE_FAMILIES)  # written as text at scrape time, not through the registry
     # Families whose samples only appear once something happened.
     names.update({
         "northflank_api_requests_total", "northflank_api_request_duration_seconds_bucket",
@@ -118,8 +120,8 @@ def promtool_run(promtool: Path, *args: str, cwd: Path) -> subprocess.CompletedP
     return subprocess.run([str(promtool), *args], cwd=cwd, capture_output=True, text=True, timeout=120, check=False)
 
 
-def write_rules(tmp_path: Path, manifests: Manifests) -> Path:
-    shutil.copy(PROMTOOL_TESTS, tmp_path / PROMTOOL_TESTS.name)
+def write_rules(tmp_path: Path, manifests: Manifests, tests: Path = PROMTOOL_TESTS) -> Path:
+    shutil.copy(tests, tmp_path / tests.name)
     rules = tmp_path / "rules.yaml"
     rules.write_text(yaml.safe_dump(rules_of(manifests), sort_keys=False))
     return rules
@@ -158,6 +160,25 @@ def test_the_alert_unit_tests_catch_a_changed_rule(
     write_rules(tmp_path, helm.render(values))
     proc = promtool_run(promtool, "test", "rules", PROMTOOL_TESTS.name, cwd=tmp_path)
     assert proc.returncode != 0, "promtool's unit tests passed against a different rule"
+
+
+def test_without_per_resource_series_the_stale_alert_counts_stale_resources(
+    helm: Helm, promtool: Path, tmp_path: Path
+) -> None:
+    values = {"metrics": {"perResourceSeries": False, "prometheusRule": {"enabled": True}}}
+    manifests = helm.render(values)
+    assert manifests.env()["NORTHFLANK_LLM_OPERATOR_METRICS_PER_RESOURCE_SERIES"]["value"] == "false"
+    rules = rules_of(manifests)["groups"][0]["rules"]
+    (stale,) = [rule for rule in rules if rule["alert"] == "LLMModelDeploymentStale"]
+    assert metric_names_in(stale["expr"]) == {"llmmodeldeployment_resources_by_condition"}
+    assert metric_names_in(stale["expr"]) <= exported_metric_names()
+    write_rules(tmp_path, manifests, PROMTOOL_AGGREGATE_TESTS)
+    proc = promtool_run(promtool, "test", "rules", PROMTOOL_AGGREGATE_TESTS.name, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    # The per-resource rule does not pass these tests: they test the aggregate one.
+    write_rules(tmp_path, helm.render(MONITORING), PROMTOOL_AGGREGATE_TESTS)
+    proc = promtool_run(promtool, "test", "rules", PROMTOOL_AGGREGATE_TESTS.name, cwd=tmp_path)
+    assert proc.returncode != 0
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -141,8 +141,11 @@ def test_deployment_runs_one_standalone_operator_with_liveness_and_readiness_pro
     # Ready: the watch runs and this replica can lead (tests/chart/test_chart_monitoring.py has the rest).
     assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
     assert "startupProbe" not in container
-    assert container["resources"]["requests"]
-    assert container["resources"]["limits"]
+    # Sized for 10,000 resources with headroom (README "Sizing"; values.yaml says how).
+    assert container["resources"] == {
+        "requests": {"cpu": "100m", "memory": "256Mi"},
+        "limits": {"cpu": "1", "memory": "512Mi"},
+    }
     assert manifests.pod_spec()["automountServiceAccountToken"] is True
     assert manifests.pod_spec()["serviceAccountName"] == FULLNAME
 
@@ -167,6 +170,7 @@ def test_settings_reach_the_operator_as_environment(render: Any) -> None:
         "NORTHFLANK_LLM_OPERATOR_CREDENTIALS_CACHE_SECONDS": "30",
         "NORTHFLANK_LLM_OPERATOR_RESYNC_SECONDS": "300",
         "NORTHFLANK_LLM_OPERATOR_SHUTDOWN_TIMEOUT_SECONDS": "20",
+        "NORTHFLANK_LLM_OPERATOR_METRICS_PER_RESOURCE_SERIES": "false",
         "NORTHFLANK_LLM_OPERATOR_LABEL_SELECTOR": "shard in (a, b), !example.com/legacy",
         "HTTPS_PROXY": "http://proxy.example.com:3128",
     }
@@ -211,6 +215,7 @@ def test_the_chart_defaults_are_the_operators_defaults_and_every_variable_is_rea
         "budget_reserve_fraction",
         "max_concurrent_requests",
         "label_selector",
+        "metrics_per_resource_series",
     }, "a variable the chart sets is not read by the operator"
 
 
@@ -265,7 +270,7 @@ def test_everything_reaches_the_pod(render: Any) -> None:
     # Helm merges user maps into the defaults: the default CPU limit stays unless set to null.
     assert container["resources"] == {
         "requests": {"cpu": "100m", "memory": "200Mi"},
-        "limits": {"cpu": "500m", "memory": "400Mi"},
+        "limits": {"cpu": "1", "memory": "400Mi"},
     }
     template_meta = manifests.deployment()["spec"]["template"]["metadata"]
     assert template_meta["annotations"] == {"example.com/scrape": "false"}

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -128,10 +128,8 @@ def test_retry_after_on_503_says_when_polling_resumes(cluster: Cluster, nf: Simu
     cluster.apply("busy", "model", project="busy")
     status = cluster.wait_condition("busy", "Synced", "False", "ServerError")
     message = conditions_by_type(status)["Synced"]["message"]
-    assert "polling resumes at" in message
-    resume = datetime.fromisoformat(message.split("polling resumes at ")[1].rstrip(".").replace("Z", "+00:00"))
-    assert resume - datetime.now(UTC) < timedelta(hours=1, minutes=1)
-    assert resume - datetime.now(UTC) > timedelta(minutes=55)
+    # Capped at the documented hour, and no moment in the message (every retry would rewrite it).
+    assert "retry after 1 h" in message
 
 
 def test_an_absurd_rate_limit_reset_holds_for_at_most_the_documented_hour(
@@ -148,8 +146,7 @@ def test_an_absurd_rate_limit_reset_holds_for_at_most_the_documented_hour(
     cluster.apply("held", "model", project="held", credentialsSecretRef={"name": "held"})
     status = cluster.wait_condition("held", "Synced", "False", "RateLimited")
     message = conditions_by_type(status)["Synced"]["message"]
-    resume = datetime.fromisoformat(message.split("polling resumes at ")[1].rstrip(".").replace("Z", "+00:00"))
-    assert resume - datetime.now(UTC) <= timedelta(hours=1)
+    assert "within 1 h" in message, "the hold is capped at the documented hour"
 
 
 def test_a_relaxed_rule_on_a_mirrored_only_field_is_a_deviation_not_a_failure(

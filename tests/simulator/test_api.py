@@ -69,7 +69,7 @@ def test_deleted_deployment_is_404(simulator: RunningSimulator, api: httpx.Clien
 
 def test_unserved_routes_answer_with_the_envelope(api: httpx.Client) -> None:
     assert_error(api.get("/v1/projects/inference/services"), 404)
-    error = assert_error(api.post(DEPLOYMENTS, json={}), 405)
+    error = assert_error(api.put(DEPLOYMENTS, json={}), 405)
     assert error["message"]
 
 

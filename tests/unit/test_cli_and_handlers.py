@@ -130,6 +130,33 @@ def test_the_selector_flag_overrides_the_environment(
     assert [settings.label_selector for settings in started] == [expected]
 
 
+@pytest.mark.parametrize(
+    ("env", "argv", "expected"),
+    [
+        (None, [], True),
+        ("false", [], False),
+        ("false", ["--metrics-per-resource-series"], True),  # the flag wins
+        (None, ["--no-metrics-per-resource-series"], False),
+    ],
+)
+def test_per_resource_series_follow_the_flag_then_the_environment(
+    monkeypatch: pytest.MonkeyPatch, env: str | None, argv: list[str], expected: bool
+) -> None:
+    if env is None:
+        monkeypatch.delenv("NORTHFLANK_LLM_OPERATOR_METRICS_PER_RESOURCE_SERIES", raising=False)
+    else:
+        monkeypatch.setenv("NORTHFLANK_LLM_OPERATOR_METRICS_PER_RESOURCE_SERIES", env)
+    started: list[OperatorSettings] = []
+
+    async def operate(args: Any, settings: OperatorSettings) -> int:
+        started.append(settings)
+        return 0
+
+    monkeypatch.setattr(cli, "_operate", operate)
+    assert cli.main(["run", "-A", *argv]) == 0
+    assert [settings.metrics_per_resource_series for settings in started] == [expected]
+
+
 # kopf's decorators type the functions as handler protocols; the tests call them with just the kwargs used.
 track: Any = handlers.track
 probe: Any = handlers.tracked_resources

@@ -324,3 +324,24 @@ def test_rate_limit_parsing_is_robust() -> None:
     )
     assert (parsed.limit, parsed.remaining, parsed.reset_seconds) == (1000, None, 2.5)
     assert json.dumps(parsed.__dict__)  # plain data, safe to log
+
+
+@pytest.mark.parametrize(
+    ("pagination", "items", "more"),
+    [
+        ({"hasNextPage": True, "cursor": "c1", "count": 1}, 1, True),  # every client goes on
+        ({"hasNextPage": False, "count": 1}, 1, False),  # the documented end: every client stops
+        # The disagreeing cases. JS continues while a cursor is present, Python while either is:
+        ({"hasNextPage": False, "cursor": "c1", "count": 1}, 1, True),  # both clients go on: so do we
+        ({"hasNextPage": True, "count": 1}, 1, True),  # JS would stop and miss the rest; go on by page number
+        # An empty page ends the listing even with a cursor (nothing after it; no endless walk).
+        ({"hasNextPage": False, "cursor": "c1", "count": 0}, 0, False),
+    ],
+)
+async def test_the_paging_rule_follows_both_official_clients(
+    pagination: dict[str, Any], items: int, more: bool
+) -> None:
+    body = {"data": {"llmModelDeployments": [full_deployment(id="a")][:items]}, "pagination": pagination}
+    async with client_with(lambda _: ok(body)) as client:
+        page = (await client.list_llm_model_deployments("proj", token=TOKEN)).data
+    assert page.has_more is more

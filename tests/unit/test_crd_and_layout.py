@@ -116,3 +116,11 @@ def test_examples_are_valid_resources() -> None:
         body = yaml.safe_load(path.read_text())
         assert body["apiVersion"] == resource.API_VERSION, path.name
         resource.LLMModelDeploymentSpec.model_validate(body["spec"])
+
+
+def test_mirrored_objects_keep_fields_newer_than_this_operator(crd: dict[str, Any]) -> None:
+    # Without x-kubernetes-preserve-unknown-fields the API server prunes a new Northflank field silently.
+    status = version(crd)["schema"]["openAPIV3Schema"]["properties"]["status"]["properties"]
+    for mirrored in ("dns", "deployment", "deploymentSpec"):
+        assert status[mirrored].get("x-kubernetes-preserve-unknown-fields") is True, mirrored
+    assert status["ports"]["items"].get("x-kubernetes-preserve-unknown-fields") is True

@@ -23,8 +23,8 @@ from northflank_llm_operator.northflank import (
     ServerError,
 )
 from northflank_llm_operator.status import Observation, compute_status
-from tests.unit.test_controller import PLENTY, Harness
 from tests.unit.payloads import full_deployment
+from tests.unit.test_controller import PLENTY, Harness
 
 BROKEN = ServerError("HTTP 502", status_code=502, rate_limit=PLENTY)
 
@@ -131,11 +131,8 @@ async def test_json_nested_too_deep_to_parse_is_cut_and_the_rest_is_mirrored() -
 
     async with NorthflankClient("https://api.example", transport=httpx.MockTransport(answer)) as client:
         result = await client.get_llm_model_deployment("proj", "dep", token="tok-123456789")
-    timing_now = datetime(2026, 1, 1, tzinfo=UTC)
-    from northflank_llm_operator.status import Timing
-
-    update = compute_status({}, Observation(result.data), generation=1,
-                            timing=Timing(now=timing_now, heartbeat=timedelta(0), stale_after=timedelta(minutes=3)))  # fmt: skip
+    timing = _timing(datetime(2026, 1, 1, tzinfo=UTC))
+    update = compute_status({}, Observation(result.data), generation=1, timing=timing)
     synced = next(c for c in update.status["conditions"] if c["type"] == "Synced")
     assert update.status["phase"] == "running"
     assert (synced["status"], synced["reason"]) == ("True", "Observed")

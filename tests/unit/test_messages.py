@@ -13,7 +13,7 @@ from northflank_llm_operator.messages import (
     steady,
 )
 from northflank_llm_operator.northflank import RateLimit, ServerError
-from tests.unit.test_poller import Harness
+from tests.unit.test_controller import Harness
 
 
 @pytest.mark.parametrize(
@@ -86,11 +86,6 @@ def test_steady_keeps_ordinary_text_and_numbers() -> None:
     assert steady("counter 12345678901234567890") == "counter 12345678901234567890"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="today's poller puts 'polling resumes at <time>' into the message; passes once the reconciler "
-    "builds it with messages.retry_after_message (then remove this marker)",
-)
 async def test_retries_of_a_503_with_retry_after_do_not_rewrite_the_status() -> None:
     h = Harness(interval=60)
     h.northflank.put("proj", "dep")

@@ -3,14 +3,21 @@ read at scrape time (gone with the resource), and no secret in any label."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import asyncio
+import threading
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.registry import Collector
 
 from northflank_llm_operator.credentials import Credential
 from northflank_llm_operator.metrics import (
+    SNAPSHOT_SLICE,
+    MetricsServer,
     OperatorMetrics,
     ResourceSample,
     account_label,
@@ -31,9 +38,13 @@ class Clock:
         return self.now
 
 
-def build(clock: Clock | None = None) -> OperatorMetrics:
+def build(clock: Clock | None = None, *, per_resource_series: bool = True) -> OperatorMetrics:
     return OperatorMetrics(
-        leader_election_id="nf-llm", clock=clock or Clock(), wall_clock=lambda: NOW, process_metrics=False
+        leader_election_id="nf-llm",
+        clock=clock or Clock(),
+        wall_clock=lambda: NOW,
+        process_metrics=False,
+        per_resource_series=per_resource_series,
     )
 
 
@@ -94,6 +105,15 @@ def test_rate_limit_gauges_follow_the_headers_and_leave_with_the_account() -> No
     assert value("northflank_ratelimit_remaining", label) is None
 
 
+def scraped(metrics: OperatorMetrics) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    """Every sample of a render, parsed back as Prometheus would read it."""
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(metrics.render().decode())
+        for sample in family.samples
+    }
+
+
 class NoResources:
     def resource_samples(self) -> Iterable[ResourceSample]:
         return []
@@ -121,7 +141,11 @@ def test_per_resource_series_come_from_the_current_resources_and_go_with_them() 
         ResourceSample(ResourceKey("other", "c"), {}, None, None),
     ])  # fmt: skip
     metrics.observe_resources(source, accounts_in_use=list)
-    value = metrics.registry.get_sample_value
+
+    def value(name: str, labels: dict[str, str] | None = None) -> float | None:
+        return samples.get((name, frozenset((labels or {}).items())))
+
+    samples = scraped(metrics)
     a, b = {"namespace": "ns", "name": "a"}, {"namespace": "ns", "name": "b"}
     assert value("llmmodeldeployment_status_condition", {**a, "condition": "Ready", "status": "True"}) == 1
     assert value("llmmodeldeployment_status_condition", {**a, "condition": "Ready", "status": "False"}) == 0
@@ -133,10 +157,128 @@ def test_per_resource_series_come_from_the_current_resources_and_go_with_them() 
     assert value("llmmodeldeployment_poll_interval_seconds", b) == 120
     assert value("llmmodeldeployment_resources", {"phase": "running"}) == 2
     assert value("llmmodeldeployment_resources", {"phase": "unknown"}) == 1
+    by_condition = "llmmodeldeployment_resources_by_condition"
+    assert value(by_condition, {"condition": "Ready", "status": "Unknown", "reason": "StatusStale"}) == 1
+    assert value(by_condition, {"condition": "Ready", "status": "True", "reason": ""}) == 1
     source.samples.pop(0)  # deleted
+    samples = scraped(metrics)
     assert value("llmmodeldeployment_phase", {**a, "phase": "running"}) is None
     assert value("llmmodeldeployment_status_condition", {**a, "condition": "Ready", "status": "True"}) is None
     assert value("llmmodeldeployment_resources", {"phase": "running"}) == 1
+
+
+def test_label_values_from_the_status_are_escaped() -> None:
+    metrics = build()
+    odd = 'Weird"type\\with\nlines'
+    status = {"phase": 'run"ning', "conditions": [{"type": odd, "status": "True"}]}
+    metrics.observe_resources(
+        Resources([ResourceSample(ResourceKey("ns", "a"), status, NOW, 60.0)]), accounts_in_use=list
+    )
+    samples = scraped(metrics)
+    labels = {"namespace": "ns", "name": "a", "condition": odd, "status": "True"}
+    assert samples[("llmmodeldeployment_status_condition", frozenset(labels.items()))] == 1
+    assert (
+        samples[("llmmodeldeployment_phase", frozenset({"namespace": "ns", "name": "a", "phase": 'run"ning'}.items()))]
+        == 1
+    )
+
+
+def test_per_resource_series_can_be_turned_off_and_the_counts_stay() -> None:
+    metrics = build(per_resource_series=False)
+    ready = {"phase": "running", "conditions": [{"type": "Ready", "status": "True", "reason": "Running"}]}
+    stale = {"phase": "running", "conditions": [{"type": "Ready", "status": "Unknown", "reason": "StatusStale"}]}
+    metrics.observe_resources(Resources([
+        ResourceSample(ResourceKey("ns", "a"), ready, NOW, 60.0),
+        ResourceSample(ResourceKey("ns", "b"), stale, NOW, 60.0),
+        ResourceSample(ResourceKey("ns", "c"), stale, NOW, 60.0),
+    ]), accounts_in_use=list)  # fmt: skip
+    text = metrics.render().decode()
+    for per_resource in ("status_condition", "llmmodeldeployment_phase", "observation_age", "poll_interval_seconds"):
+        assert per_resource not in text
+    assert 'name="a"' not in text
+    value = metrics.registry.get_sample_value
+    assert value("llmmodeldeployment_resources", {"phase": "running"}) == 3
+    by_condition = "llmmodeldeployment_resources_by_condition"
+    assert value(by_condition, {"condition": "Ready", "status": "Unknown", "reason": "StatusStale"}) == 2
+    assert value(by_condition, {"condition": "Ready", "status": "True", "reason": "Running"}) == 1
+
+
+class _SlowCollector(Collector):
+    """Blocks inside the render until the test releases it from the event loop."""
+
+    def __init__(self) -> None:
+        self.entered = threading.Event()
+        self.release = threading.Event()
+        self.released_in_time: list[bool] = []
+
+    def describe(self) -> Iterable[Metric]:
+        return [GaugeMetricFamily("slow_collector_done", "rendered")]
+
+    def collect(self) -> Iterator[Metric]:
+        self.entered.set()
+        self.released_in_time.append(self.release.wait(timeout=5))
+        yield GaugeMetricFamily("slow_collector_done", "rendered", value=1)
+
+
+async def test_a_scrape_is_rendered_off_the_event_loop_from_a_snapshot_taken_on_it() -> None:
+    metrics = build()
+    running = {"phase": "running", "conditions": [{"type": "Ready", "status": "True", "reason": "Running"}]}
+    source = Resources([ResourceSample(ResourceKey("ns", "before"), running, NOW, 60.0)])
+    metrics.observe_resources(source, accounts_in_use=list)
+    slow = _SlowCollector()
+    metrics.registry.register(slow)
+    server = MetricsServer(metrics, ready=lambda: (True, "ok"))
+    await server.start("127.0.0.1:0")
+    try:
+        async with httpx.AsyncClient() as client:
+            scrape = asyncio.create_task(client.get(f"http://127.0.0.1:{server.port}/metrics", timeout=30))
+            # While the collector is blocked inside the render, the loop still runs this test...
+            assert await asyncio.to_thread(slow.entered.wait, 10), "the scrape never reached the collector"
+            assert not scrape.done()
+            # ...and what changes on the loop now is not in this scrape: it renders the snapshot.
+            source.samples[:] = [ResourceSample(ResourceKey("ns", "after"), running, NOW, 60.0)]
+            slow.release.set()
+            response = await scrape
+    finally:
+        await server.stop()
+    assert slow.released_in_time == [True], "the render blocked the event loop until the collector gave up"
+    assert response.status_code == 200
+    assert "slow_collector_done 1.0" in response.text
+    assert 'name="before"' in response.text
+    assert 'name="after"' not in response.text
+
+
+async def test_a_large_fleet_is_copied_in_slices_with_the_loop_free_in_between() -> None:
+    metrics = build()
+    running = {"phase": "running", "conditions": [{"type": "Ready", "status": "True"}]}
+    other_task_ran: list[bool] = []
+    loop_turns = 0
+
+    async def other_task() -> None:
+        nonlocal loop_turns
+        while True:
+            loop_turns += 1
+            await asyncio.sleep(0)
+
+    class Fleet:
+        def resource_samples(self) -> Iterator[ResourceSample]:
+            seen = loop_turns
+            for i in range(3 * SNAPSHOT_SLICE):
+                if i % SNAPSHOT_SLICE == 0 and i:
+                    other_task_ran.append(loop_turns > seen)
+                    seen = loop_turns
+                yield ResourceSample(ResourceKey("ns", f"r{i}"), running, NOW, 60.0)
+
+    metrics.observe_resources(Fleet(), accounts_in_use=list)
+    other = asyncio.create_task(other_task())
+    try:
+        text = (await metrics.render_off_loop()).decode()
+    finally:
+        other.cancel()
+    assert other_task_ran == [True, True], "the loop did not run between two slices of the copy"
+    families = {family.name: family for family in text_string_to_metric_families(text)}
+    assert [sample.value for sample in families["llmmodeldeployment_resources"].samples] == [3 * SNAPSHOT_SLICE]
+    assert text.count("llmmodeldeployment_phase{") == 3 * SNAPSHOT_SLICE
 
 
 def test_leader_status_and_status_writes() -> None:

@@ -362,3 +362,20 @@ def test_a_contract_deviation_in_a_mirrored_only_field_is_noted_not_fatal() -> N
     assert status["deployment"]["entityType"] == "robot"
     again = compute_status(status, observe("running", name=odd_name, entityType="robot"), generation=1, timing=at(5))
     assert not again.changed  # the same deviation is not news
+
+
+def test_a_null_from_northflank_is_recorded_so_it_differs_from_absent() -> None:
+    # A merge patch cannot store a null (it deletes the key), so the nulls are listed beside the mirror.
+    spec = full_deployment()["spec"]
+    spec["configuration"]["nodeConfiguration"]["storage"]["shmSize"] = None
+    nulled = compute_status({}, observe(spec=spec, description=None), generation=1, timing=at(0)).status
+    assert nulled["nullFields"] == [
+        "deployment.description",
+        "deploymentSpec.configuration.nodeConfiguration.storage.shmSize",
+    ]
+    assert "shmSize" not in nulled["deploymentSpec"]["configuration"]["nodeConfiguration"]["storage"]
+    absent = compute_status({}, observe(), generation=1, timing=at(0)).status
+    assert "nullFields" not in absent
+    # Stored as written, the next identical observation changes nothing.
+    again = compute_status(nulled, observe(spec=spec, description=None), generation=1, timing=at(1))
+    assert not again.changed

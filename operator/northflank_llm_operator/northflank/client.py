@@ -62,6 +62,20 @@ class DeploymentPage:
     has_next_page: bool
     cursor: str | None
 
+    @property
+    def has_more(self) -> bool:
+        """Whether to ask for another page: the one paging rule of this project.
+
+        Northflank's official clients disagree off the documented path. JS 0.9.5 continues while a
+        ``cursor`` is present (and ignores ``hasNextPage``), Python 2.1.0 while ``hasNextPage`` or a
+        cursor is. Going on whenever either says so never stops before either client would, so no
+        deployment is missed: with ``hasNextPage`` and no cursor the next page is asked for by number
+        (as Python does; JS would stop and miss the rest). The one exception is an empty page, which
+        ends the listing even with a cursor: nothing can follow it, and an API that always hands out a
+        cursor must not be walked forever.
+        """
+        return self.has_next_page or (self.cursor is not None and bool(self.items))
+
 
 Endpoint = Literal["get", "list"]
 
@@ -234,39 +248,38 @@ def cut_below_depth(raw: bytes, max_depth: int) -> bytes:
     Only used when the parser gave up, so its pure-Python speed is paid on hostile answers only.
     """
     out = bytearray()
-    depth = 0
+    depth = cut_at = 0  # cut_at: the depth at which the value being cut began (0: not cutting)
     in_string = escaped = False
-    cut_from: int | None = None  # depth at which a cut value started
     for byte in raw:
+        keep = cut_at == 0
         if in_string:
-            if cut_from is None:
-                out.append(byte)
-            if escaped:
-                escaped = False
-            elif byte == 0x5C:  # backslash
-                escaped = True
-            elif byte == 0x22:  # quote
-                in_string = False
-            continue
-        if byte == 0x22:
+            escaped, in_string = _string_step(byte, escaped)
+        elif byte == _QUOTE:
             in_string = True
-            if cut_from is None:
-                out.append(byte)
-            continue
-        if byte in (0x5B, 0x7B):  # [ {
+        elif byte in _OPENING:
             depth += 1
-            if cut_from is None and depth > max_depth:
-                cut_from = depth
+            if keep and depth > max_depth:
+                cut_at, keep = depth, False
                 out += b"null"
-                continue
-        elif byte in (0x5D, 0x7D):  # ] }
+        elif byte in _CLOSING:
             depth -= 1
-            if cut_from is not None and depth < cut_from:
-                cut_from = None
+            if not keep and depth < cut_at:
+                cut_at = 0
                 continue
-        if cut_from is None:
+        if keep:
             out.append(byte)
     return bytes(out)
+
+
+_QUOTE, _BACKSLASH = 0x22, 0x5C
+_OPENING, _CLOSING = frozenset(b"[{"), frozenset(b"]}")
+
+
+def _string_step(byte: int, escaped: bool) -> tuple[bool, bool]:
+    """(escaped, still in the string) after ``byte`` inside a JSON string."""
+    if escaped:
+        return False, True
+    return byte == _BACKSLASH, byte != _QUOTE
 
 
 def _decoder_for(encoding: str) -> Any:

@@ -49,17 +49,19 @@ PortName = Annotated[str, StringConstraints(pattern=r"^[a-zA-Z](-?[a-zA-Z0-9]+(-
 
 
 class Dns(_ApiModel):
-    """DNS configuration of the deployment."""
+    """DNS configuration of the deployment. ``base`` is mirrored, never read: its documented pattern is
+    checked leniently (a recorded deviation), as neither official client checks it."""
 
-    base: DnsBase
+    base: str
     zone: str
 
 
 class Port(_ApiModel):
-    """One port of the deployment."""
+    """One port of the deployment. ``id`` and ``name`` are only mirrored: their documented patterns are
+    checked leniently, like ``dns.base`` (a real port named ``http_1`` must not hide the deployment)."""
 
-    id: PortId
-    name: PortName
+    id: str
+    name: str
     internal_port: int = Field(alias="internalPort")
     protocol: str
     public: bool
@@ -88,6 +90,27 @@ _LENIENT: dict[str, tuple[TypeAdapter[Any], TypeAdapter[Any]]] = {
 }
 
 
+#: Documented patterns of nested strings the operator only mirrors, checked after the shape is valid.
+_LENIENT_NESTED: tuple[tuple[str, TypeAdapter[Any]], ...] = (
+    ("id", TypeAdapter(PortId)),
+    ("name", TypeAdapter(PortName)),
+)
+_DNS_BASE: TypeAdapter[Any] = TypeAdapter(DnsBase)
+
+
+def _nested_deviations(model: LLMModelDeployment) -> list[str]:
+    deviations: list[str] = []
+    checks = [(f"ports[{index}].{key}", adapter, getattr(port, key)) for index, port in enumerate(model.ports)
+              for key, adapter in _LENIENT_NESTED]  # fmt: skip
+    checks.append(("dns.base", _DNS_BASE, model.dns.base))
+    for where, adapter, value in checks:
+        try:
+            adapter.validate_python(value)
+        except ValidationError as exc:
+            deviations.append(f"{where}: {_first_error(exc)} (kept as sent)")
+    return deviations
+
+
 def _first_error(exc: ValidationError) -> str:
     error = exc.errors()[0]
     where = ".".join(str(part) for part in error["loc"])
@@ -98,7 +121,9 @@ class LLMModelDeployment(_ApiModel):
     """The ``data`` object of the GET response (the list endpoint returns the same shape per item).
 
     Strict where the operator's status and conditions depend on a value (``id`` and the other ids,
-    ``status``, ``dns``, ``ports``, ``spec``); lenient elsewhere, see ``contract_deviations``.
+    ``status``, the shapes of ``dns``, ``ports`` and ``spec``); lenient elsewhere, including the
+    documented patterns of ``ports[].id``, ``ports[].name`` and ``dns.base``, which neither official
+    client checks: see ``contract_deviations``.
     """
 
     name: str | None = None
@@ -143,7 +168,7 @@ class LLMModelDeployment(_ApiModel):
                     deviations.append(f"{key}: {_first_error(exc)} (kept as sent)")
         model = handler(data)
         assert isinstance(model, LLMModelDeployment)
-        model._deviations = tuple(deviations)
+        model._deviations = (*deviations, *_nested_deviations(model))
         return model
 
     @property
@@ -169,7 +194,8 @@ class GetLLMModelDeploymentResponse(_ApiModel):
 class Pagination(_ApiModel):
     has_next_page: bool = Field(alias="hasNextPage")
     cursor: str | None = None
-    count: int
+    #: Never read (the items are counted instead), so not held to a shape: the clients type it ``number``.
+    count: Any = None
 
 
 class LLMModelDeploymentList(_ApiModel):
