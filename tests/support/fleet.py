@@ -24,7 +24,7 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from northflank_llm_operator.controller import Controller
+from northflank_llm_operator.controller import EVENT_KEYS, Controller
 from northflank_llm_operator.credentials import CredentialResolver, CredentialsError
 from northflank_llm_operator.events import EventCorrelator, EventRecorder
 from northflank_llm_operator.kube import ResourceGoneError
@@ -240,7 +240,8 @@ class FleetKubernetes:
         self.created_events: list[tuple[float, ResourceKey, Event]] = []
         self.event_patches = 0
         self.resource_version = 1
-        self.recorder = EventRecorder(self, EventCorrelator(clock.wall))
+        # The correlating recorder the controller builds, with a tap in front that sees every Event.
+        self.recorder = EventRecorder(self, EventCorrelator(clock.wall, max_keys=EVENT_KEYS))
 
     async def patch_status(
         self, key: ResourceKey, patch: Mapping[str, Any], *, uid: str | None = None, resource_version: str | None = None
@@ -258,9 +259,9 @@ class FleetKubernetes:
         found = {k: o["metadata"]["uid"] for k, o in self.objects.items() if namespace in (None, k.namespace)}
         return found, str(self.resource_version)
 
-    async def record_event(self, key: ResourceKey, uid: str, event: Event) -> None:
+    async def record(self, key: ResourceKey, uid: str, event: Event) -> str:
         self.events.append((self.clock.now, key, event))
-        await self.recorder.record(key, uid, event)
+        return await self.recorder.record(key, uid, event)
 
     async def create_event(self, key: ResourceKey, uid: str, event: Event, *, name: str, count: int,
                            first_timestamp: datetime, last_timestamp: datetime) -> bool:  # fmt: skip
@@ -315,7 +316,7 @@ class Fleet:
         self.controller = Controller(registry=self.registry, client=self.northflank,  # type: ignore[arg-type]
                                      credentials=credentials, kube=self.kube,  # type: ignore[arg-type]
                                      settings=self.settings, planner=planner, clock=self.clock,
-                                     wall_clock=self.clock.wall)  # fmt: skip
+                                     wall_clock=self.clock.wall, events=self.kube)  # fmt: skip
         #: Deployment of each resource: (project, deployment id).
         self.target_of: dict[ResourceKey, tuple[str, str]] = {}
         #: Moments the driver must stop at (upstream changes are applied by the caller between them).
