@@ -27,6 +27,7 @@ deployment through its lifecycle on the simulator's clock (see ``SimulatorState.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import re
 import zlib
@@ -151,6 +152,8 @@ def _bearer_token(request: web.Request) -> str | None:
 
 
 _HUGE_NUMBER_PLACEHOLDER = b'"__HUGE_NUMBER__"'
+_FRESH_PLACEHOLDER = b"__FRESH__"
+_fresh_values = itertools.count(1)
 _STREAM_CHUNK = 64 * 1024
 
 
@@ -169,6 +172,8 @@ def _fault_response(state: SimulatorState, spec: FaultSpec, status: int, charge_
         response = web.Response(body=(spec.body or "").encode(), status=status, headers=headers)
     if spec.huge_number_digits is not None and isinstance(response.body, bytes):
         response.body = response.body.replace(_HUGE_NUMBER_PLACEHOLDER, b"9" * spec.huge_number_digits)
+    if spec.fresh_values and isinstance(response.body, bytes):
+        response.body = response.body.replace(_FRESH_PLACEHOLDER, f"fresh-{next(_fresh_values)}".encode())
     if spec.content_type is not None:
         response.headers["Content-Type"] = spec.content_type
     response.headers.update(spec.headers)

@@ -179,6 +179,7 @@ class SimulatorControl:
         count_against_rate_limit: bool = True,
         deep_json_depth: int | None = None,
         huge_number_digits: int | None = None,
+        fresh_values: bool = False,
         pad_bytes: int = 0,
         gzip: bool = False,
         drip_chunk_bytes: int | None = None,
@@ -193,7 +194,8 @@ class SimulatorControl:
 
         Hostile bodies (all need ``status``): ``deep_json_depth`` serves ``{"data": [[[...]]]}``;
         ``huge_number_digits`` replaces each ``"__HUGE_NUMBER__"`` string in the body with a number
-        that long; ``pad_bytes`` appends that many spaces (valid JSON, generated while sending);
+        that long; ``fresh_values`` replaces each ``__FRESH__`` with a value no other response had (a
+        cursor that never repeats); ``pad_bytes`` appends that many spaces (valid JSON, generated while sending);
         ``gzip`` compresses the body (with ``pad_bytes``, a decompression bomb); ``drip_chunk_bytes``
         sends the body that many bytes at a time, ``drip_interval_seconds`` apart.
         """
@@ -213,6 +215,7 @@ class SimulatorControl:
             "times": times,
             "deepJsonDepth": deep_json_depth,
             "hugeNumberDigits": huge_number_digits,
+            "freshValues": fresh_values or None,
             "padBytes": pad_bytes or None,
             "gzip": gzip or None,
             "drip": (

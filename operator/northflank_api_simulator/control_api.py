@@ -48,7 +48,8 @@ same envelope as the Northflank routes. Camel-case keys throughout, like Northfl
     Any status (100-599) and any ``headers`` (e.g. ``{"x-ratelimit-reset": "1e9"}``, ``Retry-After``)
     can be served. Hostile bodies: ``"deepJsonDepth": 100000`` (``{"data": [[[...]]]}``),
     ``"hugeNumberDigits": 40`` (each ``"__HUGE_NUMBER__"`` string in ``json``/``body`` becomes a
-    40-digit number), ``"padBytes": 52428800`` (trailing spaces, generated while sending),
+    40-digit number), ``"freshValues": true`` (each ``__FRESH__`` becomes a value no other response had,
+    e.g. a cursor of a listing that never ends), ``"padBytes": 52428800`` (trailing spaces, generated while sending),
     ``"gzip": true`` (``Content-Encoding: gzip``; with ``padBytes`` a decompression bomb) and
     ``"drip": {"chunkBytes": 1, "intervalSeconds": 2}`` (a slow body after prompt headers).
     Without ``status``, ``latencySeconds``, ``padBytes``, ``gzip`` and ``drip`` apply to the API's own

@@ -127,6 +127,9 @@ class FaultSpec(ControlModel):
     huge_number_digits: int | None = Field(default=None, ge=1, le=10_000_000)
     """Replace every ``"__HUGE_NUMBER__"`` string (quotes included) in the body with a number of this
     many digits, e.g. a port beyond int64 inside an otherwise valid deployment."""
+    fresh_values: bool = False
+    """Replace every ``__FRESH__`` in the body with a string no other response carried, e.g. a page
+    cursor that never repeats (a listing that never ends)."""
     pad_bytes: int = Field(default=0, ge=0, le=16 * 1024**3)
     """Append this many spaces (valid trailing JSON whitespace) to the body; generated as it is sent,
     so a multi-gigabyte body costs the simulator no memory."""

@@ -4,29 +4,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import logging
-import os
-import signal
-import socket
 import sys
-import threading
-import uuid
-from collections.abc import Callable, Sequence
-from pathlib import Path
-from typing import Any
+from collections.abc import Sequence
 
 import kopf
 import pydantic
 
-from . import __version__, redaction
-from .leader import ElectionConfig, KubernetesLeaseStore, LeaderElector
+from . import __version__, process, redaction
 from .resource import MIN_POLL_INTERVAL_SECONDS
 from .settings import OperatorSettings
 
-logger = logging.getLogger("northflank_llm_operator")
-
-_SERVICE_ACCOUNT_NAMESPACE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
 _LOG_FORMATS = {"plain": kopf.LogFormat.PLAIN, "full": kopf.LogFormat.FULL, "json": kopf.LogFormat.JSON}
 
 
@@ -45,6 +33,13 @@ def _poll_interval(text: str) -> int:
     value = int(text)
     if not MIN_POLL_INTERVAL_SECONDS <= value <= 86400:
         raise argparse.ArgumentTypeError(f"must be between {MIN_POLL_INTERVAL_SECONDS} and 86400 seconds")
+    return value
+
+
+def _percent(text: str) -> float:
+    value = float(text)
+    if not 0 <= value <= 100:
+        raise argparse.ArgumentTypeError("must be between 0 and 100")
     return value
 
 
@@ -82,6 +77,16 @@ def build_parser() -> argparse.ArgumentParser:
         "and condition, for large fleets (overrides NORTHFLANK_LLM_OPERATOR_METRICS_PER_RESOURCE_SERIES)",
     )  # fmt: skip
     run.add_argument(
+        "--metrics-secure", action=argparse.BooleanOptionalAction, default=None,
+        help="serve /metrics over HTTPS, only to bearer tokens the API server allows 'get' on /metrics "
+        "(TokenReview + SubjectAccessReview); --no-metrics-secure: plain HTTP "
+        "(overrides NORTHFLANK_LLM_OPERATOR_METRICS_SECURE; default: plain HTTP)",
+    )  # fmt: skip
+    run.add_argument(
+        "--metrics-cert-dir", metavar="DIR",
+        help="tls.crt and tls.key for --metrics-secure (default: a self-signed certificate made at start-up)",
+    )  # fmt: skip
+    run.add_argument(
         "--leader-elect", action=argparse.BooleanOptionalAction, default=None,
         help="elect a leader through a Lease so that several replicas can run; only the leader polls "
         "(overrides NORTHFLANK_LLM_OPERATOR_LEADER_ELECT)",
@@ -99,8 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
     importer = commands.add_parser(
         "import",
         help="print LLMModelDeployment manifests for a project's existing deployments (YAML on stdout)",
-        description="List a Northflank project's LLM model deployments (NORTHFLANK_API_TOKEN, "
-        "NORTHFLANK_API_BASE_URL) and print one LLMModelDeployment manifest per deployment, ready to commit.",
+        description="List a Northflank project's LLM model deployments (NORTHFLANK_API_TOKEN or "
+        "NORTHFLANK_API_TOKEN_FILE, NORTHFLANK_API_BASE_URL) and print one LLMModelDeployment manifest per "
+        "deployment, ready to commit.",
     )
     importer.add_argument("--project", required=True, metavar="PROJECT_ID", help="the Northflank project's id")
     importer.add_argument("--team", metavar="TEAM_ID", help="the team, for an organisation-scoped token (spec.teamId)")
@@ -115,6 +121,11 @@ def build_parser() -> argparse.ArgumentParser:
     importer.add_argument(
         "--expected-phase-from-current", action="store_true",
         help="set spec.expectedPhase to each deployment's current phase (running or paused)",
+    )  # fmt: skip
+    importer.add_argument(
+        "--reserve", type=_percent, default=10.0, metavar="PERCENT",
+        help="stop, printing nothing, before the token's hourly Northflank budget falls below this share "
+        "(x-ratelimit-remaining), so an operator polling with the same token keeps working (default: 10)",
     )  # fmt: skip
 
     commands.add_parser(
@@ -155,7 +166,7 @@ def import_project(args: argparse.Namespace) -> int:
         poll_interval_seconds=args.poll_interval,
         expected_phase_from_current=args.expected_phase_from_current,
     )
-    return asyncio.run(run_import(options, settings, sys.stdout, sys.stderr))
+    return asyncio.run(run_import(options, settings, sys.stdout, sys.stderr, reserve_fraction=args.reserve / 100))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -172,6 +183,8 @@ def run(args: argparse.Namespace) -> int:
         "label_selector": args.selector,
         "metrics_bind_address": args.metrics_bind_address,
         "metrics_per_resource_series": args.metrics_per_resource_series,
+        "metrics_secure": args.metrics_secure,
+        "metrics_cert_dir": args.metrics_cert_dir,
         "leader_elect": args.leader_elect,
         "leader_election_id": args.leader_election_id,
         "leader_election_namespace": args.leader_election_namespace,
@@ -181,350 +194,13 @@ def run(args: argparse.Namespace) -> int:
     except pydantic.ValidationError as exc:
         print(f"northflank-llm-operator: invalid settings:\n{exc}", file=sys.stderr)
         return 2
-    return asyncio.run(_operate(args, settings))
-
-
-async def _operate(args: argparse.Namespace, settings: OperatorSettings) -> int:
-    from .runtime import Runtime
-
-    runtime = Runtime.create(settings, resync_namespaces=None if args.all_namespaces else args.namespaces)
-    kopf_runs = _KopfRuns(args, runtime, ShutdownWatchdog(settings.shutdown_timeout_seconds))
-    crashed: list[BaseException] = []
-
-    def poller_done(task: asyncio.Task[None]) -> None:
-        # A crashed loop stops the process (and the pod restarts); a loop we cancelled does not.
-        if not task.cancelled() and task.exception() is not None:
-            crashed.append(task.exception())  # type: ignore[arg-type]
-            kopf_runs.stop()
-
-    runtime.on_unserved = kopf_runs.stop_kopf  # the CRD went away: stop kopf, wait for the CRD, start again
-    leadership = Leadership(runtime, settings, kopf_runs.ready, kopf_runs.stop, poller_done)
-    kopf_runs.on_ready = leadership.take_signals
-    kopf_runs.on_stopped = leadership.resume_polling
-    if not settings.leader_elect:
-        # The only replica leads from the start; created before kopf starts, so kopf leaves it alone at exit.
-        runtime.metrics.set_leading(True)
-        runtime.start().add_done_callback(poller_done)
-    metrics_server = None
-    if settings.metrics_bind_address is not None:
-        from .metrics import MetricsServer
-
-        metrics_server = MetricsServer(runtime.metrics, ready=leadership.readiness)
-        await metrics_server.start(settings.metrics_bind_address)
-    # Both created before kopf starts, so kopf leaves them alone at exit.
-    campaign = asyncio.create_task(leadership.run(), name="leadership")
-    campaign.add_done_callback(lambda task: None if task.cancelled() else poller_done(task))
-    logger.info(
-        "Mirroring LLM model deployments from %s (default poll interval %gs, %s)",
-        settings.api_base_url,
-        settings.poll_interval_seconds,
-        "operator-wide token set" if settings.has_default_token else "no operator-wide token",
+    options = process.WatchOptions(
+        namespaces=tuple(args.namespaces or ()),
+        clusterwide=args.all_namespaces,
+        standalone=args.standalone,
+        liveness_endpoint=args.liveness,
     )
-    if settings.label_selector is not None:
-        logger.info("Tracking only resources whose labels match %r", settings.label_selector)
-    try:
-        await kopf_runs.run()
-    finally:
-        if crashed:
-            logger.error("Stopping after an unexpected error in the poll loop or the leader election",
-                         exc_info=crashed[0])  # fmt: skip
-        await leadership.step_down()
-        campaign.cancel()
-        await asyncio.wait({campaign}, timeout=settings.shutdown_timeout_seconds / 4)
-        if metrics_server is not None:
-            await metrics_server.stop()
-        await runtime.close(grace=settings.shutdown_timeout_seconds)
-        leadership.close()
-    return 1 if crashed else 0
-
-
-class _KopfRuns:
-    """kopf, run again each time the CRD comes back, until the operator is asked to stop."""
-
-    def __init__(self, args: argparse.Namespace, runtime: Any, watchdog: ShutdownWatchdog) -> None:
-        self._args = args
-        self._runtime = runtime
-        self._watchdog = watchdog
-        self._stopping = asyncio.Event()
-        self._kopf_stop: asyncio.Future[None] | None = None
-        #: Set while kopf's watch runs (the leader election campaigns only then: a warm registry).
-        self.ready = asyncio.Event()
-        #: Called each time kopf is running (it installs its own signal handlers on every start).
-        self.on_ready: Callable[[], None] = lambda: None
-        #: Called each time kopf stopped because the CRD is gone (it cancels every task started while it ran).
-        self.on_stopped: Callable[[], None] = lambda: None
-
-    def stop_kopf(self) -> None:
-        if self._kopf_stop is not None and not self._kopf_stop.done():
-            self._kopf_stop.set_result(None)
-
-    def stop(self, *_: object) -> None:
-        self._stopping.set()
-        self.stop_kopf()
-
-    async def run(self) -> None:
-        loop = asyncio.get_running_loop()
-        while not self._stopping.is_set():
-            # Outside kopf's run, SIGTERM is ours to handle (kopf installs its own while it runs).
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                loop.add_signal_handler(sig, self.stop)
-                self._watchdog.chain(sig)
-            if not await _wait_until_served(self._runtime, self._stopping):
-                return
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                loop.remove_signal_handler(sig)
-            self._kopf_stop = loop.create_future()
-            self.ready.clear()
-            announce = asyncio.create_task(self._announce_ready())
-            try:
-                if not await _run_kopf(
-                    self._args, self._runtime, self._watchdog, self._kopf_stop, self._stopping, self.ready
-                ):
-                    return
-            finally:
-                announce.cancel()
-            # Stopped because the CRD is gone (or kopf failed for that reason): start over.
-            self.ready.clear()
-            self._runtime.served = False
-            self._runtime.registry.clear()
-            self.on_stopped()
-
-    async def _announce_ready(self) -> None:
-        await self.ready.wait()
-        self.on_ready()
-
-
-class Leadership:
-    """Polls while this replica leads: always without leader election, else while it holds the Lease."""
-
-    def __init__(
-        self,
-        runtime: Any,
-        settings: OperatorSettings,
-        kopf_ready: asyncio.Event,
-        stop_operator: Callable[[], None],
-        poller_done: Callable[[asyncio.Task[None]], None],
-    ) -> None:
-        self._runtime = runtime
-        self._settings = settings
-        self._kopf_ready = kopf_ready
-        self._stop_operator = stop_operator
-        self._poller_done = poller_done
-        self._elector: LeaderElector | None = None
-        self._store: KubernetesLeaseStore | None = None
-        self._stepped_down = False
-        self._campaign: asyncio.Task[Any] | None = None
-
-    async def run(self) -> None:
-        if not self._settings.leader_elect:
-            return  # nothing to campaign for: _operate started the poll loop
-        self._campaign = asyncio.current_task()
-        namespace = self._settings.leader_election_namespace or _pod_namespace()
-        if namespace is None:
-            raise RuntimeError("--leader-elect needs --leader-election-namespace when not running in a pod")
-        self._store = KubernetesLeaseStore(
-            self._runtime.kubernetes_api, namespace=namespace, name=self._settings.leader_election_id,
-            timeout_seconds=min(5.0, self._settings.leader_election_renew_deadline_seconds / 2),
-        )  # fmt: skip
-        self._elector = LeaderElector(
-            self._store,
-            f"{socket.gethostname()}_{uuid.uuid4().hex[:8]}",
-            ElectionConfig(
-                lease_duration=self._settings.leader_election_lease_duration_seconds,
-                renew_deadline=self._settings.leader_election_renew_deadline_seconds,
-                retry_period=self._settings.leader_election_retry_period_seconds,
-            ),
-            on_started_leading=self._started,
-            on_stopped_leading=self._stopped,
-        )
-        # Campaign only once kopf's watch runs, so a new leader starts from a warm registry.
-        await self._kopf_ready.wait()
-        logger.info("Campaigning for Lease %s/%s as %s", namespace, self._settings.leader_election_id,
-                    self._elector.identity)  # fmt: skip
-        await self._elector.run()
-
-    def take_signals(self) -> None:
-        """With leader election, SIGTERM hands the Lease over first, then lets kopf stop as usual.
-        Called each time kopf starts: kopf installs its own handlers then, replacing ours."""
-        if not self._settings.leader_elect:
-            return
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, lambda: asyncio.ensure_future(self._graceful_stop()))
-
-    def resume_polling(self) -> None:
-        """kopf, stopping because the CRD is gone, cancelled the poll loop a leader started while it
-        ran. The leader still holds the Lease, so no one else would poll: start it again (it idles
-        until the CRD is back and the watch fills the registry, as without leader election)."""
-        if (
-            self._runtime.leading
-            and not self._stepped_down
-            and (self._runtime.poller_task is None or self._runtime.poller_task.done())
-        ):
-            self._runtime.start().add_done_callback(self._poller_done)
-
-    async def _started(self) -> None:
-        self._runtime.start().add_done_callback(self._poller_done)
-        self._runtime.leading = True
-        self._runtime.metrics.set_leading(True)
-
-    async def _stopped(self) -> None:
-        self._runtime.leading = False
-        self._runtime.metrics.set_leading(False)
-        await self._runtime.stop_polling()
-
-    async def _graceful_stop(self) -> None:
-        logger.info("Stopping: handing the leader election Lease over first")
-        await self.step_down()
-        self._stop_operator()
-
-    async def step_down(self) -> None:
-        """Stop polling, then release the Lease (never the other way round: no write after release)."""
-        if self._stepped_down:
-            return
-        self._stepped_down = True
-        self._runtime.leading = False
-        if self._campaign is not None and self._campaign is not asyncio.current_task():
-            # First stop campaigning, or the free Lease would be taken right back.
-            self._campaign.cancel()
-            await asyncio.gather(self._campaign, return_exceptions=True)
-        await self._runtime.stop_polling()
-        if self._elector is not None:
-            await self._elector.release()
-
-    def readiness(self) -> tuple[bool, str]:
-        if not self._kopf_ready.is_set():
-            return False, "the watch is not running yet"
-        if self._runtime.leading and (self._runtime.poller_task is None or self._runtime.poller_task.done()):
-            return False, "leading, but the poll loop is not running"
-        if self._elector is not None and not self._elector.reachable():
-            return False, "the leader election Lease cannot be read or written"
-        if self._elector is not None:
-            return True, "leading" if self._elector.leading else f"standing by (leader: {self._elector.holder})"
-        return True, "leading (no leader election)"
-
-    def close(self) -> None:
-        if self._store is not None:
-            self._store.close()
-
-
-def _pod_namespace() -> str | None:
-    try:
-        return Path(_SERVICE_ACCOUNT_NAMESPACE).read_text().strip() or None
-    except OSError:
-        return None
-
-
-async def _run_kopf(
-    args: argparse.Namespace, runtime: Any, watchdog: ShutdownWatchdog, kopf_stop: asyncio.Future[None],
-    stopping: asyncio.Event, kopf_ready: asyncio.Event,
-) -> bool:  # fmt: skip
-    """Run kopf until it stops; True when it stopped because the CRD is gone (run it again later)."""
-    from . import handlers
-
-    runtime.served = True
-    try:
-        await kopf.operator(
-            registry=handlers.registry,
-            memo=kopf.Memo(runtime=runtime, watchdog=watchdog),
-            clusterwide=args.all_namespaces,
-            namespaces=args.namespaces or (),
-            standalone=args.standalone,
-            liveness_endpoint=args.liveness,
-            stop_flag=kopf_stop,
-            ready_flag=kopf_ready,
-        )
-    except Exception as exc:
-        # kopf's watch fails with a 404 once the CRD is gone; the CRD may be back by the time we
-        # look, so a 404 alone means "start over" (kopf exports no class for it: match by name).
-        not_found = type(exc).__name__ == "APINotFoundError"
-        if stopping.is_set() or (not not_found and await _served(runtime)):
-            raise
-        logger.error("kopf stopped: the LLMModelDeployment resource is not served (%s)", exc)
-        return True
-    if stopping.is_set() or watchdog.signalled:
-        return False
-    return kopf_stop.done() or not await _served(runtime)
-
-
-async def _served(runtime: Any) -> bool:
-    try:
-        return bool(await runtime.gateway.resource_served())
-    except Exception:
-        logger.warning("Cannot tell whether the API server serves LLMModelDeployments", exc_info=True)
-        return True  # an unreachable API server is kopf's to retry, not a missing CRD
-
-
-async def _wait_until_served(runtime: Any, stopping: asyncio.Event) -> bool:
-    """Wait (serving no liveness probe, so the kubelet sees the operator is not working) until the
-    API server serves LLMModelDeployments; False when asked to stop meanwhile."""
-    told = False
-    while not stopping.is_set():
-        if await _served(runtime):
-            if told:
-                logger.info("The LLMModelDeployment CRD is served again; resuming")
-            return True
-        if not told:
-            logger.error("The API server does not serve LLMModelDeployments (is the CRD installed?); waiting for it")
-            told = True
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stopping.wait(), _CRD_RETRY_SECONDS)
-    return False
-
-
-_CRD_RETRY_SECONDS = 2.0
-_RECHAIN_SECONDS = 0.5
-
-
-class ShutdownWatchdog:
-    """A hard deadline on shutdown that does not depend on the event loop.
-
-    kopf reacts to SIGTERM inside the event loop, so a poll that keeps the loop busy (CPU-heavy
-    parsing, a cancel swallowed by ``asyncio.wait_for`` on Python 3.11) could delay the exit past
-    the pod's grace period. A Python-level signal handler runs in the main thread between bytecodes
-    whatever the loop is doing; it starts a thread that ends the process once the deadline passes.
-    The loop still learns of the signal through its wakeup fd, as before.
-    """
-
-    def __init__(self, timeout: float) -> None:
-        self.timeout = timeout
-        self.signalled = False
-        self._timer: threading.Timer | None = None
-
-    def chain(self, sig: signal.Signals) -> None:
-        """Put the deadline in front of whatever Python-level handler ``sig`` has now (asyncio's)."""
-        previous = signal.getsignal(sig)
-        if getattr(previous, "_shutdown_watchdog", None) is self:
-            return
-
-        def handler(signum: int, frame: Any) -> None:
-            self.arm()
-            if callable(previous):
-                previous(signum, frame)
-
-        handler._shutdown_watchdog = self  # type: ignore[attr-defined]
-        signal.signal(sig, handler)
-
-    async def keep_chained(self) -> None:
-        """Re-chain whenever someone (kopf, once its startup is done) installs a handler of its own."""
-        while True:
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                self.chain(sig)
-            await asyncio.sleep(_RECHAIN_SECONDS)
-
-    def arm(self) -> None:
-        self.signalled = True
-        if self._timer is None:
-            self._timer = threading.Timer(self.timeout, self._expire)
-            self._timer.daemon = True
-            self._timer.start()
-
-    def _expire(self) -> None:
-        logger.error("Did not stop within %gs of SIGTERM; exiting now", self.timeout)
-        for handler in logging.getLogger().handlers:
-            with contextlib.suppress(Exception):
-                handler.flush()
-        os._exit(0)
+    return asyncio.run(process.operate(options, settings))
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ from typing import Any
 from .credentials import CredentialResolver
 from .events import EventCorrelator, EventRecorder
 from .kube import KubernetesGateway
-from .northflank import NorthflankClient
+from .northflank import FencedError, NorthflankClient
 from .observer import Observer
 from .planner import Planner
 from .reconciler import EventSink, Reconciler, WriteRetry
@@ -106,6 +106,9 @@ class Controller:
             self._resync_task = asyncio.create_task(self._resync(), name="resync")
         for key in self._registry.take_pending():
             self.queue.add(key)
+        for resource, event in self._registry.take_pause_warnings():
+            self.reconciler.note_event(resource.key, resource.uid, event)
+            self.queue.add(resource.key)
         self.queue.promote()
         self.observer.step()
 
@@ -157,6 +160,8 @@ class Controller:
                 delay = await self.reconciler.reconcile(key)
             except WriteRetry:
                 self.queue.add_rate_limited(key)
+            except FencedError:
+                pass  # the Lease may be lost: nothing is written any more, and the process is on its way out
             except Exception:
                 # A failed write (or a bug) must not end reconciling for everyone else: retried with backoff.
                 delay_s = self.queue.add_rate_limited(key)

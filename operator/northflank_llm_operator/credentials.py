@@ -64,6 +64,42 @@ class Credential:
         return cls(token=token, identity=hashlib.sha256(token.encode()).hexdigest()[:16])
 
 
+#: Reads of a file that keeps changing under the reader before giving up until the next check.
+_READ_ATTEMPTS = 3
+
+
+def _fingerprint(path: Path) -> tuple[int, int, int, int, int]:
+    """What changes when a file is written or swapped (stat follows a Secret volume's symlinks)."""
+    info = path.stat()
+    return info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns
+
+
+def _read_when_still(path: Path) -> str | None:
+    """The file's text, read while nothing wrote it; None when it kept changing during every read."""
+    for _ in range(_READ_ATTEMPTS):
+        before = _fingerprint(path)
+        raw = path.read_bytes()  # bytes: the length must compare with st_size (no newline translation)
+        after = _fingerprint(path)
+        if before == after and len(raw) == after[2]:
+            return raw.decode("utf-8")
+    logger.warning("%s kept changing while it was read; it is read again at the next check", _FILE_SOURCE)
+    return None
+
+
+def read_token_file(path: Path) -> str:
+    """The token in ``path``, read as the operator reads NORTHFLANK_API_TOKEN_FILE (complete, stripped,
+    format-checked), for one-shot commands; CredentialsError says what is wrong without quoting it."""
+    try:
+        content = _read_when_still(path)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CredentialsError(
+            "CredentialsUnavailable", f"Cannot read {_FILE_SOURCE} ({type(exc).__name__})."
+        ) from None
+    if content is None:
+        raise CredentialsError("CredentialsUnavailable", f"{_FILE_SOURCE[0].upper()}{_FILE_SOURCE[1:]} kept changing.")
+    return _checked(content.strip(), _FILE_SOURCE).token
+
+
 def _checked(token: str, what: str) -> Credential:
     """The credential for an already stripped token, or CredentialsInvalid naming what is wrong."""
     problem = token_problem(token)
@@ -118,11 +154,16 @@ class CredentialResolver:
                 self._default = exc
 
     def refresh_default(self) -> bool:
-        """Re-read the operator-wide token file; True when what it yields changed (a rotation)."""
+        """Re-read the operator-wide token file; True when what it yields changed (a rotation).
+
+        Only a complete file is used: a read during which the file changed is repeated, and a content
+        that fails the format check (a file truncated before the new token is written) is ignored,
+        keeping the last good token, until the file changes again.
+        """
         if self._token_file is None:
             return False
         try:
-            content = self._token_file.read_text(encoding="utf-8")
+            content = _read_when_still(self._token_file)
         except (OSError, UnicodeDecodeError) as exc:
             if self._file_content is None and isinstance(self._default, CredentialsError):
                 return False
@@ -134,13 +175,17 @@ class CredentialResolver:
                 transient=isinstance(exc, OSError),
             )
             return True
-        if content == self._file_content:
-            return False
+        if content is None or content == self._file_content:
+            return False  # still being written (try at the next check), or unchanged
         self._file_content = content
         previous = self._default
         try:
             self._default = _checked(content.strip(), _FILE_SOURCE)
         except CredentialsError as exc:
+            if isinstance(previous, Credential):
+                logger.warning("%s; the token read before stays in use, and this content is ignored until "
+                               "it changes again", exc.message.rstrip("."))  # fmt: skip
+                return False
             self._default = exc
         changed = not (
             isinstance(previous, Credential)

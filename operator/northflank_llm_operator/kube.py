@@ -22,6 +22,8 @@ from kubernetes.client.exceptions import ApiException
 
 from .conditions import format_time
 from .credentials import CredentialsError
+from .leader import FencedError, LeaseFence
+from .metrics import AccessVerdict
 from .resource import API_VERSION, GROUP, KIND, PLURAL, VERSION, ResourceKey
 from .status import Event
 
@@ -73,6 +75,10 @@ def _refused_status(exc: ApiException) -> StatusRejectedError | None:
     return None
 
 
+def _mapping(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
 def load_api_client() -> Any:
     """In-cluster credentials when running in a pod, else the current kubeconfig context."""
     configuration = kubernetes.client.Configuration()
@@ -86,8 +92,13 @@ def load_api_client() -> Any:
 class KubernetesGateway:
     """Status patches, Events and Secret reads for LLMModelDeployment resources."""
 
-    def __init__(self, api_client: Any, *, instance: str, max_concurrent_calls: int = 16) -> None:
+    def __init__(
+        self, api_client: Any, *, instance: str, max_concurrent_calls: int = 16, fence: LeaseFence | None = None
+    ) -> None:
         self._api = api_client
+        # Status patches and Events are refused (FencedError, nothing sent) once the Lease may be lost;
+        # reads are not fenced.
+        self._fence = fence or LeaseFence.unfenced()
         self._custom = kubernetes.client.CustomObjectsApi(api_client)
         # Events and Secrets go through the plain ApiClient: kubernetes.client.CoreV1Api is one huge
         # generated module that alone adds about 70 MiB to the process for two calls.
@@ -106,6 +117,12 @@ class KubernetesGateway:
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
 
+    def _check_fence(self, what: str) -> None:
+        """Called in the worker thread right before the request: a write that queued behind others
+        while the Lease was lost is refused too."""
+        if not self._fence.permit():
+            raise FencedError(f"not sending {what}: this replica no longer holds the leader election Lease")
+
     async def patch_status(
         self, key: ResourceKey, patch: Mapping[str, Any], *, uid: str | None = None, resource_version: str | None = None
     ) -> Mapping[str, Any]:
@@ -121,6 +138,7 @@ class KubernetesGateway:
             body["metadata"] = {"resourceVersion": resource_version}
 
         def call() -> Mapping[str, Any]:
+            self._check_fence(f"the status patch of {key}")
             result = self._custom.patch_namespaced_custom_object_status(
                 GROUP,
                 VERSION,
@@ -223,6 +241,38 @@ class KubernetesGateway:
         response.read()
         return self._api.response_deserialize(response, {"200": "object", "201": "object"}).data
 
+    async def review_metrics_access(self, token: str) -> AccessVerdict:
+        """Who ``token`` is (TokenReview) and whether it may ``get`` the non-resource URL ``/metrics``
+        (SubjectAccessReview): the checks of controller-runtime's secure metrics endpoint."""
+        review = await self._call(
+            self._json_call,
+            "POST",
+            "/apis/authentication.k8s.io/v1/tokenreviews",
+            body={"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "spec": {"token": token}},
+        )
+        status = _mapping(_mapping(review).get("status"))
+        user = _mapping(status.get("user"))
+        username = user.get("username")
+        if status.get("authenticated") is not True or not isinstance(username, str):
+            return AccessVerdict(authenticated=False, allowed=False, detail="a token the API server does not know")
+        spec: dict[str, Any] = {
+            "user": username,
+            "groups": [g for g in user.get("groups") or [] if isinstance(g, str)],
+            "nonResourceAttributes": {"path": "/metrics", "verb": "get"},
+        }
+        if isinstance(user.get("uid"), str):
+            spec["uid"] = user["uid"]
+        if isinstance(user.get("extra"), Mapping):
+            spec["extra"] = user["extra"]
+        access = await self._call(
+            self._json_call,
+            "POST",
+            "/apis/authorization.k8s.io/v1/subjectaccessreviews",
+            body={"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview", "spec": spec},
+        )
+        allowed = _mapping(_mapping(access).get("status")).get("allowed") is True
+        return AccessVerdict(authenticated=True, allowed=allowed, detail=repr(username)[:200])
+
     async def record_event(self, key: ResourceKey, uid: str, event: Event) -> None:
         now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         body = {
@@ -246,9 +296,12 @@ class KubernetesGateway:
             "lastTimestamp": now,
             "count": 1,
         }
-        await self._call(
-            self._json_call, "POST", "/api/v1/namespaces/{namespace}/events", {"namespace": key.namespace}, body
-        )
+
+        def call() -> Any:
+            self._check_fence(f"the {event.reason} Event of {key}")
+            return self._json_call("POST", "/api/v1/namespaces/{namespace}/events", {"namespace": key.namespace}, body)
+
+        await self._call(call)
 
     async def create_event(
         self,

@@ -10,6 +10,12 @@ registry) warm and take over when the Lease is released or expires. The rules ar
   leading at once, well before another replica may take over (``renew_deadline < lease_duration``);
 - a graceful stop releases the Lease (holder cleared), so a standby takes over on its next try.
 
+A replica paused past its renew deadline (SIGSTOP, a frozen VM, a long GC) learns of it only when it
+runs again, and by then a standby may lead. So every write is fenced on :class:`LeaseFence`: valid only
+until ``renew_deadline`` after the start of the last successful acquire or renew, on the monotonic
+clock, which keeps running while the process is paused. After a loss :meth:`LeaderElector.run`
+returns (client-go's ``Run``); the process then exits, as controller-runtime's managers do.
+
 The state machine is pure apart from the injected :class:`LeaseStore`, clock and sleep, so it is
 tested with a fake clock; :class:`KubernetesLeaseStore` is the real store.
 """
@@ -17,6 +23,7 @@ tested with a fake clock; :class:`KubernetesLeaseStore` is the real store.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import time
@@ -29,7 +36,70 @@ from typing import Any, Protocol
 import kubernetes
 from kubernetes.client.exceptions import ApiException
 
+from .northflank.errors import FencedError
+
+__all__ = [
+    "ElectionConfig",
+    "FencedError",
+    "KubernetesLeaseStore",
+    "LeaderElector",
+    "LeaseConflictError",
+    "LeaseFence",
+    "LeaseRecord",
+    "LeaseStore",
+]
+
 logger = logging.getLogger(__name__)
+
+
+class LeaseFence:
+    """Whether this replica may still write: the lowest layer (the Kubernetes gateway, the Northflank
+    client) asks it right before each request, so no code path can write without holding the Lease.
+
+    Valid while ``clock() < start of the last successful acquire or renew + renew_deadline``
+    (controller-runtime's rule). The start of the attempt, not its end: a renewal sent just before the
+    process was paused and answered after it resumed says nothing about the time in between. The
+    monotonic clock keeps counting while the process is stopped, so after SIGCONT the fence is already
+    invalid, before any renewal is tried. Without leader election (``renew_deadline`` None) it is
+    always valid.
+    """
+
+    def __init__(self, renew_deadline: float | None, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self.renew_deadline = renew_deadline
+        self._clock = clock
+        self._valid_until = -math.inf  # a standby has never held the Lease
+        #: Requests refused since the process started (logged when the process exits after a loss).
+        self.refused = 0
+
+    @classmethod
+    def unfenced(cls) -> LeaseFence:
+        """The fence of a process without leader election: always valid."""
+        return cls(None)
+
+    def valid(self) -> bool:
+        return self.renew_deadline is None or self._clock() < self._valid_until
+
+    def permit(self) -> bool:
+        """``valid()``, counting a refusal: what the gateway and the Northflank client call before sending."""
+        if self.valid():
+            return True
+        self.refused += 1
+        return False
+
+    def remaining(self) -> float:
+        """Seconds until the fence closes (infinite without leader election, 0 once closed)."""
+        if self.renew_deadline is None:
+            return math.inf
+        return max(0.0, self._valid_until - self._clock())
+
+    def renewed(self, attempt_started: float) -> None:
+        """An acquire or renew that started at ``attempt_started`` (on this clock) succeeded."""
+        if self.renew_deadline is not None:
+            self._valid_until = max(self._valid_until, attempt_started + self.renew_deadline)
+
+    def revoke(self) -> None:
+        """Leadership ended (lost or released): nothing may be written from now on."""
+        self._valid_until = -math.inf
 
 
 class LeaseConflictError(Exception):
@@ -89,10 +159,15 @@ class LeaderElector:
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        fence: LeaseFence | None = None,
     ) -> None:
         self._store = store
         self.identity = identity
         self.config = config or ElectionConfig()
+        #: Valid while this replica may write; shared with the gateway and the Northflank client.
+        self.fence = fence or LeaseFence(self.config.renew_deadline, clock=clock)
+        if self.fence.renew_deadline != self.config.renew_deadline:
+            raise ValueError("the fence must close at the election's renew deadline")
         self._on_started = on_started_leading
         self._on_stopped = on_stopped_leading
         self._clock = clock
@@ -102,7 +177,6 @@ class LeaderElector:
         #: When (on our clock) the observed record last changed; a holder silent for a lease
         #: duration past this has lost the Lease.
         self._observed_at: float = -math.inf
-        self._last_renewed: float = -math.inf
         #: The last moment the Lease API answered us (readiness: can this replica lead?).
         self.last_contact: float = -math.inf
         self.leading = False
@@ -116,7 +190,15 @@ class LeaderElector:
         return self._clock() - self.last_contact <= self.config.lease_duration
 
     async def try_acquire_or_renew(self) -> bool:
-        """One attempt; True when this replica holds the Lease afterwards."""
+        """One attempt; True when this replica holds the Lease afterwards (the fence then extends to the
+        attempt's start plus the renew deadline)."""
+        started = self._clock()
+        if await self._attempt():
+            self.fence.renewed(started)
+            return True
+        return False
+
+    async def _attempt(self) -> bool:
         now_wall = self._wall_clock()
         try:
             current = await self._store.get()
@@ -155,22 +237,20 @@ class LeaderElector:
         return True
 
     async def run(self) -> None:
-        """Campaign forever: acquire, lead while renewals succeed, and campaign again after a loss."""
+        """Campaign until this replica holds the Lease, lead while renewals succeed, and return once
+        the Lease is lost (client-go's ``Run``: the caller exits rather than campaign again with
+        whatever state it had). Cancelling it (a graceful stop) reports the stop as well."""
+        await self._acquire()
+        self.leading = True
+        logger.info("Became the leader (Lease holder %s)", self.identity)
         try:
-            while True:
-                await self._acquire()
-                self.leading = True
-                self._last_renewed = self._clock()
-                logger.info("Became the leader (Lease holder %s)", self.identity)
-                await self._on_started()
-                await self._renew_until_lost()
-                self.leading = False
-                logger.warning("Lost the leader election Lease; polling stopped")
-                await self._on_stopped()
+            await self._on_started()
+            cause = await self._renew_until_lost()
+            logger.warning("Lost the leader election Lease: %s", cause)
         finally:
-            if self.leading:
-                self.leading = False
-                await self._on_stopped()
+            self.leading = False
+            self.fence.revoke()
+            await self._on_stopped()
 
     async def _acquire(self) -> None:
         while not await self.try_acquire_or_renew():
@@ -182,27 +262,27 @@ class LeaderElector:
                     wait = expires_in + 0.05
             await self._sleep(wait)
 
-    async def _renew_until_lost(self) -> None:
+    async def _renew_until_lost(self) -> str:
+        """Renew every retry period until the fence closes or someone else holds the Lease; why it ended."""
+        deadline_passed = f"no renewal succeeded within the renew deadline ({self.config.renew_deadline:g}s)"
         while True:
             await self._sleep(self.config.retry_period)
-            try:
-                renewed = await asyncio.wait_for(
-                    self.try_acquire_or_renew(),
-                    timeout=max(0.0, self._last_renewed + self.config.renew_deadline - self._clock()),
-                )
-            except TimeoutError:
-                renewed = False
-            if renewed:
-                self._last_renewed = self._clock()
-            elif self._clock() - self._last_renewed >= self.config.renew_deadline or (
-                self._observed is not None and self._observed.holder not in (None, self.identity)
-            ):
-                return  # renew deadline passed, or someone else took the Lease
+            if not self.fence.valid():
+                # Also when the process could not run meanwhile (paused, starved): a standby may already
+                # lead, so not even a renewal is tried.
+                return deadline_passed
+            with contextlib.suppress(TimeoutError):  # an attempt cut short is a failed one
+                await asyncio.wait_for(self.try_acquire_or_renew(), timeout=self.fence.remaining())
+            if self._observed is not None and self._observed.holder not in (None, self.identity):
+                return f"{self._observed.holder} holds it"
+            if not self.fence.valid():
+                return deadline_passed
 
     async def release(self) -> None:
         """Give the Lease up (graceful shutdown) so that a standby takes over on its next try.
 
         Call it only once campaigning has stopped, or the free Lease is taken right back."""
+        self.fence.revoke()  # nothing is written once the Lease may be someone else's
         if self._observed is None or self._observed.holder != self.identity:
             return
         for _ in range(2):  # a renewal cut short may have moved the resourceVersion: read it again once

@@ -23,6 +23,7 @@ DEPLOYMENT_LABEL = f"{GROUP}/deployment-id"
 #: Names are DNS-1123 labels (what most tooling assumes of a name), so at most 63 characters.
 MAX_NAME = 63
 _SUFFIX = 5
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 #: Northflank phases that carry over into spec.expectedPhase with --expected-phase-from-current.
 _STEADY_PHASES = ("running", "paused")
@@ -47,7 +48,7 @@ class Note:
 
 
 def kubernetes_name(text: str) -> str:
-    """A DNS-1123 label from a Northflank name: lower case, runs of anything else become one '-'."""
+    """A DNS-1123 label from free text: lower case, runs of anything else become one '-'."""
     slug = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
     return slug[:MAX_NAME].rstrip("-")
 
@@ -57,34 +58,31 @@ def _suffixed(base: str, deployment_id: str, length: int) -> str:
     return f"{base[: MAX_NAME - length - 1].rstrip('-')}-{digest}"
 
 
-def assign_names(deployments: Mapping[str, str]) -> dict[str, str]:
-    """Kubernetes names for ``{deployment id: Northflank name}``, unique and stable.
+def manifest_name(deployment_id: str, *, suffix: int = _SUFFIX) -> str:
+    """The manifest's name, from the deployment's immutable id alone (never its display name, which can
+    be changed at Northflank): the id itself when it is a DNS-1123 label, else its slug with a short
+    digest of the id (ids may carry upper case or be longer than 63 characters)."""
+    if len(deployment_id) <= MAX_NAME and _DNS_LABEL.fullmatch(deployment_id):
+        return deployment_id
+    return _suffixed(kubernetes_name(deployment_id) or "deployment", deployment_id, suffix)
 
-    A name shared by several deployments stays with the one whose id it equals (Northflank derives
-    ids from names), the others get a short suffix from their id; so adding a deployment later never
-    renames one already imported.
-    """
-    bases = {d: kubernetes_name(name) or kubernetes_name(d) or "deployment" for d, name in deployments.items()}
-    by_base: dict[str, list[str]] = {}
-    for deployment_id in sorted(bases):
-        by_base.setdefault(bases[deployment_id], []).append(deployment_id)
-    names: dict[str, str] = {}
-    taken: set[str] = set()
-    for base, ids in sorted(by_base.items()):
-        if len(ids) == 1:
-            names[ids[0]] = base
-            taken.add(base)
-        elif base in ids:
-            names[base] = base
-            taken.add(base)
-    for deployment_id in sorted(bases):
+
+def assign_names(deployment_ids: Iterable[str]) -> dict[str, str]:
+    """Kubernetes names for deployment ids: :func:`manifest_name` of each, so a rename at Northflank
+    or a deployment arriving later never renames a manifest. Should a suffixed name equal another
+    id (ids are distinct, their slugs almost never collide), the suffixed one gets a longer digest."""
+    ids = sorted(set(deployment_ids))
+    exact = {d for d in ids if manifest_name(d) == d}
+    names: dict[str, str] = {d: d for d in exact}
+    taken = set(exact)
+    for deployment_id in ids:
         if deployment_id in names:
             continue
-        base, length = bases[deployment_id], _SUFFIX
-        candidate = _suffixed(base, deployment_id, length)
-        while candidate in taken or candidate in by_base:
+        length = _SUFFIX
+        candidate = manifest_name(deployment_id, suffix=length)
+        while candidate in taken:
             length += 1  # astronomically rare; still deterministic
-            candidate = _suffixed(base, deployment_id, length)
+            candidate = manifest_name(deployment_id, suffix=length)
         names[deployment_id] = candidate
         taken.add(candidate)
     return names
@@ -109,15 +107,10 @@ def build_manifests(items: Iterable[Any], options: ImportOptions) -> tuple[list[
             notes.append(Note(deployment_id, f"cannot be mirrored ({summarize_validation_error(exc)}); left out"))
             continue
         specs[deployment_id] = spec
-    names = assign_names({d: _name_of(found[d]) or d for d in specs})
+    names = assign_names(specs)
     manifests = [_manifest(names[d], d, spec, options) for d, spec in specs.items()]
     manifests.sort(key=lambda m: str(m["metadata"]["name"]))
     return manifests, notes
-
-
-def _name_of(item: Mapping[str, Any]) -> str | None:
-    name = item.get("name")
-    return name if isinstance(name, str) else None
 
 
 def _spec(deployment_id: str, item: Mapping[str, Any], options: ImportOptions, notes: list[Note]) -> dict[str, Any]:

@@ -29,14 +29,20 @@ of a token.
 from __future__ import annotations
 
 import asyncio
+import datetime as _dt
 import hashlib
+import ipaddress
 import logging
+import socket
+import ssl
+import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Executor, ThreadPoolExecutor
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Protocol
 
 from aiohttp import web
@@ -409,20 +415,155 @@ def parse_bind_address(value: str) -> tuple[str, int]:
     return host, int(port)
 
 
+@dataclass(frozen=True)
+class AccessVerdict:
+    """What the API server said about one bearer token asking for ``GET /metrics``."""
+
+    authenticated: bool
+    allowed: bool
+    #: Who it is, or why not (for the log); never any part of the token.
+    detail: str
+
+
+class AccessReviewer(Protocol):
+    async def review_metrics_access(self, token: str) -> AccessVerdict:
+        """A TokenReview, then a SubjectAccessReview for ``get`` on the non-resource URL ``/metrics``."""
+        ...
+
+
+class MetricsAuthorizer:
+    """Who may read ``/metrics`` with ``--metrics-secure``: the API server decides, as controller-runtime's
+    ``filters.WithAuthenticationAndAuthorization`` does (a TokenReview, then a SubjectAccessReview for
+    ``get`` on ``/metrics``). Verdicts are cached per token digest for a short while, so a scrape every
+    few seconds costs the API server two calls a minute, and a revoked grant ends within a minute."""
+
+    def __init__(
+        self,
+        reviewer: AccessReviewer,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        allowed_ttl: float = 60.0,
+        denied_ttl: float = 10.0,
+        max_entries: int = 1024,
+    ) -> None:
+        self._reviewer = reviewer
+        self._clock = clock
+        self._allowed_ttl = allowed_ttl
+        self._denied_ttl = denied_ttl
+        self._max_entries = max_entries
+        self._cache: dict[str, tuple[float, AccessVerdict]] = {}
+
+    async def check(self, authorization: str | None) -> tuple[int, str]:
+        """HTTP status (200, 401, 403, or 500 when the API server could not be asked) and a short text."""
+        scheme, _, token = (authorization or "").partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
+            return 401, "Unauthorized: a bearer token is required"
+        key = hashlib.sha256(token.encode()).hexdigest()
+        now = self._clock()
+        cached = self._cache.get(key)
+        if cached is not None and cached[0] > now:
+            verdict = cached[1]
+        else:
+            try:
+                verdict = await self._reviewer.review_metrics_access(token)
+            except Exception:
+                logger.warning("Could not review access to /metrics with the API server", exc_info=True)
+                return 500, "Internal Server Error: the access review failed"
+            if len(self._cache) >= self._max_entries:
+                self._cache = {k: v for k, v in self._cache.items() if v[0] > now}
+                if len(self._cache) >= self._max_entries:
+                    self._cache.clear()  # a flood of distinct tokens: forget rather than grow
+            self._cache[key] = (now + (self._allowed_ttl if verdict.allowed else self._denied_ttl), verdict)
+        if not verdict.authenticated:
+            return 401, "Unauthorized"
+        if not verdict.allowed:
+            logger.info("Refused /metrics to %s", verdict.detail)
+            return 403, "Forbidden"
+        return 200, "OK"
+
+
+def tls_context(cert_dir: Path | None, *, hostname: str | None = None) -> ssl.SSLContext:
+    """The server's TLS context: ``tls.crt`` and ``tls.key`` from ``cert_dir`` (a mounted Secret, e.g.
+    from cert-manager), or, without one, a self-signed certificate made at start-up, as
+    controller-runtime does (Prometheus then scrapes with ``insecureSkipVerify``)."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    if cert_dir is not None:
+        context.load_cert_chain(cert_dir / "tls.crt", cert_dir / "tls.key")
+        return context
+    cert_pem, key_pem = self_signed_certificate(hostname or socket.gethostname())
+    # load_cert_chain reads files only; they live for this call alone, in a private directory.
+    with tempfile.TemporaryDirectory(prefix="metrics-tls-") as directory:
+        cert_path, key_path = Path(directory) / "tls.crt", Path(directory) / "tls.key"
+        cert_path.write_bytes(cert_pem)
+        key_path.touch(mode=0o600)
+        key_path.write_bytes(key_pem)
+        context.load_cert_chain(cert_path, key_path)
+    return context
+
+
+def self_signed_certificate(hostname: str, *, days: int = 365) -> tuple[bytes, bytes]:
+    """A PEM certificate and key (ECDSA P-256) for ``hostname``, ``localhost`` and 127.0.0.1."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostname[:64])])
+    now = datetime.now(UTC)
+    names: list[x509.GeneralName] = [x509.DNSName(hostname), x509.DNSName("localhost")]
+    names.append(x509.IPAddress(ipaddress.ip_address("127.0.0.1")))
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - _dt.timedelta(minutes=5))
+        .not_valid_after(now + _dt.timedelta(days=days))
+        .add_extension(x509.SubjectAlternativeName(names), critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    return (
+        certificate.public_bytes(serialization.Encoding.PEM),
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()),
+    )
+
+
 class MetricsServer:
     """``/metrics`` and ``/readyz`` on one port, served from the operator's event loop (the text of
-    ``/metrics`` is built in a worker thread)."""
+    ``/metrics`` is built in a worker thread).
 
-    def __init__(self, metrics: OperatorMetrics, *, ready: Callable[[], tuple[bool, str]]) -> None:
+    With an ``authorizer`` and an ``ssl_context`` (``--metrics-secure``) it serves HTTPS and ``/metrics``
+    only to bearer tokens the API server allows ``get`` on ``/metrics``; ``/readyz`` stays open (the
+    kubelet's probe sends no token, and says nothing secret)."""
+
+    def __init__(
+        self,
+        metrics: OperatorMetrics,
+        *,
+        ready: Callable[[], tuple[bool, str]],
+        authorizer: MetricsAuthorizer | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
         self._metrics = metrics
         self._ready = ready
+        self._authorizer = authorizer
+        self._ssl_context = ssl_context
         self._runner: web.AppRunner | None = None
         self.port: int | None = None
         # One thread of its own: scrapes at once queue here (one text in memory at a time) instead of
         # taking the loop's default executor, which name resolution for Northflank requests needs.
         self._render_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="metrics-render")
 
-    async def _serve_metrics(self, _: web.Request) -> web.Response:
+    async def _serve_metrics(self, request: web.Request) -> web.Response:
+        if self._authorizer is not None:
+            status, text = await self._authorizer.check(request.headers.get("Authorization"))
+            if status != 200:
+                return web.Response(status=status, text=text + "\n")
         body = await self._metrics.render_off_loop(self._render_thread)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
 
@@ -437,11 +578,13 @@ class MetricsServer:
         app.router.add_get("/readyz", self._serve_ready)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, host, port)
+        site = web.TCPSite(self._runner, host, port, ssl_context=self._ssl_context)
         await site.start()
         addresses = self._runner.addresses
         self.port = int(addresses[0][1]) if addresses else port
-        logger.info("Serving metrics on %s:%s/metrics", host, self.port)
+        scheme = "https" if self._ssl_context is not None else "http"
+        secured = " (authenticated: TokenReview + SubjectAccessReview)" if self._authorizer is not None else ""
+        logger.info("Serving metrics on %s://%s:%s/metrics%s", scheme, host, self.port, secured)
 
     async def stop(self) -> None:
         if self._runner is not None:

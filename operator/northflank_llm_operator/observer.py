@@ -28,6 +28,7 @@ from .credentials import TRANSIENT_RETRY_SECONDS, CredentialResolver, Credential
 from .messages import credentials_probe_message, rate_limit_hold_cause, rate_limited_message, retry_after_message
 from .northflank import (
     AuthenticationError,
+    FencedError,
     LLMModelDeployment,
     NorthflankClient,
     NorthflankError,
@@ -446,6 +447,9 @@ class Observer:
                 await self._list(request, token, sent)
             else:
                 await self._get(request, token, sent)
+        except FencedError:
+            # The Lease may be lost: nothing was sent, and nothing is news; the process is on its way out.
+            logger.debug("Not observing %s: this replica no longer holds the Lease", _describe(request))
         except Exception:
             logger.exception("Observing %s failed unexpectedly; retrying later", _describe(request))
             affected = self.planner.failed(request, transient=True)

@@ -79,6 +79,8 @@ class Reconciler:
     def __post_init__(self) -> None:
         #: The outcome last written per resource: (uid, cache revision). Only a different one is mapped.
         self._applied: dict[ResourceKey, tuple[str, int]] = {}
+        #: Events about a resource that no status change carries (an annotation that means nothing).
+        self._noted: dict[ResourceKey, list[tuple[str, Event]]] = {}
 
     async def reconcile(self, key: ResourceKey) -> float | None:
         """Bring ``key``'s status up to date. Returns in how many seconds to look again (None: only
@@ -86,8 +88,11 @@ class Reconciler:
         resource = self.registry.get(key)
         if resource is None:
             self.observer.detach(key)
-            self._applied.pop(key, None)
+            self.forget(key)
             return None
+        for uid, event in self._noted.pop(key, []):
+            if uid == resource.uid:
+                await self._record(resource, event)
         self._observe(resource)
         view = self.observer.view(key, resource.uid)
         timing = self._timing(view)
@@ -117,6 +122,11 @@ class Reconciler:
 
     def forget(self, key: ResourceKey) -> None:
         self._applied.pop(key, None)
+        self._noted.pop(key, None)
+
+    def note_event(self, key: ResourceKey, uid: str, event: Event) -> None:
+        """Record ``event`` on the object ``uid`` when ``key`` is next reconciled."""
+        self._noted.setdefault(key, []).append((uid, event))
 
     # -- what to observe -----------------------------------------------------------------------
 
@@ -204,11 +214,14 @@ class Reconciler:
         if self.metrics is not None:
             self.metrics.status_written()
         for event in update.events:
-            # Transitions only (never every poll), so this log stays readable with thousands of resources.
-            level = logging.WARNING if event.type == "Warning" else logging.INFO
-            logger.log(level, "%s: %s: %s", resource.key, event.reason, event.message)
-            # The same object, reason and message within 10 minutes counts up on the existing Event.
-            await self.events.record(resource.key, resource.uid, event)
+            await self._record(resource, event)
+
+    async def _record(self, resource: TrackedResource, event: Event) -> None:
+        # Transitions only (never every poll), so this log stays readable with thousands of resources.
+        level = logging.WARNING if event.type == "Warning" else logging.INFO
+        logger.log(level, "%s: %s: %s", resource.key, event.reason, event.message)
+        # The same object, reason and message within 10 minutes counts up on the existing Event.
+        await self.events.record(resource.key, resource.uid, event)
 
     async def _write(self, resource: TrackedResource, patch: Mapping[str, Any]) -> Mapping[str, Any] | None:
         """Write ``patch`` to exactly the object that was read (its uid at its resourceVersion)."""

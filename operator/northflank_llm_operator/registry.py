@@ -8,6 +8,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from .resource import PAUSED_ANNOTATION, RECONCILE_REQUESTED_AT_ANNOTATION, ResourceKey
+from .status import Event
+
+#: Values of the paused annotation, compared case-insensitively after stripping (YAML's and most
+#: tools' spellings of a boolean); anything else pauses nothing and earns a Warning Event.
+_PAUSE_TRUE = ("true", "yes", "1", "on")
+_PAUSE_FALSE = ("false", "no", "0", "off", "")
+INVALID_PAUSE_ANNOTATION = "InvalidPauseAnnotation"
 
 
 @dataclass
@@ -21,18 +28,45 @@ class TrackedResource:
     resource_version: str
     #: The reconcile-requested-at annotation (a refresh request), if set.
     reconcile_requested_at: str | None = None
-    #: The paused annotation is "true": no Northflank request for this resource.
+    #: The paused annotation is true (true, yes, 1 or on, any case): no Northflank request for it.
     paused: bool = False
+    #: The paused annotation's value (escaped) when it means neither true nor false, else None.
+    pause_annotation_invalid: str | None = None
 
 
-def _requests_of(metadata: Mapping[str, Any]) -> tuple[str | None, bool]:
-    """What the resource's annotations ask of the operator: a refresh value, and whether it is paused."""
+def parse_pause_annotation(value: object) -> tuple[bool, str | None]:
+    """Whether the paused annotation's value pauses, and the value (escaped for a message) when it
+    means nothing. An absent annotation is ``(False, None)``."""
+    if value is None:
+        return False, None
+    text = value if isinstance(value, str) else str(value)
+    if text.strip().lower() in _PAUSE_TRUE:
+        return True, None
+    if text.strip().lower() in _PAUSE_FALSE:
+        return False, None
+    # repr() without its quotes: control characters from a hand-edited annotation stay visible and inert.
+    return False, repr(text)[1:-1][:100]
+
+
+def invalid_pause_event(value: str) -> Event:
+    """The Warning Event for a paused annotation whose value means nothing."""
+    return Event(
+        "Warning",
+        INVALID_PAUSE_ANNOTATION,
+        f"The annotation {PAUSED_ANNOTATION} is '{value}', which means neither true (true, yes, 1, on) nor "
+        "false (false, no, 0, off); polling goes on as if it were not set.",
+    )
+
+
+def _requests_of(metadata: Mapping[str, Any]) -> tuple[str | None, bool, str | None]:
+    """What the resource's annotations ask of the operator: a refresh value, whether it is paused, and
+    the pause value when it means nothing."""
     annotations = metadata.get("annotations")
     if not isinstance(annotations, Mapping):
-        return None, False
+        return None, False, None
     requested = annotations.get(RECONCILE_REQUESTED_AT_ANNOTATION)
-    paused = annotations.get(PAUSED_ANNOTATION)
-    return (requested if isinstance(requested, str) and requested else None), paused == "true"
+    paused, invalid = parse_pause_annotation(annotations.get(PAUSED_ANNOTATION))
+    return (requested if isinstance(requested, str) and requested else None), paused, invalid
 
 
 def resource_version_order(first: str, second: str) -> int | None:
@@ -67,6 +101,7 @@ class Registry:
     def __init__(self) -> None:
         self._resources: dict[ResourceKey, TrackedResource] = {}
         self._pending: set[ResourceKey] = set()
+        self._pause_warnings: list[tuple[TrackedResource, Event]] = []
         self.changed = asyncio.Event()
 
     def __len__(self) -> int:
@@ -90,7 +125,7 @@ class Registry:
         generation = int(metadata.get("generation") or 0)
         resource_version = str(metadata.get("resourceVersion", ""))
         existing = self._resources.get(key)
-        requested, paused = _requests_of(metadata)
+        requested, paused, invalid = _requests_of(metadata)
         if existing is None or existing.uid != uid:
             self._resources[key] = TrackedResource(
                 key=key,
@@ -102,10 +137,12 @@ class Registry:
                 reconcile_requested_at=requested,
                 paused=paused,
             )
+            self._warn_pause(self._resources[key], invalid)
             self._mark(key)
             return
         if not _newer(resource_version, existing.resource_version):
             return
+        self._warn_pause(existing, invalid)
         existing.status = dict(body.get("status") or {})
         existing.resource_version = resource_version
         if (requested, paused) != (existing.reconcile_requested_at, existing.paused):
@@ -116,6 +153,19 @@ class Registry:
             existing.generation = generation
             existing.spec = dict(body.get("spec") or {})
             self._mark(key)
+
+    def _warn_pause(self, resource: TrackedResource, invalid: str | None) -> None:
+        """Record the pause value's meaning; a new meaningless value queues one Warning."""
+        if invalid is not None and invalid != resource.pause_annotation_invalid:
+            self._pause_warnings.append((resource, invalid_pause_event(invalid)))
+            self.changed.set()  # wakes the loop even when nothing else about the resource changed
+        resource.pause_annotation_invalid = invalid
+
+    def take_pause_warnings(self) -> list[tuple[TrackedResource, Event]]:
+        """Warning Events for paused annotations that mean nothing, each once; the poll loop records them
+        (``kube.record_event(resource.key, resource.uid, event)``)."""
+        warnings, self._pause_warnings = self._pause_warnings, []
+        return warnings
 
     def _mark(self, key: ResourceKey) -> None:
         self._pending.add(key)

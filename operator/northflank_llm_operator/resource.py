@@ -23,7 +23,7 @@ _SECRET_NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-
 #: Any new value makes the operator observe the resource at once; the value handled last is
 #: recorded in status.lastHandledReconcileAt (the Flux / Crossplane convention).
 RECONCILE_REQUESTED_AT_ANNOTATION = f"{GROUP}/reconcile-requested-at"
-#: "true" stops every Northflank request for the resource until the annotation goes away.
+#: true (also True, yes, 1, on) stops every Northflank request for the resource until it goes away.
 PAUSED_ANNOTATION = f"{GROUP}/paused"
 
 ExpectedPhase = Literal["running", "paused"]

@@ -12,6 +12,7 @@ from typing import Any
 from .controller import Controller
 from .credentials import CredentialResolver
 from .kube import KubernetesGateway, load_api_client
+from .leader import LeaseFence
 from .metrics import OperatorMetrics, ResourceSample
 from .northflank import NorthflankClient
 from .registry import Registry
@@ -35,6 +36,9 @@ class Runtime:
     on_unserved: Callable[[], None] | None = None
     #: The namespaces the periodic resync lists (None: all).
     resync_namespaces: Sequence[str] | None = None
+    #: Whether this replica may write (status, Events, Northflank requests); the gateway and the
+    #: Northflank client check it before each request, the leader election keeps it.
+    fence: LeaseFence = field(default_factory=LeaseFence.unfenced)
     #: The observer, work queue and reconciler (the "poll loop"); rebuilt when leadership is taken over.
     poller: Controller = field(init=False)
     poller_task: asyncio.Task[None] | None = field(default=None, init=False)
@@ -46,7 +50,8 @@ class Runtime:
     def create(cls, settings: OperatorSettings, *, resync_namespaces: Sequence[str] | None = None) -> Runtime:
         """Build the runtime inside the running event loop (the HTTP pool and events bind to it)."""
         kubernetes_api = load_api_client()
-        gateway = KubernetesGateway(kubernetes_api, instance=socket.gethostname())
+        fence = LeaseFence(settings.leader_election_renew_deadline_seconds if settings.leader_elect else None)
+        gateway = KubernetesGateway(kubernetes_api, instance=socket.gethostname(), fence=fence)
         metrics = OperatorMetrics(
             leader_election_id=settings.leader_election_id, per_resource_series=settings.metrics_per_resource_series
         )
@@ -56,6 +61,7 @@ class Runtime:
             deadline_seconds=settings.request_deadline_seconds,
             max_response_bytes=settings.max_response_bytes,
             observer=metrics,
+            may_send=fence.permit,
         )
         registry = Registry()
         credentials = CredentialResolver(
@@ -67,7 +73,7 @@ class Runtime:
             default_token_denied_namespaces=settings.default_token_denied_namespaces,
         )
         runtime = cls(settings, registry, northflank, kubernetes_api, gateway, credentials, metrics,
-                      leading=not settings.leader_elect, resync_namespaces=resync_namespaces)  # fmt: skip
+                      leading=not settings.leader_elect, resync_namespaces=resync_namespaces, fence=fence)  # fmt: skip
         metrics.observe_resources(runtime, accounts_in_use=lambda: runtime.poller.planner.accounts())
         return runtime
 

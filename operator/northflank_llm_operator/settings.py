@@ -171,6 +171,21 @@ class OperatorSettings(BaseSettings):
             "keeps a scrape small for fleets of thousands."
         ),
     )
+    metrics_secure: bool = Field(
+        default=False,
+        description=(
+            "Serve /metrics over HTTPS and only to bearer tokens the API server allows get on the "
+            "non-resource URL /metrics (TokenReview and SubjectAccessReview, as controller-runtime's "
+            "--metrics-secure); false serves plain HTTP to anyone who can reach the port."
+        ),
+    )
+    metrics_cert_dir: Path | None = Field(
+        default=None,
+        description=(
+            "Directory holding tls.crt and tls.key for --metrics-secure (a mounted Secret); unset: a "
+            "self-signed certificate made at start-up."
+        ),
+    )
     leader_elect: bool = Field(
         default=False,
         description=(
@@ -193,7 +208,10 @@ class OperatorSettings(BaseSettings):
         default=15.0, gt=0.0, le=3600.0, description="A standby takes over once the leader has not renewed this long."
     )
     leader_election_renew_deadline_seconds: float = Field(
-        default=10.0, gt=0.0, le=3600.0, description="The leader stops leading when it could not renew for this long."
+        default=10.0,
+        gt=0.0,
+        le=3600.0,
+        description="The leader stops writing and exits when it could not renew for this long.",
     )
     leader_election_retry_period_seconds: float = Field(
         default=2.0, gt=0.0, le=600.0, description="Seconds between attempts to take or renew the Lease."

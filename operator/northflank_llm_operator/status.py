@@ -50,6 +50,8 @@ OWNED_KEYS = (
     "effectivePollIntervalSeconds",
     "lastHandledReconcileAt",
     "nullFields",
+    "gpu",
+    "url",
 )
 #: At most this many paths in status.nullFields (a hostile answer could be all nulls).
 MAX_NULL_FIELDS = 100
@@ -196,6 +198,12 @@ def _observed_status(
         "deployment": {k: v for k, v in raw.items() if k not in ("dns", "ports", "spec")},
         "deploymentSpec": raw.get("spec", {}),
     }
+    # Summaries for kubectl's columns, which are JSONPath over the object and cannot join two fields.
+    gpu, url = gpu_summary(new["deploymentSpec"]), first_public_url(new["ports"])
+    if gpu is not None:
+        new["gpu"] = gpu
+    if url is not None:
+        new["url"] = url
     note = f" Not mirrored (too deep, too large or out of int64 range): {', '.join(omitted[:10])}." if omitted else ""
     if nulls:
         new["nullFields"] = sorted(_status_path(path) for path in nulls)[:MAX_NULL_FIELDS]
@@ -224,6 +232,46 @@ def _observed_status(
     )
     new["lastSyncTime"] = _sync_time(current, new, timing)
     return new
+
+
+_HTTP_PROTOCOLS = ("HTTP", "HTTP/2")
+
+
+def _child(value: Any, *path: str) -> Any:
+    for key in path:
+        value = value.get(key) if isinstance(value, Mapping) else None
+    return value
+
+
+def gpu_summary(spec: Any) -> str | None:
+    """``h100-80 × 2`` from the deployment's spec (``configuration.nodeConfiguration.gpu``), ``none`` when
+    GPUs are switched off, None when the spec does not say."""
+    gpu = _child(spec, "configuration", "nodeConfiguration", "gpu")
+    if not isinstance(gpu, Mapping):
+        return None
+    if gpu.get("enabled") is False:
+        return "none"
+    raw_type, raw_count = _child(gpu, "configuration", "gpuType"), _child(gpu, "configuration", "gpuCount")
+    gpu_type = raw_type if isinstance(raw_type, str) and raw_type else None
+    count = raw_count if isinstance(raw_count, int) and not isinstance(raw_count, bool) else None
+    if count is not None:
+        text = f"{gpu_type or 'gpu'} × {count}"
+    elif gpu_type is not None:
+        text = gpu_type
+    else:
+        return None
+    return text + (" (timesliced)" if _child(gpu, "configuration", "timesliced") is True else "")
+
+
+def first_public_url(ports: Any) -> str | None:
+    """The first public port's DNS name, as ``https://…`` for an HTTP port (Northflank serves public HTTP
+    ports over HTTPS); None when no public port has one."""
+    for port in ports if isinstance(ports, list) else []:
+        dns = port.get("dns") if isinstance(port, Mapping) else None
+        if port.get("public") is True and isinstance(dns, str) and dns:
+            protocol = port.get("protocol")
+            return f"https://{dns}" if isinstance(protocol, str) and protocol.upper() in _HTTP_PROTOCOLS else dns
+    return None
 
 
 def _deviation_note(deployment: LLMModelDeployment, *, limit: int = 3) -> str:

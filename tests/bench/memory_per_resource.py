@@ -89,6 +89,8 @@ def main() -> None:
     written.clear()
     gc.collect()
 
+    assert isinstance(kept_registry, Registry)
+
     def observer() -> Controller:
         # The observer (planner, attachments, one cached observation per target), the work queue (a
         # stale deadline per key) and the reconciler's record of what it wrote: what a steady fleet holds.

@@ -165,6 +165,10 @@ OPERATOR_PERMISSIONS: Final = frozenset(
     }
 )
 SECRET_PERMISSIONS: Final = frozenset({("", "secrets", "get")})
+#: metrics.secure (the default): who a scraper is, and whether it may get /metrics.
+METRICS_AUTH_PERMISSIONS: Final = frozenset(
+    {("authentication.k8s.io", "tokenreviews", "create"), ("authorization.k8s.io", "subjectaccessreviews", "create")}
+)
 VIEW_PERMISSIONS: Final = frozenset({(GROUP, PLURAL, verb) for verb in ("get", "list", "watch")})
 EDIT_PERMISSIONS: Final = frozenset({(GROUP, PLURAL, verb) for verb in ("create", "update", "patch", "delete")})
 

@@ -38,6 +38,7 @@ from tests.chart.chart import (
 from tests.controlplane.controlplane import BUILD_SCRIPT, ControlPlane, ControlPlaneError, resolve_bin_dir
 from tests.controlplane.fixtures import TEST_NAMESPACE_LABEL
 from tests.simulator.fixtures import RunningSimulator
+from tests.support.cluster import DEFAULT_COLUMNS, WIDE_COLUMNS, parse_table
 from tests.support.operator_process import free_port, run_operator
 from tests.support.waiting import wait_for
 
@@ -325,6 +326,15 @@ def test_install_upgrade_uninstall_manages_the_crd_and_keeps_resources(
             "spec": {"projectId": "proj", "llmModelDeploymentId": "model"},
         }
         plane.kubectl("create", "-f", "-", input=json.dumps(resource))
+        # The chart's CRD prints every column for a resource no operator has observed yet.
+        [never] = parse_table(plane.kubectl("get", "llmd", "-n", namespace, "-o", "wide").stdout, WIDE_COLUMNS)
+        assert never == {
+            **{column: "" for column in WIDE_COLUMNS},
+            "NAME": "survivor", "AGE": never["AGE"], "PROJECT": "proj", "DEPLOYMENT": "model",
+        }  # fmt: skip
+        assert never["AGE"]
+        [short] = parse_table(plane.kubectl("get", "llmd", "-n", namespace).stdout, DEFAULT_COLUMNS)
+        assert {k: v for k, v in short.items() if k != "AGE"} == {k: never[k] for k in DEFAULT_COLUMNS if k != "AGE"}
 
         # A chart whose CRD gained a printer column: `helm upgrade` must change the CRD in the cluster
         # (Helm never upgrades CRDs from a chart's crds/ directory; this chart templates it).
@@ -586,6 +596,16 @@ def test_operator_syncs_end_to_end_with_only_the_charts_service_account(
             return items
 
         wait_for(events, timeout=E2E_DEADLINE, message="an Event about the resource")
+        [row] = parse_table(plane.kubectl("get", "llmd", "e2e", "-n", watched, "-o", "wide").stdout, WIDE_COLUMNS)
+        assert row["INTERVAL(S)"].isdigit(), "the budget may stretch the 1 s interval"
+        varying = ("LAST CHANGE", "AGE", "INTERVAL(S)")
+        assert {column: row[column] for column in WIDE_COLUMNS if column not in varying} == {
+            "NAME": "e2e", "READY": "True", "PHASE": "running", "REASON": "Running",
+            "MODEL": served["spec"]["configuration"]["name"], "GPU": "h200-141 × 8", "ENGINE": "vllm",
+            "REPLICAS": "1", "URL": "https://" + served["ports"][0]["dns"], "PROJECT": "proj-e2e",
+            "DEPLOYMENT": "model-e2e", "EXPECTED": "",
+            "MESSAGE": "The deployment is running.",
+        }  # fmt: skip
 
         # The chart's `helm test` Pod runs this very script; here it runs against the real operator.
         probe = _helm_test_command(plane, release, namespace)

@@ -29,8 +29,9 @@ def test_metrics_are_served_and_probed_by_default(helm: Helm) -> None:
     manifests = helm.render(None)
     container = manifests.container()
     assert "--metrics-bind-address=:8081" in container["args"]
+    assert "--metrics-secure" in container["args"], "HTTPS with TokenReview + SubjectAccessReview by default"
     assert {"name": "metrics", "containerPort": 8081, "protocol": "TCP"} in container["ports"]
-    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics", "scheme": "HTTPS"}
     ports = {port["name"]: port for port in manifests.one("Service")["spec"]["ports"]}
     assert ports["metrics"]["targetPort"] == "metrics"
     # Monitoring objects are opt-in: their CRDs may not be installed.
@@ -53,8 +54,30 @@ def test_service_monitor_scrapes_the_metrics_port_of_this_release(helm: Helm) ->
     assert monitor["metadata"]["labels"]["release"] == "kube-prometheus"
     assert monitor["spec"]["selector"]["matchLabels"] == manifests.one("Service")["spec"]["selector"]
     assert monitor["spec"]["namespaceSelector"] == {"matchNames": [RELEASE_NAMESPACE]}
-    assert monitor["spec"]["endpoints"] == [{"port": "metrics", "path": "/metrics", "interval": "30s",
-                                             "scrapeTimeout": "10s"}]  # fmt: skip
+    assert monitor["spec"]["endpoints"] == [{
+        "port": "metrics", "path": "/metrics", "interval": "30s", "scrapeTimeout": "10s", "scheme": "https",
+        "bearerTokenFile": "/var/run/secrets/kubernetes.io/serviceaccount/token",
+        "tlsConfig": {"insecureSkipVerify": True},
+    }]  # fmt: skip
+
+
+def test_secure_metrics_mount_a_given_certificate(helm: Helm) -> None:
+    manifests = helm.render({"metrics": {"certSecret": "metrics-tls"}})
+    reader = next(r for r in manifests.of_kind("ClusterRole") if r["metadata"]["name"].endswith("-metrics-reader"))
+    assert reader["rules"] == [{"nonResourceURLs": ["/metrics"], "verbs": ["get"]}]
+    container = manifests.container()
+    assert "--metrics-cert-dir=/var/run/secrets/northflank-llm-operator/metrics-tls" in container["args"]
+    volumes = {v["name"]: v for v in manifests.one("Deployment")["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["metrics-tls"]["secret"]["secretName"] == "metrics-tls"
+
+
+def test_plain_http_metrics_is_an_explicit_choice(helm: Helm) -> None:
+    manifests = helm.render({"metrics": {"secure": False, "serviceMonitor": {"enabled": True}}})
+    container = manifests.container()
+    assert "--no-metrics-secure" in container["args"]
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
+    assert not [r for r in manifests.of_kind("ClusterRole") if "metrics" in r["metadata"]["name"]]
+    assert "scheme" not in manifests.one("ServiceMonitor")["spec"]["endpoints"][0]
 
 
 def test_service_monitor_without_a_service_fails_with_a_message(helm: Helm) -> None:

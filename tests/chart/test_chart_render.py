@@ -21,6 +21,7 @@ from tests.chart.chart import (
     CRD_SOURCE,
     EDIT_PERMISSIONS,
     FULLNAME,
+    METRICS_AUTH_PERMISSIONS,
     OPERATOR_PERMISSIONS,
     RELEASE,
     RELEASE_NAMESPACE,
@@ -90,6 +91,7 @@ def test_default_renders_the_expected_objects(render: Any) -> None:
             "ClusterRole",  # operator
             "ClusterRole",  # -view
             "ClusterRole",  # -edit
+            "ClusterRole",  # -metrics-reader (metrics.secure)
             "ClusterRoleBinding",
             "CustomResourceDefinition",
             "Deployment",
@@ -130,6 +132,7 @@ def test_deployment_runs_one_standalone_operator_with_liveness_and_readiness_pro
         "--standalone",
         "--liveness=http://0.0.0.0:8080/healthz",
         "--metrics-bind-address=:8081",
+        "--metrics-secure",
         "--log-format=json",
         "--all-namespaces",
     ]
@@ -139,7 +142,7 @@ def test_deployment_runs_one_standalone_operator_with_liveness_and_readiness_pro
     ]
     assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "healthz"}
     # Ready: the watch runs and this replica can lead (tests/chart/test_chart_monitoring.py has the rest).
-    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics", "scheme": "HTTPS"}
     assert "startupProbe" not in container
     # Sized for 10,000 resources with headroom (README "Sizing"; values.yaml says how).
     assert container["resources"] == {
@@ -249,7 +252,8 @@ def test_a_shard_watches_its_namespaces_and_leaves_the_crd_to_another_release(re
     manifests: Manifests = render("shard")
     assert manifests.container()["args"][-1] == f"--namespace={WATCH_A}"
     assert not manifests.of_kind("CustomResourceDefinition")
-    assert not manifests.of_kind("ClusterRoleBinding")
+    # Cluster-wide only the reviews metrics.secure needs.
+    assert [b["roleRef"]["name"] for b in manifests.of_kind("ClusterRoleBinding")] == [f"{FULLNAME}-metrics-auth"]
     assert [role["metadata"]["namespace"] for role in manifests.of_kind("Role")] == [WATCH_A]
 
 
@@ -260,7 +264,9 @@ def test_everything_reaches_the_pod(render: Any) -> None:
     container = manifests.container()
     assert container["image"] == f"registry.example.com/mirror/northflank-llm-operator:0.1.0-rc.1@sha256:{'a' * 64}"
     assert container["imagePullPolicy"] == "Always"
-    assert container["args"][4:] == ["--log-format=plain", "--verbose", "--all-namespaces", "--log-refkey=x"]
+    assert container["args"][4:] == [
+        "--metrics-secure", "--log-format=plain", "--verbose", "--all-namespaces", "--log-refkey=x"
+    ]  # fmt: skip
     assert pod["imagePullSecrets"] == values["imagePullSecrets"]
     for key in ("priorityClassName", "nodeSelector", "tolerations", "affinity", "topologySpreadConstraints"):
         assert pod[key] == values[key], key
@@ -487,9 +493,16 @@ def test_cluster_scope_rbac_is_exactly_what_the_operator_needs(render: Any, comb
     assert not manifests.of_kind("RoleBinding")
     bound = _bound_operator_rules(manifests, "ClusterRole", "ClusterRoleBinding")
     assert list(bound) == [None]
-    expected = OPERATOR_PERMISSIONS | (SECRET_PERMISSIONS if secrets else frozenset())
+    expected = OPERATOR_PERMISSIONS | METRICS_AUTH_PERMISSIONS | (SECRET_PERMISSIONS if secrets else frozenset())
     assert permissions(bound[None]) == expected
     assert manifests.container()["args"][-1] == "--all-namespaces"
+
+
+def test_plain_http_metrics_need_no_reviews(helm: Helm) -> None:
+    manifests = helm.render({"metrics": {"secure": False}})
+    bound = _bound_operator_rules(manifests, "ClusterRole", "ClusterRoleBinding")
+    assert permissions(bound[None]) == OPERATOR_PERMISSIONS | SECRET_PERMISSIONS
+    assert not [r for r in manifests.of_kind("ClusterRole") if "metrics" in r["metadata"]["name"]]
 
 
 @pytest.mark.parametrize(
@@ -500,12 +513,17 @@ def test_namespaced_scope_rbac_is_a_role_per_watched_namespace(
     render: Any, combination: str, namespaces: list[str], secrets: bool
 ) -> None:
     manifests: Manifests = render(combination)
-    # Nothing cluster-wide for the operator: only the two user-facing aggregated roles remain.
+    # Cluster-wide for the operator only the reviews of metrics.secure; the rest are user-facing roles.
     assert sorted(r["metadata"]["name"] for r in manifests.of_kind("ClusterRole")) == [
         f"{FULLNAME}-edit",
+        f"{FULLNAME}-metrics-auth",
+        f"{FULLNAME}-metrics-reader",
         f"{FULLNAME}-view",
     ]
-    assert not manifests.of_kind("ClusterRoleBinding")
+    assert permissions(manifests.one("ClusterRole", f"{FULLNAME}-metrics-auth")["rules"]) == METRICS_AUTH_PERMISSIONS
+    [binding] = manifests.of_kind("ClusterRoleBinding")
+    assert binding["roleRef"]["name"] == f"{FULLNAME}-metrics-auth"
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": FULLNAME, "namespace": RELEASE_NAMESPACE}]
     bound = _bound_operator_rules(manifests, "Role", "RoleBinding")
     assert sorted(str(namespace) for namespace in bound) == sorted(namespaces)
     expected = OPERATOR_PERMISSIONS | (SECRET_PERMISSIONS if secrets else frozenset())

@@ -21,8 +21,10 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 from northflank_api_simulator.control import SimulatorControl
+from northflank_api_simulator.defaults import default_spec
 from tests.controlplane.controlplane import ControlPlane
 from tests.node.node import Node
 
@@ -43,6 +45,23 @@ SCRIPTS = {
     "mistral-7b": [(3, "provisioning"), (4, "starting"), (4, "crashed")],
 }
 FINAL = {"llama-3-8b": "running", "qwen-2-7b": "running", "mistral-7b": "crashed"}
+# The model and GPUs each deployment runs (the simulator's default spec otherwise): type, count, replicas.
+MODELS = {
+    "llama-3-8b": ("meta-llama/Meta-Llama-3-8B-Instruct", "l4-24", 1, 2),
+    "qwen-2-7b": ("Qwen/Qwen2-7B-Instruct", "a100-40", 1, 1),
+    "mistral-7b": ("mistralai/Mistral-7B-Instruct-v0.3", "h100-80", 2, 1),
+}
+
+
+def demo_spec(deployment: str) -> dict[str, Any]:
+    model, gpu_type, gpu_count, replicas = MODELS[deployment]
+    spec = default_spec()
+    configuration = spec["configuration"]
+    configuration["name"] = model
+    configuration["nodeConfiguration"]["gpu"]["configuration"].update(gpuType=gpu_type, gpuCount=gpu_count)
+    configuration["architecture"]["workerConfig"]["replicas"] = replicas
+    configuration["architecture"]["workerConfig"]["parallelismConfig"]["tensorParallelism"] = gpu_count
+    return spec
 
 
 def say(message: str) -> None:
@@ -173,7 +192,7 @@ def run(
         nf.add_token("demo-org-token", scope="org", team_ids=[TEAM])
         nf.put_project(PROJECT, team_id=TEAM)
         for deployment in SCRIPTS:
-            nf.put_deployment(PROJECT, deployment, status="pending")
+            nf.put_deployment(PROJECT, deployment, status="pending", spec=demo_spec(deployment))
         print(f"simulator at {base_url}; deployments {', '.join(SCRIPTS)} are pending")
 
         say(f"Applying the sample resources from crds/examples/ into namespace {NAMESPACE}")

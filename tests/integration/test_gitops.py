@@ -14,7 +14,7 @@ import yaml
 from northflank_api_simulator.control import SimulatorControl
 from tests.gitops.test_health import HEALTH_LUA, build_evaluators, evaluate
 from tests.simulator.fixtures import RunningSimulator, open_account
-from tests.support.cluster import DEADLINE, PROJECT, Cluster, conditions_by_type
+from tests.support.cluster import DEADLINE, PROJECT, WIDE_COLUMNS, Cluster, conditions_by_type, parse_table
 from tests.support.importing import run_import
 from tests.support.operator_process import ModuleOperatorStarter, OperatorProcess
 from tests.support.waiting import wait_for
@@ -71,9 +71,13 @@ def test_expected_paused_is_ready_healthy_and_current(cluster: Cluster, nf: Simu
     assert (ready["status"], ready["reason"]) == ("True", "PausedAsExpected")
     assert verdicts(evaluators, cluster.get("held")) == ("Current", "Healthy")
     table = cluster.plane.kubectl("get", "llmd", "held", "-n", cluster.namespace, "-o", "wide").stdout
-    header, row = table.splitlines()
-    assert header.split()[9] == "EXPECTED"
-    assert [row.split()[i] for i in (1, 2, 8)] == ["True", "paused", "paused"], "Ready, Phase and Expected"
+    [row] = parse_table(table, WIDE_COLUMNS)
+    assert [row[k] for k in ("READY", "PHASE", "REASON", "EXPECTED")] == [
+        "True",
+        "paused",
+        "PausedAsExpected",
+        "paused",
+    ]
 
     # Someone resumed it at Northflank: running is not what Git says.
     nf.patch_deployment(PROJECT, "held", status="running")
@@ -156,9 +160,7 @@ def test_import_output_applies_reaches_its_phases_and_is_stable(
     assert first.returncode == 0, first.stderr
     documents = list(yaml.safe_load_all(first.stdout))
     names = [d["metadata"]["name"] for d in documents]
-    assert names[:1] == ["llama-3-8b"]
-    assert names[1].startswith("llama-3-8b-")
-    assert names[2] == "qwen-coder"
+    assert names == ["llama-3-8b", "llama-3-8b-eu", "qwen"], "names are the immutable ids"
 
     cluster.plane.kubectl("apply", "--dry-run=server", "-f", "-", input=first.stdout)
     assert cluster.get_all() == {}, "a dry run creates nothing"

@@ -4,6 +4,7 @@ and no status write is lost or repeated across a hand-over."""
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
@@ -16,7 +17,9 @@ from typing import Any
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
+from northflank_api_simulator.control import SimulatorControl
 from tests.controlplane.controlplane import ControlPlane
 from tests.simulator.fixtures import RunningSimulator, open_account
 from tests.support.cluster import PROJECT, Cluster
@@ -168,3 +171,129 @@ def test_one_leader_polls_and_hands_over_on_sigterm_and_sigkill(
     assert measured["sigkill_first_poll"] - measured["sigkill"] <= 6
     for log_name in ("first", "second", "third"):
         assert TOKEN not in (tmp_path / f"{log_name}.log").read_text(errors="replace")
+
+
+#: Short election timings for the paused-leader test (retry < renew deadline < lease), so it takes seconds.
+FAST_ELECTION = {
+    "NORTHFLANK_LLM_OPERATOR_LEADER_ELECTION_LEASE_DURATION_SECONDS": "6",
+    "NORTHFLANK_LLM_OPERATOR_LEADER_ELECTION_RENEW_DEADLINE_SECONDS": "4",
+    "NORTHFLANK_LLM_OPERATOR_LEADER_ELECTION_RETRY_PERIOD_SECONDS": "1",
+}
+#: How long the old leader may take to exit once it runs again (it must not write meanwhile either).
+LOST_LEASE_EXIT_SECONDS = 10.0
+
+
+def requests_by(nf: SimulatorControl, token_id: str) -> int:
+    return sum(row["count"] for row in nf.stats() if row["tokenId"] == token_id)
+
+
+def status_patches(control_plane: ControlPlane) -> float:
+    """Every PATCH of an LLMModelDeployment's status the API server has answered (any code, any
+    client), from its own request metrics: no-op and refused patches count too."""
+    total = 0.0
+    for family in text_string_to_metric_families(control_plane.kubectl("get", "--raw", "/metrics").stdout):
+        for sample in family.samples:
+            labels = sample.labels
+            if (sample.name, labels.get("verb"), labels.get("resource"), labels.get("subresource")) == (
+                "apiserver_request_total", "PATCH", "llmmodeldeployments", "status",
+            ):  # fmt: skip
+                total += sample.value
+    return total
+
+
+def test_a_paused_leader_that_lost_the_lease_neither_writes_nor_polls_and_exits(
+    control_plane: ControlPlane,
+    namespace: str,
+    simulator: RunningSimulator,
+    tmp_path: Path,
+    start_operator: OperatorStarter,
+) -> None:
+    """Split brain: SIGSTOP the leader, let the standby take the Lease, SIGCONT the old one much later
+    with nothing changed at Northflank. Each replica has its own token, so the simulator tells their
+    requests apart; the old one must send no Northflank request and no status write, and exit non-zero."""
+    old_token, new_token = "nf-fence-old", "nf-fence-new"
+    nf = open_account(simulator, team="team-fence", projects=[PROJECT])
+    old_id = nf.add_token(old_token, team_id="team-fence")
+    nf.add_token(new_token, team_id="team-fence")
+    for name in NAMES:
+        nf.put_deployment(PROJECT, name, status="running")
+
+    def operator(log_name: str, token: str) -> AbstractContextManager[OperatorProcess]:
+        return start_operator(
+            api_token=token,
+            log_path=tmp_path / f"{log_name}.log",
+            poll_interval_seconds=1.0,
+            metrics_port=free_port(),
+            extra_env=FAST_ELECTION,
+            extra_args=["--leader-elect", f"--leader-election-id={LEASE}",
+                        f"--leader-election-namespace={namespace}"],
+        )  # fmt: skip
+
+    with ExitStack() as stack:
+        stack.callback(control_plane.kubectl, "delete", "llmd", "--all", "-n", namespace, "--wait=false")
+        old = stack.enter_context(operator("old", old_token))
+        # Whatever happens, never leave a stopped process behind (run_operator's SIGTERM would not reach it).
+        stack.callback(lambda: None if old.process.poll() is not None else old.process.send_signal(signal.SIGCONT))
+        wait_for(lambda: leader_status(old) == 1, timeout=60, message="the first replica leading")
+        cluster = Cluster(control_plane, namespace, old)
+        for name in NAMES:
+            cluster.apply(name, name)
+        cluster.wait_all_ready(NAMES)
+        new = stack.enter_context(operator("new", new_token))
+        wait_for(lambda: leader_status(new) == 0 and ready(new), timeout=60, message="a ready standby")
+
+        paused_at = time.monotonic()
+        old.process.send_signal(signal.SIGSTOP)
+        take_over(new, paused_at, timeout=30)
+        cluster.operator = new
+        wait_for(lambda: requests_sent(new) >= 6, timeout=30, message="the new leader polling a few rounds")
+        # The old leader stays paused well past its Lease and past the time its statuses would turn
+        # stale on its own clock (3 polls of 1 s): that is what made it write on SIGCONT. The pause is
+        # the scenario, not a wait for a result.
+        time.sleep(max(0.0, paused_at + 12 - time.monotonic()))
+
+        before = {name: item["metadata"]["resourceVersion"] for name, item in cluster.get_all().items()}
+        events_before = {name: len(cluster.events(name)) for name in NAMES}
+        new_writes_before = scrape(new.metrics_url or "").value("llmmodeldeployment_status_writes_total")
+        patches_before = status_patches(control_plane)
+        old_requests_before = requests_by(nf, old_id)
+        resumed_at = time.monotonic()
+        old.process.send_signal(signal.SIGCONT)
+        with contextlib.suppress(AssertionError):  # judged below, after what it sent meanwhile
+            wait_for(lambda: old.process.poll() is not None, timeout=LOST_LEASE_EXIT_SECONDS,
+                     message="the old leader exiting")  # fmt: skip
+        exited_after = time.monotonic() - resumed_at
+        # Once it has exited (or after the deadline), what it sent is final.
+        old_requests = requests_by(nf, old_id) - old_requests_before
+        after = {name: item["metadata"]["resourceVersion"] for name, item in cluster.get_all().items()}
+        changed = sorted(name for name in NAMES if after[name] != before[name])
+        new_writes = scrape(new.metrics_url or "").value("llmmodeldeployment_status_writes_total")
+        patches = status_patches(control_plane) - patches_before
+        events_added = {name: len(cluster.events(name)) - events_before[name] for name in NAMES}
+
+        print(f"\nold leader after SIGCONT: {old_requests} Northflank requests; status PATCHes at the API "
+              f"server {patches:g} (the new leader's writes {new_writes_before:g} -> {new_writes:g}), status "
+              f"changed on {changed}, events added {events_added}, exit code {old.process.poll()} after "
+              f"{exited_after:.2f}s")  # fmt: skip
+        assert old_requests == 0, f"the old leader sent {old_requests} Northflank requests after it lost the Lease"
+        # Only the two replicas patch status here, and nothing changed at Northflank: any PATCH is the old
+        # leader's (or the new leader's putting back what the old one flapped).
+        assert patches == 0, f"{patches:g} status PATCHes reached the API server after SIGCONT"
+        assert changed == [], f"status written after the Lease was lost: {changed}"
+        assert new_writes == new_writes_before == 0
+        assert events_added == dict.fromkeys(NAMES, 0)
+        code = old.process.poll()
+        assert code is not None, f"the old leader did not exit within {LOST_LEASE_EXIT_SECONDS:g}s of SIGCONT"
+        assert code != 0
+        assert "Lost the leader election Lease" in old.log()
+        # How many the fence refused (poll work that came due during the pause and ran before the
+        # election noticed): informative only, the assertions above are what must hold.
+        print(next((line for line in old.log().splitlines() if "refused after the renew deadline" in line), ""))
+
+        # The new leader is unaffected: it still leads, polls, and writes a change once.
+        assert leader_status(new) == 1
+        nf.patch_deployment(PROJECT, "alpha", status="crashed")
+        cluster.wait_phase("alpha", "crashed")
+        wait_for(lambda: phase_changes(cluster, "alpha", "crashed") == 1, timeout=30, message="one PhaseChanged")
+    for log_name, token in (("old", old_token), ("new", new_token)):
+        assert token not in (tmp_path / f"{log_name}.log").read_text(errors="replace")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from northflank_api_simulator.control import SimulatorControl
@@ -12,7 +13,7 @@ from tests.controlplane.controlplane import ControlPlane
 from tests.simulator.fixtures import RunningSimulator, open_account
 from tests.support.cluster import DEADLINE, PROJECT, Cluster, delete_all_resources
 from tests.support.metrics import Scrape, scrape
-from tests.support.operator_process import OperatorProcess, free_port, run_operator_for_module
+from tests.support.operator_process import OperatorProcess, free_port, run_operator, run_operator_for_module
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
@@ -117,3 +118,61 @@ def check_metrics(cluster: Cluster, operator: OperatorProcess, nf: SimulatorCont
         timeout=DEADLINE,
         message="beta's series removed",
     )
+
+
+def test_secure_metrics_ask_the_api_server_who_may_read_them(
+    control_plane: ControlPlane, crd_installed: object, namespace: str, simulator: RunningSimulator, tmp_path: Path
+) -> None:
+    plane = control_plane
+    for account in ("scraper", "stranger"):
+        plane.kubectl("create", "serviceaccount", account, "-n", namespace)
+    role = f"{namespace}-metrics-reader"
+    plane.kubectl("create", "clusterrole", role, "--verb=get", "--non-resource-url=/metrics")
+    plane.kubectl(
+        "create", "clusterrolebinding", role, f"--clusterrole={role}", f"--serviceaccount={namespace}:scraper"
+    )
+    try:
+        tokens = {
+            account: plane.kubectl("create", "token", account, "-n", namespace, "--duration=10m").stdout.strip()
+            for account in ("scraper", "stranger")
+        }
+        port = free_port()
+        with run_operator(
+            kubeconfig=plane.kubeconfig,
+            namespaces=[namespace],
+            api_base_url=simulator.base_url,
+            api_token=TOKEN,
+            log_path=tmp_path / "operator.log",
+            metrics_port=port,
+            extra_args=["--metrics-secure"],
+        ) as operator:
+            url = f"https://127.0.0.1:{port}"
+
+            def answer(token: str | None, path: str = "/metrics") -> httpx.Response | None:
+                operator.assert_alive()
+                headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
+                try:
+                    return httpx.get(url + path, headers=headers, verify=False, timeout=10)  # noqa: S501 - self-signed
+                except httpx.TransportError:
+                    return None  # not listening yet
+
+            allowed = wait_for(lambda: answer(tokens["scraper"]), timeout=DEADLINE, message="the secure endpoint")
+            assert allowed.status_code == 200, allowed.text
+            assert "leader_election_master_status" in allowed.text
+            assert _status(answer(tokens["stranger"])) == 403, "authenticated, but no get on /metrics"
+            assert _status(answer(None)) == 401
+            assert _status(answer("not-a-token")) == 401
+            assert _status(answer(None, "/readyz")) in (200, 503), "readiness needs no token"
+            with pytest.raises(httpx.HTTPError):
+                httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10)
+        log = (tmp_path / "operator.log").read_text(errors="replace")
+        assert "Refused /metrics to 'system:serviceaccount:" + namespace + ":stranger'" in log
+        for token in tokens.values():
+            assert token not in log, "a scraper's token reached the log"
+    finally:
+        plane.kubectl("delete", "clusterrolebinding", role, "--ignore-not-found", check=False)
+        plane.kubectl("delete", "clusterrole", role, "--ignore-not-found", check=False)
+
+
+def _status(response: httpx.Response | None) -> int | None:
+    return response.status_code if response is not None else None

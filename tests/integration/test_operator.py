@@ -13,7 +13,16 @@ import pytest
 from northflank_api_simulator.control import SimulatorControl
 from northflank_llm_operator.status import OWNED_KEYS as OWNED_STATUS_KEYS
 from tests.simulator.fixtures import RunningSimulator, open_account
-from tests.support.cluster import DEADLINE, PROJECT, Cluster, conditions_by_type, without_nulls
+from tests.support.cluster import (
+    DEADLINE,
+    DEFAULT_COLUMNS,
+    PROJECT,
+    WIDE_COLUMNS,
+    Cluster,
+    conditions_by_type,
+    parse_table,
+    without_nulls,
+)
 from tests.support.operator_process import ModuleOperatorStarter, OperatorProcess
 from tests.support.waiting import wait_for
 from tests.unit.payloads import SEED_PAGE_EXAMPLE
@@ -94,15 +103,19 @@ def test_kubectl_get_prints_the_columns(cluster: Cluster, nf: SimulatorControl) 
     cluster.apply("mistral", "mistral")
     cluster.wait_condition("mistral", "Ready", "True")
 
-    table = cluster.plane.kubectl("get", "llmd", "-n", cluster.namespace).stdout.splitlines()
-    assert table[0].split() == ["NAME", "READY", "PHASE", "DNS", "LAST", "CHANGE", "AGE"]
-    assert table[1].split()[:4] == ["mistral", "True", "running", served["dns"]["base"]]
+    default = DEFAULT_COLUMNS
+    [row] = parse_table(cluster.plane.kubectl("get", "llmd", "-n", cluster.namespace).stdout, default)
+    assert [row[k] for k in default[:6]] == ["mistral", "True", "running", "Running", "deepseek-ai/DeepSeek-V3",
+                                             "h200-141 × 8"]  # fmt: skip
 
-    wide = cluster.plane.kubectl("get", "llmd", "-n", cluster.namespace, "-o", "wide").stdout.splitlines()
-    assert wide[0].split()[7:] == ["PROJECT", "DEPLOYMENT", "EXPECTED", "INTERVAL", "MESSAGE"]
-    assert wide[1].split()[-7:] == [PROJECT, "mistral", "1", "The", "deployment", "is", "running."], (
-        "EXPECTED is empty while spec.expectedPhase is unset"
+    wide_columns = WIDE_COLUMNS
+    [wide] = parse_table(
+        cluster.plane.kubectl("get", "llmd", "-n", cluster.namespace, "-o", "wide").stdout, wide_columns
     )
+    assert [wide[k] for k in wide_columns[8:]] == [
+        "vllm", "1", "https://" + served["ports"][0]["dns"], PROJECT, "mistral", "", "1",
+        "The deployment is running.",
+    ], "EXPECTED is empty while spec.expectedPhase is unset"  # fmt: skip
 
     by_category = cluster.plane.kubectl("get", "northflank", "-n", cluster.namespace).stdout
     assert [line.split()[0] for line in by_category.splitlines()] == ["NAME", "mistral"]

@@ -149,6 +149,15 @@ def test_huge_numbers_replace_the_placeholder(simulator: RunningSimulator, clien
     assert client.get(ROUTE).json() == {"data": {"ports": [{"internalPort": int("9" * 30)}]}}
 
 
+def test_fresh_values_never_repeat(simulator: RunningSimulator, client: httpx.Client) -> None:
+    simulator.control.add_fault(
+        status=200, json_body={"pagination": {"hasNextPage": True, "cursor": "c-__FRESH__"}}, fresh_values=True
+    )
+    cursors = [client.get(ROUTE).json()["pagination"]["cursor"] for _ in range(3)]
+    assert len(set(cursors)) == 3
+    assert all(c.startswith("c-fresh-") for c in cursors)
+
+
 def test_padding_is_trailing_whitespace(simulator: RunningSimulator, client: httpx.Client) -> None:
     simulator.control.add_fault(status=200, json_body={"data": {}}, pad_bytes=3 * 1024 * 1024 + 5)
     response = client.get(ROUTE)

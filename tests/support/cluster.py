@@ -31,6 +31,31 @@ def conditions_by_type(status: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {c["type"]: c for c in status.get("conditions", [])}
 
 
+#: ``kubectl get llmd`` headers, and ``-o wide``'s (the CRD's printer columns).
+DEFAULT_COLUMNS = ["NAME", "READY", "PHASE", "REASON", "MODEL", "GPU", "LAST CHANGE", "AGE"]
+WIDE_COLUMNS = [*DEFAULT_COLUMNS, "ENGINE", "REPLICAS", "URL", "PROJECT", "DEPLOYMENT", "EXPECTED", "INTERVAL(S)",
+                "MESSAGE"]  # fmt: skip
+
+
+def parse_table(text: str, headers: Iterable[str]) -> list[dict[str, str]]:
+    """Rows of ``kubectl get``'s table as {header: cell}: cells start where their header starts (kubectl
+    aligns them so), so a cell may hold spaces. ``headers`` are the expected headers, in order; a header
+    missing from the output fails here."""
+    lines = text.splitlines()
+    header, names = lines[0], list(headers)
+    assert header.split() == " ".join(names).split(), f"unexpected columns: {header!r}"
+    starts: list[int] = []
+    for name in names:
+        found = header.find(name, starts[-1] + 1 if starts else 0)
+        assert found >= 0, f"no {name!r} column in {header!r}"
+        starts.append(found)
+    ends = [*starts[1:], None]
+    return [
+        {name: line[start:end].strip() for name, start, end in zip(names, starts, ends, strict=True)}
+        for line in lines[1:]
+    ]
+
+
 def delete_all_resources(plane: ControlPlane, namespace: str) -> None:
     """What a test leaves behind would be polled by the all-namespaces operators of later test modules
     (and spend their budget)."""

@@ -11,7 +11,7 @@ import kopf
 import pydantic
 import pytest
 
-from northflank_llm_operator import __version__, cli, handlers
+from northflank_llm_operator import __version__, cli, handlers, process
 from northflank_llm_operator.registry import Registry
 from northflank_llm_operator.runtime import Runtime
 from northflank_llm_operator.settings import OperatorSettings
@@ -121,11 +121,11 @@ def test_the_selector_flag_overrides_the_environment(
         monkeypatch.setenv("NORTHFLANK_LLM_OPERATOR_LABEL_SELECTOR", env)
     started: list[OperatorSettings] = []
 
-    async def operate(args: Any, settings: OperatorSettings) -> int:
+    async def operate(options: Any, settings: OperatorSettings) -> int:
         started.append(settings)
         return 0
 
-    monkeypatch.setattr(cli, "_operate", operate)
+    monkeypatch.setattr(process, "operate", operate)
     assert cli.main(["run", "-A", *argv]) == 0
     assert [settings.label_selector for settings in started] == [expected]
 

@@ -7,7 +7,7 @@ from typing import Any
 import kopf
 import pytest
 
-from northflank_llm_operator import cli, handlers
+from northflank_llm_operator import cli, handlers, process
 from northflank_llm_operator.runtime import Runtime
 from northflank_llm_operator.settings import OperatorSettings
 
@@ -15,11 +15,11 @@ from northflank_llm_operator.settings import OperatorSettings
 def settings_for(monkeypatch: pytest.MonkeyPatch, *argv: str) -> OperatorSettings:
     started: list[OperatorSettings] = []
 
-    async def operate(args: Any, settings: OperatorSettings) -> int:
+    async def operate(options: Any, settings: OperatorSettings) -> int:
         started.append(settings)
         return 0
 
-    monkeypatch.setattr(cli, "_operate", operate)
+    monkeypatch.setattr(process, "operate", operate)
     assert cli.main(["run", "-A", *argv]) == 0
     return started[0]
 

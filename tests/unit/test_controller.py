@@ -26,7 +26,7 @@ from northflank_llm_operator.northflank import (
     ServerError,
 )
 from northflank_llm_operator.registry import Registry
-from northflank_llm_operator.resource import ResourceKey
+from northflank_llm_operator.resource import PAUSED_ANNOTATION, ResourceKey
 from northflank_llm_operator.settings import OperatorSettings
 from northflank_llm_operator.status import Event, merge_patch
 from tests.unit.payloads import full_deployment
@@ -765,3 +765,22 @@ async def test_a_resource_paused_before_a_restart_still_turns_stale_on_the_clock
     assert restarted.northflank.calls == []
     ready = restarted.condition(key, "Ready")
     assert (ready["status"], ready["reason"]) == ("Unknown", "StatusStale")
+
+
+async def test_a_pause_annotation_that_means_nothing_is_a_warning_event_once() -> None:
+    h = Harness()
+    h.northflank.put("proj", "dep")
+    key = h.add("dep")
+    body = h.kube.objects[key]
+    body["metadata"]["annotations"] = {PAUSED_ANNOTATION: "perhaps"}
+    body["metadata"]["resourceVersion"] = "50"
+    h.registry.observe("MODIFIED", body)
+    await h.advance(3)
+    warnings = [e for k, e in h.kube.events if k == key and e.reason == "InvalidPauseAnnotation"]
+    assert len(warnings) == 1
+    assert "perhaps" in warnings[0].message
+    assert h.northflank.count("get") >= 1, "a value that means nothing pauses nothing"
+    body["metadata"]["resourceVersion"] = "51"
+    h.registry.observe("MODIFIED", body)
+    await h.advance(3)
+    assert len([e for k, e in h.kube.events if e.reason == "InvalidPauseAnnotation"]) == 1

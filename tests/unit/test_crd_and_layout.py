@@ -94,15 +94,31 @@ def test_printer_columns(crd: dict[str, Any]) -> None:
     assert columns == [
         ("Ready", 0),
         ("Phase", 0),
-        ("DNS", 0),
+        ("Reason", 0),
+        ("Model", 0),
+        ("GPU", 0),
         ("Last Change", 0),
         ("Age", 0),
+        ("Engine", 1),
+        ("Replicas", 1),
+        ("URL", 1),
         ("Project", 1),
         ("Deployment", 1),
         ("Expected", 1),
-        ("Interval", 1),
+        ("Interval(s)", 1),
         ("Message", 1),
     ]
+
+
+def test_printer_columns_read_fields_the_status_has(crd: dict[str, Any]) -> None:
+    """Each column's path starts at a field the schema declares (a typo would print <none> forever)."""
+    schema = version(crd)["schema"]["openAPIV3Schema"]
+    for column in version(crd)["additionalPrinterColumns"]:
+        top, field = column["jsonPath"].lstrip(".").split(".")[:2]
+        field = field.split("[")[0]
+        if top == "metadata":
+            continue
+        assert field in schema["properties"][top]["properties"], column
 
 
 def test_operator_folder_is_not_a_package_and_does_not_shadow_the_stdlib() -> None:

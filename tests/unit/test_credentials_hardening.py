@@ -331,3 +331,81 @@ def test_every_registered_token_and_its_base64_form_are_redacted_longest_first()
     encoded = base64.b64encode(long.encode()).decode()
     text = redaction.redact(f"data={encoded} token={long} old={short} tiny=abc")
     assert text == f"data={redaction.REDACTED} token={redaction.REDACTED} old={redaction.REDACTED} tiny=abc"
+
+
+# -- a token file written in place (issue 16, part 4) ----------------------------------------------
+
+
+def test_a_token_file_that_changes_during_the_read_is_read_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    token_file = tmp_path / "token"
+    token_file.write_text("first-token\n")
+    resolver = CredentialResolver(Reader(), default_token=None, cache_seconds=30, default_token_file=token_file)
+    # A writer truncates the file and writes the new token in two steps; the first read sees only the
+    # first step, and the second step lands while that read is in flight.
+    token_file.write_text("second-")
+    real_read_bytes = Path.read_bytes
+    reads: list[bytes] = []
+
+    def racing_read_bytes(self: Path) -> bytes:
+        content = real_read_bytes(self)
+        reads.append(content)
+        if len(reads) == 1:
+            with self.open("a") as handle:
+                handle.write("token\n")
+        return content
+
+    monkeypatch.setattr(Path, "read_bytes", racing_read_bytes)
+    assert resolver.refresh_default()
+    assert resolver._resolve_default("ns").token == "second-token"
+    assert reads == [b"second-", b"second-token\n"]
+
+
+def test_a_token_file_with_windows_line_ends_is_read(tmp_path: Path) -> None:
+    token_file = tmp_path / "token"
+    token_file.write_bytes(b"crlf-token\r\n")
+    resolver = CredentialResolver(Reader(), default_token=None, cache_seconds=30, default_token_file=token_file)
+    assert resolver._resolve_default("ns").token == "crlf-token"
+
+
+def test_a_truncated_token_file_keeps_the_last_good_token_until_it_changes_again(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    token_file = tmp_path / "token"
+    token_file.write_text("first-token\n")
+    resolver = CredentialResolver(Reader(), default_token=None, cache_seconds=30, default_token_file=token_file)
+    token_file.write_text("")  # truncated: the writer has not written the new token yet
+    with caplog.at_level(logging.WARNING):
+        assert not resolver.refresh_default()
+    assert resolver._resolve_default("ns").token == "first-token"
+    assert "ignored until it changes again" in caplog.text
+    assert not resolver.refresh_default(), "the same bad content is not looked at again"
+    token_file.write_text("second-token\n")
+    assert resolver.refresh_default()
+    assert resolver._resolve_default("ns").token == "second-token"
+
+
+def test_a_bad_token_file_with_no_good_token_before_is_reported(tmp_path: Path) -> None:
+    token_file = tmp_path / "token"
+    token_file.write_text("has space inside")
+    resolver = CredentialResolver(Reader(), default_token=None, cache_seconds=30, default_token_file=token_file)
+    with pytest.raises(CredentialsError) as raised:
+        resolver._resolve_default("ns")
+    assert raised.value.reason == "CredentialsInvalid"
+
+
+def test_a_secret_volume_symlink_swap_is_followed(tmp_path: Path) -> None:
+    # The kubelet's layout: token -> ..data/token, ..data -> ..<timestamp>; a rotation swaps ..data.
+    first, second = tmp_path / "..2026_01", tmp_path / "..2026_02"
+    for directory, token in ((first, "first-token"), (second, "second-token")):
+        directory.mkdir()
+        (directory / "token").write_text(token)
+    (tmp_path / "..data").symlink_to(first.name)
+    (tmp_path / "token").symlink_to("..data/token")
+    resolver = CredentialResolver(Reader(), default_token=None, cache_seconds=30, default_token_file=tmp_path / "token")
+    assert resolver._resolve_default("ns").token == "first-token"
+    (tmp_path / "..data_tmp").symlink_to(second.name)
+    os.replace(tmp_path / "..data_tmp", tmp_path / "..data")
+    assert resolver.refresh_default()
+    assert resolver._resolve_default("ns").token == "second-token"

@@ -64,8 +64,8 @@ def hold(h: Harness, projects: set[str]) -> asyncio.Event:
         return wrapper
 
     nf = h.northflank
-    nf.get_llm_model_deployment = held(nf.get_llm_model_deployment)  # type: ignore[method-assign]
-    nf.list_llm_model_deployments = held(nf.list_llm_model_deployments)  # type: ignore[method-assign]
+    nf.get_llm_model_deployment = held(nf.get_llm_model_deployment)  # type: ignore[method-assign,assignment]
+    nf.list_llm_model_deployments = held(nf.list_llm_model_deployments)  # type: ignore[method-assign,assignment]
     return release
 
 
@@ -243,7 +243,7 @@ async def test_an_older_answer_never_replaces_a_newer_one() -> None:
     key = h.add("d", project="p")
     await h.advance(2)
     observer = h.poller.observer
-    group = h.poller.planner.group(next(iter(h.poller.planner._groups)))  # type: ignore[attr-defined]
+    group = h.poller.planner.group(next(iter(h.poller.planner._groups)))
     assert group is not None
     running = Observation(_deployment(status="running"))
     starting = Observation(_deployment(status="starting"))
@@ -302,7 +302,7 @@ async def test_nothing_is_kept_for_a_secret_no_resource_uses() -> None:
     assert "short-lived-token-123" not in redaction.redact("short-lived-token-123")
     h.registry.observe("DELETED", h.kube.objects.pop(key))
     await h.advance(65)
-    assert not h.credentials._cache, "the Secret's value is dropped"  # type: ignore[attr-defined]
+    assert not h.credentials._cache, "the Secret's value is dropped"
     assert redaction.redact("short-lived-token-123") == "short-lived-token-123", "and its token forgotten"
 
 

@@ -145,7 +145,7 @@ async def test_two_replicas_racing_for_a_free_lease_elect_exactly_one() -> None:
     assert sorted(results) == [False, False, False, True]
 
 
-async def test_the_leader_stops_leading_once_renewals_fail_for_the_renew_deadline() -> None:
+async def test_the_leader_stops_leading_once_renewals_fail_for_the_renew_deadline_and_campaigns_no_more() -> None:
     clock, store = FakeClock(), MemoryLeaseStore()
     log: list[str] = []
     a = elector(store, clock, "a", log)
@@ -154,17 +154,31 @@ async def test_the_leader_stops_leading_once_renewals_fail_for_the_renew_deadlin
         await asyncio.sleep(0)
     assert log == ["a started"]
     assert leading(a)
-    started = clock.now
     store.broken = True
-    await until(lambda: "a stopped" in log)
-    # Stopped within the renew deadline (10 s, checked every 2 s retry), before anyone may take over (15 s).
-    assert 10 <= clock.now - started <= 12
+    assert store.record is not None
+    assert store.record.renew_time is not None
+    last_renewed = (store.record.renew_time - FakeClock.wall_at(0)).total_seconds()
+    await until(task.done)
+    # Stopped within the renew deadline of the last renewal (10 s, checked every 2 s retry), before
+    # anyone may take over (15 s); then run() returns: the process exits instead of campaigning again.
+    assert 10 <= clock.now - last_renewed <= 12
+    assert log == ["a started", "a stopped"]
     assert not leading(a)
-    store.broken = False
-    await until(lambda: log.count("a started") == 2)  # it campaigns again and wins the Lease it holds on record
+    assert not a.fence.valid()
+    assert task.result() is None
+
+
+async def test_cancelling_a_leader_reports_the_stop_and_closes_the_fence() -> None:
+    clock, store = FakeClock(), MemoryLeaseStore()
+    log: list[str] = []
+    a = elector(store, clock, "a", log)
+    task = asyncio.create_task(a.run())
+    await until(lambda: leading(a))
+    assert a.fence.valid()
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
-    assert log[-1] == "a stopped"  # cancelling a leader reports the stop too
+    assert log == ["a started", "a stopped"]
+    assert not a.fence.valid()
 
 
 async def test_reachability_follows_the_last_answer_of_the_lease_api() -> None:

@@ -16,6 +16,7 @@ from northflank_llm_operator.manifests import (
     assign_names,
     build_manifests,
     kubernetes_name,
+    manifest_name,
     render,
 )
 from northflank_llm_operator.resource import LLMModelDeploymentSpec
@@ -28,7 +29,7 @@ def item(deployment_id: str, name: str | None = None, status: str = "running") -
     return full_deployment(id=deployment_id, name=name or deployment_id, status=status)
 
 
-def test_names_are_dns_1123_labels_made_from_the_deployment_name() -> None:
+def test_kubernetes_name_slugs_free_text() -> None:
     assert kubernetes_name("DeepSeek V3 deployment") == "deepseek-v3-deployment"
     assert kubernetes_name("a  --  B") == "a-b"
     long = kubernetes_name("x" * 60 + " y" * 20)
@@ -37,16 +38,36 @@ def test_names_are_dns_1123_labels_made_from_the_deployment_name() -> None:
     assert kubernetes_name("---") == ""
 
 
-def test_colliding_names_get_a_short_deterministic_suffix_and_the_exact_id_keeps_its_name() -> None:
-    names = assign_names({"llama": "Llama", "llama-1": "LLAMA", "llama-2": "llama"})
+def test_names_come_from_the_immutable_id_alone() -> None:
+    assert manifest_name("llama-3-8b") == "llama-3-8b"
+    upper = manifest_name("Llama-3")
+    assert re.fullmatch(r"llama-3-[0-9a-f]{5}", upper)
+    long = manifest_name("m" * 100)
+    assert len(long) == 63
+    assert DNS_1123_LABEL.match(long)
+    assert manifest_name("m" * 100) == long
+    assert manifest_name("m" * 99 + "n") != long
+
+
+def test_assigned_names_do_not_depend_on_the_other_deployments() -> None:
+    names = assign_names(["llama", "Llama", "LLAMA"])
     assert names["llama"] == "llama"
-    assert names["llama-1"] != names["llama-2"]
-    assert all(re.fullmatch(r"llama-[0-9a-f]{5}", names[d]) for d in ("llama-1", "llama-2"))
-    assert assign_names({"llama-2": "llama", "llama-1": "LLAMA", "llama": "Llama"}) == names
-    # A deployment added later does not rename one imported before.
-    later = assign_names({"llama": "Llama", "llama-1": "LLAMA", "llama-2": "llama", "llama-0": "llama"})
-    assert later["llama-1"] == names["llama-1"]
-    assert len(set(assign_names({f"m{i}": "Same Name" for i in range(50)}).values())) == 50
+    assert len(set(names.values())) == 3
+    assert all(DNS_1123_LABEL.match(n) for n in names.values())
+    # A deployment added later renames nothing.
+    assert {d: n for d, n in assign_names(["llama", "Llama", "LLAMA", "llama-2"]).items() if d != "llama-2"} == names
+    # An id that happens to equal another id's suffixed name keeps it; the suffixed one grows its digest.
+    clash = manifest_name("Llama")
+    both = assign_names(["Llama", clash])
+    assert both[clash] == clash
+    assert both["Llama"] != clash
+    assert both["Llama"].startswith(clash)
+
+
+def test_a_rename_at_northflank_does_not_rename_the_manifest() -> None:
+    before, _ = build_manifests([item("chat", "Llama 3")], ImportOptions("proj"))
+    after, _ = build_manifests([item("chat", "Production chat")], ImportOptions("proj"))
+    assert [m["metadata"]["name"] for m in before] == [m["metadata"]["name"] for m in after] == ["chat"]
 
 
 def test_manifests_carry_ids_in_labels_and_spec_and_no_status() -> None:
@@ -99,7 +120,7 @@ def test_output_is_sorted_deterministic_multi_document_yaml() -> None:
     again = render(build_manifests(list(reversed(items)), ImportOptions("proj"))[0])
     assert first == again
     documents = list(yaml.safe_load_all(first))
-    assert [d["metadata"]["name"] for d in documents] == [f"model-{i}" for i in range(10)]
+    assert [d["metadata"]["name"] for d in documents] == [f"d{i}" for i in range(10)]
     assert first.startswith("---\napiVersion: northflank-llm-operator.dev/v1alpha1\nkind: LLMModelDeployment\n")
     assert all("status" not in d for d in documents)
     assert render([]) == ""

@@ -40,6 +40,9 @@ NOT_CHART_VALUES = {
     "api_token": "a secret: the chart passes it from a Secret (northflank.apiToken / existingSecret), never as a value",
     "api_token_file": "the path where the chart mounts the token Secret; set by the chart, not a value",
     "metrics_bind_address": "made by the chart from metrics.enabled and metrics.port",
+    "metrics_secure": "passed as --metrics-secure / --no-metrics-secure from metrics.secure: the chart is secure by "
+    "default (as controller-runtime's scaffolding), the operator out of a cluster serves plain HTTP unless asked",
+    "metrics_cert_dir": "the path where the chart mounts metrics.certSecret; set by the chart, not a value",
     "leader_elect": "turned on by the chart when leaderElection.enabled or replicaCount > 1",
     "leader_election_id": "made by the chart from the release name (one Lease per release)",
     "leader_election_namespace": "the release namespace, set by the chart",

@@ -379,3 +379,60 @@ def test_a_null_from_northflank_is_recorded_so_it_differs_from_absent() -> None:
     # Stored as written, the next identical observation changes nothing.
     again = compute_status(nulled, observe(spec=spec, description=None), generation=1, timing=at(1))
     assert not again.changed
+
+
+# -- the fleet at a glance: derived fields for kubectl's columns (issue 16, part 2) -----------------
+
+
+def spec_with_gpu(gpu: Any) -> dict[str, Any]:
+    spec: dict[str, Any] = full_deployment()["spec"]
+    spec["configuration"]["nodeConfiguration"]["gpu"] = gpu
+    return spec
+
+
+@pytest.mark.parametrize(
+    ("gpu", "expected"),
+    [
+        ({"enabled": True, "configuration": {"gpuType": "h100-80", "gpuCount": 2}}, "h100-80 × 2"),
+        ({"enabled": True, "configuration": {"gpuType": "l4-24", "gpuCount": 1, "timesliced": True}},
+         "l4-24 × 1 (timesliced)"),
+        ({"configuration": {"gpuType": "a100-40"}}, "a100-40"),
+        ({"configuration": {"gpuCount": 4}}, "gpu × 4"),
+        ({"enabled": False, "configuration": {"gpuType": "h100-80", "gpuCount": 2}}, "none"),
+        ({"enabled": True}, None),
+        ({"configuration": {"gpuType": 7, "gpuCount": "two"}}, None),
+        ("not an object", None),
+    ],
+)  # fmt: skip
+def test_the_gpu_summary_says_type_and_count(gpu: Any, expected: str | None) -> None:
+    status = compute_status({}, observe(spec=spec_with_gpu(gpu)), generation=1, timing=at(0)).status
+    assert status.get("gpu") == expected
+
+
+def test_no_gpu_configuration_at_all_has_no_summary() -> None:
+    assert "gpu" not in compute_status({}, observe(), generation=1, timing=at(0)).status
+
+
+def test_the_url_is_the_first_public_ports_dns() -> None:
+    ports = [
+        {"id": "p01", "name": "metrics", "internalPort": 9090, "protocol": "HTTP", "public": False, "dns": "private"},
+        {"id": "p02", "name": "grpc", "internalPort": 7000, "protocol": "TCP", "public": True},
+        {"id": "p03", "name": "http", "internalPort": 8000, "protocol": "HTTP/2", "public": True, "dns": "api.example"},
+        {"id": "p04", "name": "http2", "internalPort": 8001, "protocol": "HTTP", "public": True, "dns": "second"},
+    ]
+    status = compute_status({}, observe(ports=ports), generation=1, timing=at(0)).status
+    assert status["url"] == "https://api.example"
+    tcp = [{"id": "p01", "name": "db", "internalPort": 5432, "protocol": "TCP", "public": True, "dns": "db.example"}]
+    assert compute_status({}, observe(ports=tcp), generation=1, timing=at(0)).status["url"] == "db.example"
+    assert "url" not in compute_status({}, observe(ports=[]), generation=1, timing=at(0)).status
+
+
+def test_derived_fields_follow_the_deployment_and_stay_on_errors() -> None:
+    first = compute_status({}, observe(), generation=1, timing=at(0)).status
+    assert first["url"] == "https://http--deepseek-v3-deployment--default-project--abcd.code.run"
+    kept = compute_status(first, SERVER_ERROR, generation=1, timing=at(10)).status
+    assert kept["url"] == first["url"]
+    private = [dict(full_deployment()["ports"][0], public=False)]
+    gone = compute_status(first, observe(ports=private), generation=1, timing=at(20))
+    assert "url" not in gone.status
+    assert gone.patch["url"] is None, "a field that no longer applies is removed from the stored status"

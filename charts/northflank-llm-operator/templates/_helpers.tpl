@@ -129,6 +129,23 @@ patches the main resource; status is written through the status subresource.
 {{- end }}
 
 {{/*
+With metrics.secure the operator asks the API server who a scraper is and whether it may read /metrics.
+Both reviews are cluster-scoped: in the operator's ClusterRole, or a ClusterRole of their own when
+watchNamespaces gives the operator only Roles.
+*/}}
+{{- define "northflank-llm-operator.metricsAuthRules" -}}
+{{- if and .Values.metrics.enabled .Values.metrics.secure }}
+# metrics.secure: TokenReview and SubjectAccessReview for each new scraper token (controller-runtime's way).
+- apiGroups: ["authentication.k8s.io"]
+  resources: ["tokenreviews"]
+  verbs: ["create"]
+- apiGroups: ["authorization.k8s.io"]
+  resources: ["subjectaccessreviews"]
+  verbs: ["create"]
+{{- end }}
+{{- end }}
+
+{{/*
 Fail early on combinations of values the schema cannot express.
 */}}
 {{- define "northflank-llm-operator.validateValues" -}}

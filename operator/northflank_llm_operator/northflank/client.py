@@ -11,6 +11,7 @@ import json
 import ssl
 import time
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Generic, Literal, Protocol, TypeVar
 from urllib.parse import quote
@@ -23,6 +24,7 @@ from northflank_llm_operator import __version__
 from .errors import (
     APIConnectionError,
     APITimeoutError,
+    FencedError,
     InvalidResponseError,
     InvalidTokenError,
     TLSError,
@@ -115,8 +117,12 @@ class NorthflankClient:
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         transport: httpx.AsyncBaseTransport | None = None,
         observer: RequestObserver | None = None,
+        may_send: Callable[[], bool] | None = None,
     ) -> None:
+        """``may_send`` is asked right before each request; when it says no, FencedError is raised and
+        nothing is sent (the operator passes its leader election fence; ``import`` passes none)."""
         self._observer = observer
+        self._may_send = may_send
         # httpx's timeout bounds each socket operation; a body dripping one byte per second never
         # trips it. The deadline bounds the whole request, headers and body.
         self._deadline = deadline_seconds
@@ -188,6 +194,8 @@ class NorthflankClient:
         if problem is not None:
             # Never handed to the HTTP library: it would refuse the header and log it whole.
             raise InvalidTokenError(f"The Northflank API token {problem}; no request was sent.")
+        if self._may_send is not None and not self._may_send():
+            raise FencedError(f"not sending GET {path}: this replica no longer holds the leader election Lease")
         started = time.monotonic()
         status_code: int | None = None
         try:

@@ -34,6 +34,12 @@ def token_problem(token: str) -> str | None:
     return None
 
 
+class FencedError(Exception):
+    """A write or request refused before it was sent, because this replica may no longer act (its
+    leader election Lease is or may be someone else's). Not a NorthflankError: Northflank never saw
+    the request, so it says nothing about the deployment, the token or the budget."""
+
+
 class NorthflankError(Exception):
     """Base class of everything the client raises."""
 
