@@ -67,6 +67,12 @@ BENCH_ARGS ?=
 .PHONY: bench
 bench: setup tools ## benchmark this operator against a timer-per-resource kopf design (N=100, 1000; BENCH_ARGS="--n 10000")
 	$(UV) run --frozen --group bench python -m tests.bench.run_bench $(BENCH_ARGS)
+	@echo "Issue 14's fleet scenarios (shared account, flaky edge, one transitional, slow projects): make bench-scenarios"
+
+SCENARIO_ARGS ?=
+.PHONY: bench-scenarios
+bench-scenarios: setup ## fleet scenarios on a fake clock, in-process (shared account, flaky edge, one transitional at N=5000, slow projects; a few minutes)
+	$(UV) run --frozen python -m tests.bench.scenarios $(SCENARIO_ARGS)
 
 .PHONY: bench-memory
 bench-memory: setup ## memory the operator keeps per resource, by component (tracemalloc, 10,000 resources)
