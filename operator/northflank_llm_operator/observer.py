@@ -91,8 +91,10 @@ class Stored:
 @dataclass
 class _TargetState:
     stored: Stored | None = None
-    #: Reason and count of the transient failures in a row not shown yet.
+    #: Reason and count of the transient failures in a row not shown yet, and when the first came.
     streak: tuple[str, int] | None = None
+    #: When the last success was stored (this process's clock).
+    succeeded_at: float = 0.0
 
 
 @dataclass
@@ -611,7 +613,7 @@ class Observer:
             target = self._targets.setdefault((group, deployment_id), _TargetState())
             if target.stored is not None and target.stored.sent > sent:
                 continue  # an answer to a later request is kept already: this one is older news
-            if not self._shown(target, outcome):
+            if not self._shown(group, deployment_id, target, outcome):
                 continue
             target.stored = Stored(outcome, sent, next(self._rev))
             for key in self.planner.resources_of(group, deployment_id):
@@ -627,16 +629,32 @@ class Observer:
                     self.planner.track(key, group, deployment_id, attachment.interval, urgency=Urgency.REQUESTED)
                 self.notify(key)
 
-    def _shown(self, target: _TargetState, outcome: Outcome) -> bool:
-        """Whether ``outcome`` is news to show: a transient failure only when the same kind failed twice
-        in a row (a single blip of a 2,000-deployment listing costs no write and no Event)."""
+    def _shown(self, group: GroupKey, deployment_id: str, target: _TargetState, outcome: Outcome) -> bool:
+        """Whether ``outcome`` is news to show. A transient failure is shown only when the same kind
+        failed twice in a row and the last success is so old that the status would go stale within
+        one more interval: a blip, even two failed tries of a 2,000-deployment listing, costs no write
+        and no Event, and Synced still turns False one interval before Ready turns Unknown."""
+        now = self.clock()
         if not isinstance(outcome, Failure) or not outcome.transient or outcome.reason in _SHOWN_AT_ONCE:
             target.streak = None
+            if not isinstance(outcome, Failure) or outcome.not_found:
+                target.succeeded_at = now
             return True
         streak = target.streak
-        count = streak[1] + 1 if streak is not None and streak[0] == outcome.reason else 1
-        target.streak = (outcome.reason, count)
-        return count >= 2 or target.stored is None or isinstance(target.stored.outcome, Failure)
+        target.streak = (outcome.reason, streak[1] + 1 if streak is not None and streak[0] == outcome.reason else 1)
+        if target.stored is None or isinstance(target.stored.outcome, Failure):
+            return True  # nothing good to keep showing: say what is wrong at once
+        grace = max(0.0, self.settings.stale_after_intervals - 1) * self._effective_interval(group, deployment_id)
+        return target.streak[1] >= 2 and now - target.succeeded_at >= grace
+
+    def _effective_interval(self, group: GroupKey, deployment_id: str) -> float:
+        intervals = [
+            state.attachment.interval
+            for key in self.planner.resources_of(group, deployment_id)
+            if (state := self._resources.get(key)) is not None and state.attachment is not None
+        ]
+        interval = min(intervals, default=float(self.settings.poll_interval_seconds))
+        return interval * self.planner.reported_stretch(group.account)
 
 
 def _outcome_of(item: Mapping[str, Any]) -> Outcome:

@@ -614,7 +614,7 @@ async def test_a_failed_listing_reports_only_on_the_resources_it_was_to_observe(
     await h.advance(2)
     await h.advance(20)  # d0 (starting) now has GETs of its own, the rest are listed
     h.northflank.errors[("proj", None)] = ServerError("HTTP 500", status_code=500, rate_limit=PLENTY)
-    await h.advance(70)
+    await h.advance(160)  # shown once the last success is two intervals old (one before Ready goes stale)
     assert h.condition(ResourceKey("ns", "r1"), "Synced")["reason"] == "ServerError"
     fast = ResourceKey("ns", "r0")
     assert h.northflank.count("get") >= 3

@@ -20,8 +20,10 @@ from northflank_llm_operator.northflank import (
     InvalidResponseError,
     NorthflankClient,
     RateLimit,
+    RateLimitError,
     ServerError,
 )
+from northflank_llm_operator.resource import ResourceKey
 from northflank_llm_operator.status import Observation, compute_status
 from tests.unit.payloads import full_deployment
 from tests.unit.test_controller import PLENTY, Harness
@@ -114,7 +116,7 @@ async def test_an_unreadable_listing_falls_back_to_gets_and_fails_only_the_hosti
     for name in ("a", "b"):
         assert h.status(keys[name])["phase"] == "running"
         assert h.condition(keys[name], "Ready")["status"] == "True"
-    await h.advance(10)  # the hostile deployment's second failure of the same kind shows
+    await h.advance(130)  # the hostile deployment's failures show once they last (2 intervals)
     assert h.condition(keys["c"], "Synced")["reason"] == "InvalidResponse"
     h.northflank.put("big", "a", status="paused")
     await h.advance(65)
@@ -143,7 +145,7 @@ async def test_json_nested_too_deep_to_parse_is_cut_and_the_rest_is_mirrored() -
 # -- 6. blips -------------------------------------------------------------------------------------
 
 
-async def test_one_failed_listing_writes_nothing_and_two_write_once() -> None:
+async def test_one_failed_listing_writes_nothing_and_a_lasting_failure_writes_once() -> None:
     h = Harness(interval=60)
     for i in range(20):
         h.northflank.put("p", f"d{i}")
@@ -154,10 +156,15 @@ async def test_one_failed_listing_writes_nothing_and_two_write_once() -> None:
     await until(h, lambda: h.northflank.count("list") == 2)  # one routine listing fails
     assert len(h.kube.patches) == written, "a single blip of a listing rewrites no status"
     assert len(h.kube.events) == events, "and records no Event"
-    await until(h, lambda: h.northflank.count("list") == 3)  # the retry fails the same way: now it is news
+    await until(h, lambda: h.northflank.count("list") == 3)  # the retry fails the same way: still a blip
+    assert len(h.kube.patches) == written
+    # (staleAfterIntervals - 1) intervals after the last success: news, one interval before Ready goes stale.
+    await until(h, lambda: len(h.kube.patches) >= written + 20, within=200)
     assert len(h.kube.patches) == written + 20
+    assert h.condition(ResourceKey("ns", "d0"), "Ready")["status"] == "True", "Synced turns False before stale"
     del h.northflank.errors[("p", None)]
-    await h.advance(30)
+    await until(h, lambda: len(h.kube.patches) >= written + 40, within=120)
+    await h.advance(10)
     assert len(h.kube.patches) == written + 40, "recovery writes each status once"
 
 
@@ -168,7 +175,7 @@ async def test_a_retry_after_keeps_the_message_the_same_from_one_retry_to_the_ne
     await h.advance(2)
     asked = ServerError("HTTP 503", status_code=503, rate_limit=RateLimit(1000, 900, 1200, retry_after_seconds=30))
     h.northflank.errors[("p", "d")] = asked
-    await until(h, lambda: h.condition(key, "Synced").get("reason") == "ServerError", within=200)
+    await until(h, lambda: h.condition(key, "Synced").get("reason") == "ServerError", within=400)
     written = len(h.kube.patches)
     gets = h.northflank.count("get")
     await h.advance(90)
@@ -277,7 +284,7 @@ async def test_a_failed_staleness_write_is_retried() -> None:
     key = h.add("d", project="p")
     await h.advance(2)
     spent = RateLimit(limit=1000, remaining=0, reset_seconds=3600)
-    h.northflank.rate_limit = spent  # the next answer says the window is spent: nothing more is sent
+    h.northflank.errors[("p", "d")] = RateLimitError("HTTP 429", status_code=429, rate_limit=spent)  # a long hold
     patch = h.kube.patch_status
     broken = True
 
@@ -289,7 +296,7 @@ async def test_a_failed_staleness_write_is_retried() -> None:
     h.kube.patch_status = failing  # type: ignore[method-assign]
     await h.advance(45)  # stale after 30 s: the write fails
     broken = False
-    await h.advance(20)
+    await h.advance(40)  # the next try of the backoff (0.5 s doubling, here up to 32 s)
     assert h.condition(key, "Ready")["reason"] == "StatusStale"
 
 
