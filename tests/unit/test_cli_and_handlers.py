@@ -152,7 +152,7 @@ def test_per_resource_series_follow_the_flag_then_the_environment(
         started.append(settings)
         return 0
 
-    monkeypatch.setattr(cli, "_operate", operate)
+    monkeypatch.setattr(process, "operate", operate)
     assert cli.main(["run", "-A", *argv]) == 0
     assert [settings.metrics_per_resource_series for settings in started] == [expected]
 
