@@ -10,7 +10,7 @@ from pathlib import Path
 
 from tests.controlplane.fixtures import REPO_ROOT
 
-LEAKY_MODULE = '''
+LEAKY_MODULE = """
 import gc
 import socket
 
@@ -23,16 +23,29 @@ def test_leaks_a_socket_in_a_cycle():
 
 def test_after_the_leak():
     assert gc.get_freeze_count() > 0  # the session froze its start-up objects
-'''
+"""
 
 
 def test_a_socket_leaked_in_a_cycle_fails_the_test_that_leaked_it(tmp_path: Path) -> None:
     (tmp_path / "test_leaky.py").write_text(LEAKY_MODULE)
-    (tmp_path / "pytest.ini").write_text("[pytest]\nfilterwarnings = error\nasyncio_default_fixture_loop_scope = function\n")
+    (tmp_path / "pytest.ini").write_text(
+        "[pytest]\nfilterwarnings = error\nasyncio_default_fixture_loop_scope = function\n"
+    )
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), str(REPO_ROOT / "operator")])}
     # The repository's root conftest as a plugin: its hooks and autouse fixture, nothing else of the suite.
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "tests.conftest", "-p", "no:cacheprovider", "-q", "-rA", "test_leaky.py"],
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-p",
+            "tests.conftest",
+            "-p",
+            "no:cacheprovider",
+            "-q",
+            "-rA",
+            "test_leaky.py",
+        ],
         cwd=tmp_path,
         env=env,
         capture_output=True,
