@@ -64,7 +64,7 @@ test: setup tools ## everything CI runs: lint, types, unit, simulator, chart, Gi
 	  > .tmp/test-node.log 2>&1 & node=$$!; \
 	( nice -n 10 $(MAKE) --no-print-directory lint typecheck ) > .tmp/test-static.log 2>&1 & static=$$!; \
 	status=0; \
-	$(UV) run pytest -n $(TEST_WORKERS) --dist loadgroup -m "not node" || status=$$?; \
+	$(UV) run pytest -n $(TEST_WORKERS) --dist loadgroup --durations=10 -m "not node" || status=$$?; \
 	for stage in static node; do \
 	  pid=$${!stage}; stage_status=0; wait $$pid || stage_status=$$?; \
 	  echo "=== $$stage stage (exit $$stage_status): .tmp/test-$$stage.log ==="; cat .tmp/test-$$stage.log; \
