@@ -20,7 +20,7 @@ export MYPY_CACHE_DIR ?= $(TOOL_CACHE)/mypy
 export RUFF_CACHE_DIR ?= $(TOOL_CACHE)/ruff
 # pytest-xdist workers of make test, each with its own control plane and simulator. The suite mostly
 # waits (polls, leases, rate-limit windows), so more workers than this machine's 2 cores pay off.
-TEST_WORKERS ?= 4
+TEST_WORKERS ?= 3
 CHART := charts/northflank-llm-operator
 CRD := crds/llmmodeldeployments.northflank-llm-operator.dev.yaml
 
@@ -58,13 +58,14 @@ test: setup tools ## everything CI runs: lint, types, unit, simulator, chart, Gi
 	@# Three stages side by side; each one's output is shown when it ends, and any failure fails make test:
 	@#  - the node tests (build their binaries and image when missing, start a real node), niced;
 	@#  - lint and type-check, niced;
-	@#  - every other test on $(TEST_WORKERS) xdist workers (modules that share an operator stay on one worker).
+	@#  - every other test on $(TEST_WORKERS) xdist workers, a module at a time (its module-scoped operator
+	@#    or release starts once), in collection order: chart, GitOps and integration modules first.
 	mkdir -p .tmp
 	( nice -n 5 $(MAKE) --no-print-directory node-tools && nice -n 5 $(UV) run pytest -m node -p no:cacheprovider tests/node ) \
 	  > .tmp/test-node.log 2>&1 & node=$$!; \
 	( nice -n 10 $(MAKE) --no-print-directory lint typecheck ) > .tmp/test-static.log 2>&1 & static=$$!; \
 	status=0; \
-	$(UV) run pytest -n $(TEST_WORKERS) --dist loadgroup --durations=10 -m "not node" || status=$$?; \
+	$(UV) run pytest -n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder --durations=10 -m "not node" || status=$$?; \
 	for stage in static node; do \
 	  pid=$${!stage}; stage_status=0; wait $$pid || stage_status=$$?; \
 	  echo "=== $$stage stage (exit $$stage_status): .tmp/test-$$stage.log ==="; cat .tmp/test-$$stage.log; \

@@ -7,8 +7,6 @@ import pytest
 
 pytest_plugins = ["tests.controlplane.fixtures", "tests.simulator.fixtures"]
 
-_SHARED_SCOPES = frozenset({"module", "class", "package"})
-
 
 def pytest_collection_finish(session: pytest.Session) -> None:
     """Everything imported and collected so far lives for the whole session: move it out of the
@@ -16,20 +14,6 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     (a full collection walked ~80,000 module-level objects, ~0.2 s, after every one of ~900 tests)."""
     gc.collect()
     gc.freeze()
-
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Under ``pytest -n N --dist loadgroup`` (make test), a module whose tests share a module-scoped
-    fixture (an operator process, a helm release) runs on one worker, so the fixture starts once; every
-    other test is scheduled on its own. Without xdist the mark does nothing."""
-    for item in items:
-        fixtureinfo = getattr(item, "_fixtureinfo", None)
-        if fixtureinfo is None:
-            continue
-        scopes = {definition.scope for chain in fixtureinfo.name2fixturedefs.values() for definition in chain}
-        if scopes & _SHARED_SCOPES:
-            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::", 1)[0]))
 
 
 @pytest.fixture(autouse=True)
