@@ -129,3 +129,15 @@ class Cluster:
         path = f"/api/v1/namespaces/{self.namespace}/events"
         items: list[dict[str, Any]] = get_json(self.plane, path, fieldSelector=f"involvedObject.name={name}")["items"]
         return items
+
+    def wait_events(
+        self, name: str, check: Callable[[list[dict[str, Any]]], bool], what: str, *, timeout: float = DEADLINE
+    ) -> list[dict[str, Any]]:
+        """The resource's Events once ``check`` holds them: the operator posts an Event just after the
+        status patch it reports, so a read right after a status wait can come before it."""
+
+        def satisfied() -> list[dict[str, Any]] | None:
+            found = self.events(name)
+            return found if check(found) else None
+
+        return wait_for(satisfied, timeout=timeout, message=f"{name}: events {what}", interval=POLL)
