@@ -21,6 +21,8 @@ export RUFF_CACHE_DIR ?= $(TOOL_CACHE)/ruff
 # pytest-xdist workers of make test, each with its own control plane and simulator. The suite mostly
 # waits (polls, leases, rate-limit windows), so more workers than this machine's 2 cores pay off.
 TEST_WORKERS ?= 3
+# The test recipe's sub-makes; not $(MAKE) itself, which would make `make -n test` run the whole suite.
+SUBMAKE = $(MAKE) --no-print-directory
 CHART := charts/northflank-llm-operator
 CRD := crds/llmmodeldeployments.northflank-llm-operator.dev.yaml
 
@@ -61,9 +63,9 @@ test: setup tools ## everything CI runs: lint, types, unit, simulator, chart, Gi
 	@#  - every other test on $(TEST_WORKERS) xdist workers, a module at a time (its module-scoped operator
 	@#    or release starts once), in collection order: chart, GitOps and integration modules first.
 	mkdir -p .tmp
-	( nice -n 5 $(MAKE) --no-print-directory node-tools && nice -n 5 $(UV) run pytest -m node -p no:cacheprovider tests/node ) \
+	( nice -n 5 $(SUBMAKE) node-tools && nice -n 5 $(UV) run pytest -m node -p no:cacheprovider tests/node ) \
 	  > .tmp/test-node.log 2>&1 & node=$$!; \
-	( nice -n 10 $(MAKE) --no-print-directory lint typecheck ) > .tmp/test-static.log 2>&1 & static=$$!; \
+	( nice -n 10 $(SUBMAKE) lint typecheck ) > .tmp/test-static.log 2>&1 & static=$$!; \
 	status=0; \
 	$(UV) run pytest -n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder --durations=10 -m "not node" || status=$$?; \
 	for stage in static node; do \
