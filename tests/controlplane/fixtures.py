@@ -3,8 +3,9 @@
 Registered from the root ``tests/conftest.py`` (``pytest_plugins``). Fixtures:
 
 * ``control_plane`` (session): a started :class:`ControlPlane`. When ``NFLLM_CONTROL_PLANE_DIR`` names a
-  directory with a healthy plane (``make``/CI started it with ``controlplane.py start``), that plane is
-  reused and left running; otherwise one is started in a session temp dir and stopped at the end.
+  directory with a healthy plane (``make control-plane-up`` started it), that plane is reused and left
+  running; otherwise (and on every pytest-xdist worker) one is started in a session temp dir and stopped
+  at the end. Ports are free ones, so several workers' planes and simulators run side by side.
 * ``crd_installed`` (session): the CRDs from ``crds/*.yaml`` applied and ``Established``.
 * ``namespace`` (function): a fresh, uniquely named namespace. Never deleted: without a
   controller-manager a deleted namespace stays ``Terminating`` forever, so deleting buys nothing.
@@ -16,7 +17,6 @@ Everything that runs for longer than a blink has a deadline (``ControlPlane.read
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
@@ -28,6 +28,7 @@ from typing import Final
 import pytest
 
 from tests.controlplane.controlplane import ControlPlane
+from tests.support.kube_api import client
 
 __all__ = [
     "CONTROL_PLANE_DIR_ENV",
@@ -54,6 +55,12 @@ _FIELD_MANAGER: Final = "nfllm-tests"
 def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
     """A running kube-apiserver + etcd: reused from ``$NFLLM_CONTROL_PLANE_DIR``, else started here."""
     external = os.environ.get(CONTROL_PLANE_DIR_ENV)
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if external and worker:
+        # The modules' operators watch all namespaces: two xdist workers on one plane would poll each
+        # other's resources against their own simulators. Each worker starts its own plane.
+        log.warning("%s is ignored under pytest-xdist (worker %s starts its own plane)", CONTROL_PLANE_DIR_ENV, worker)
+        external = None
     if external:
         plane = ControlPlane(external)
         problem = plane.health_problem()
@@ -111,5 +118,6 @@ def namespace(control_plane: ControlPlane, request: pytest.FixtureRequest) -> st
             "annotations": {f"{TEST_NAMESPACE_LABEL}-id": request.node.nodeid[:1000]},
         },
     }
-    control_plane.kubectl("create", "-f", "-", input=json.dumps(manifest))
+    # One request on a kept-alive connection rather than a kubectl process per test.
+    client(control_plane).post("/api/v1/namespaces", json=manifest).raise_for_status()
     return name

@@ -123,7 +123,7 @@ def test_a_paused_resource_sends_no_request_and_resumes_when_unpaused(
     annotate(cluster, "quiet", f"{PAUSE}=true")
     paused = cluster.wait_condition("quiet", "Synced", "False", "ReconcilePaused")
     assert paused["phase"] == "running", "the last observation is kept"
-    assert any(e["reason"] == "ReconcilePaused" for e in cluster.events("quiet"))
+    cluster.wait_events("quiet", lambda events: any(e["reason"] == "ReconcilePaused" for e in events), "paused")
     nf.clear_requests()
     quiet_project = f"/projects/{PROJECT}/"
     wait_for(
@@ -144,7 +144,7 @@ def test_a_paused_resource_sends_no_request_and_resumes_when_unpaused(
     elapsed = time.monotonic() - started
     assert resumed["phase"] == "paused"
     assert nf.requests(path_contains=quiet_project)
-    assert any(e["reason"] == "ReconcileResumed" for e in cluster.events("quiet"))
+    cluster.wait_events("quiet", lambda events: any(e["reason"] == "ReconcileResumed" for e in events), "resumed")
     with capsys.disabled():
         print(f"\n[measured] unpause -> observed again in {elapsed:.2f}s (kubectl included)")
 

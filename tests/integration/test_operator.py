@@ -63,8 +63,7 @@ def test_resource_follows_its_deployment_through_every_phase(cluster: Cluster, n
         assert ("Stalled" in conditions_by_type(status)) is (phase == "crashed")
         assert ("Reconciling" in conditions_by_type(status)) is (phase in ("provisioning", "starting", "deleting"))
 
-    reasons = [e["reason"] for e in cluster.events("qwen")]
-    assert reasons.count("PhaseChanged") >= 7
+    cluster.wait_events("qwen", lambda events: [e["reason"] for e in events].count("PhaseChanged") >= 7, "7 changes")
 
     # The operator only ever writes its own status fields: no kopf bookkeeping, finalizers or annotations.
     body = cluster.get("qwen")
@@ -165,7 +164,11 @@ def test_the_reference_pages_example_response_explains_itself(cluster: Cluster, 
     cluster.apply("healthy", "healthy")
     cluster.wait_condition("healthy", "Ready", "True")
     cluster.operator.assert_alive()
-    assert any(e["reason"] == "InvalidResponse" and e["type"] == "Warning" for e in cluster.events("deepseek"))
+    cluster.wait_events(
+        "deepseek",
+        lambda events: ("InvalidResponse", "Warning") in [(e["reason"], e["type"]) for e in events],
+        "an InvalidResponse warning",
+    )
 
 
 @dataclass(frozen=True)
@@ -253,8 +256,9 @@ def test_errors_end_in_the_documented_condition_and_keep_the_last_observation(
     for key in ("phase", "dns", "ports", "deployment", "deploymentSpec", "lastSyncTime"):
         assert failed[key] == good[key], f"{key} must keep the last good observation"
     assert OPERATOR_TOKEN not in json.dumps(failed)
-    warnings = [e for e in cluster.events(deployment) if e["type"] == "Warning"]
-    assert case.reason in [e["reason"] for e in warnings]
+    cluster.wait_events(
+        deployment, lambda events: case.reason in [e["reason"] for e in events if e["type"] == "Warning"], case.reason
+    )
 
     case.undo(nf, deployment)
     cluster.wait_condition(deployment, "Synced", "True")

@@ -11,6 +11,7 @@ import pytest
 
 from tests.controlplane.controlplane import ControlPlane
 from tests.simulator.fixtures import RunningSimulator, open_account
+from tests.support.kube_api import get_json, llmd_path
 from tests.support.operator_process import OperatorProcess, OperatorStarter
 from tests.support.waiting import wait_for
 
@@ -38,10 +39,7 @@ def test_a_restarted_operator_resumes_without_rewriting_anything(
     control_plane.kubectl("apply", "-f", "-", input=json.dumps(manifest))
 
     def get() -> dict[str, Any]:
-        body: dict[str, Any] = json.loads(
-            control_plane.kubectl("get", "llmd", "gemma", "-n", namespace, "-o", "json").stdout
-        )
-        return body
+        return get_json(control_plane, llmd_path(namespace, "gemma"))
 
     def ready() -> dict[str, Any] | None:
         body = get()

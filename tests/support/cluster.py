@@ -1,4 +1,5 @@
-"""Drive ``LLMModelDeployment`` resources of one test namespace with the pinned kubectl (integration tests)."""
+"""Drive ``LLMModelDeployment`` resources of one test namespace (integration tests): written with the
+pinned kubectl (as users do), read and waited for over HTTP (kube_api: no process per poll)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tests.controlplane.controlplane import ControlPlane
+from tests.support.kube_api import client, get_json, llmd_path
 from tests.support.operator_process import OperatorProcess
 from tests.support.waiting import wait_for
 
@@ -15,6 +17,8 @@ from tests.support.waiting import wait_for
 PROJECT = "llm-project"
 # Polls run every second in the integration tests; a few intervals plus watch latency on a loaded 2-core box.
 DEADLINE = 30.0
+#: Seconds between two reads of a wait: each is one HTTP GET on a kept-alive connection.
+POLL = 0.1
 API_VERSION = "northflank-llm-operator.dev/v1alpha1"
 
 
@@ -59,7 +63,9 @@ def parse_table(text: str, headers: Iterable[str]) -> list[dict[str, str]]:
 def delete_all_resources(plane: ControlPlane, namespace: str) -> None:
     """What a test leaves behind would be polled by the all-namespaces operators of later test modules
     (and spend their budget)."""
-    plane.kubectl("delete", "llmd", "--all", "-n", namespace, "--wait=false", "--ignore-not-found")
+    response = client(plane).delete(llmd_path(namespace))  # kubectl delete --all --wait=false, one request
+    if response.status_code != 404:  # --ignore-not-found
+        response.raise_for_status()
 
 
 @dataclass
@@ -85,14 +91,11 @@ class Cluster:
         self.plane.kubectl("apply", "-f", "-", input=json.dumps(listing))
 
     def get(self, name: str) -> dict[str, Any]:
-        result = self.plane.kubectl("get", "llmd", name, "-n", self.namespace, "-o", "json")
-        body: dict[str, Any] = json.loads(result.stdout)
-        return body
+        return get_json(self.plane, llmd_path(self.namespace, name))
 
     def get_all(self) -> dict[str, dict[str, Any]]:
         """Every resource of the namespace by name, read in one call."""
-        result = self.plane.kubectl("get", "llmd", "-n", self.namespace, "-o", "json")
-        items: list[dict[str, Any]] = json.loads(result.stdout)["items"]
+        items: list[dict[str, Any]] = get_json(self.plane, llmd_path(self.namespace))["items"]
         return {item["metadata"]["name"]: item for item in items}
 
     def status(self, name: str) -> dict[str, Any]:
@@ -110,7 +113,7 @@ class Cluster:
             return status if check(status) else None
 
         try:
-            return wait_for(satisfied, timeout=timeout, message=f"{name}: {what}")
+            return wait_for(satisfied, timeout=timeout, message=f"{name}: {what}", interval=POLL)
         except AssertionError as exc:
             raise AssertionError(f"{exc}\nlast status: {json.dumps(self.status(name), indent=1)}") from None
 
@@ -127,7 +130,7 @@ class Cluster:
         return self.wait_status(name, matches, f"{kind}={status} ({reason or 'any reason'})", timeout=timeout)
 
     def wait_all_ready(self, names: Iterable[str], *, timeout: float = DEADLINE) -> dict[str, dict[str, Any]]:
-        """Wait until every named resource is Ready=True (one ``kubectl get`` per check); returns them all."""
+        """Wait until every named resource is Ready=True (one listing per check); returns them all."""
         wanted = set(names)
 
         def not_ready(items: dict[str, dict[str, Any]]) -> list[str]:
@@ -143,13 +146,23 @@ class Cluster:
             return items if not not_ready(items) else None
 
         try:
-            return wait_for(all_ready, timeout=timeout, message=f"{len(wanted)} resources Ready=True")
+            return wait_for(all_ready, timeout=timeout, message=f"{len(wanted)} resources Ready=True", interval=POLL)
         except AssertionError as exc:
             raise AssertionError(f"{exc}; not ready: {not_ready(self.get_all())}") from None
 
     def events(self, name: str) -> list[dict[str, Any]]:
-        result = self.plane.kubectl(
-            "get", "events", "-n", self.namespace, "--field-selector", f"involvedObject.name={name}", "-o", "json"
-        )
-        items: list[dict[str, Any]] = json.loads(result.stdout)["items"]
+        path = f"/api/v1/namespaces/{self.namespace}/events"
+        items: list[dict[str, Any]] = get_json(self.plane, path, fieldSelector=f"involvedObject.name={name}")["items"]
         return items
+
+    def wait_events(
+        self, name: str, check: Callable[[list[dict[str, Any]]], bool], what: str, *, timeout: float = DEADLINE
+    ) -> list[dict[str, Any]]:
+        """The resource's Events once ``check`` holds them: the operator posts an Event just after the
+        status patch it reports, so a read right after a status wait can come before it."""
+
+        def satisfied() -> list[dict[str, Any]] | None:
+            found = self.events(name)
+            return found if check(found) else None
+
+        return wait_for(satisfied, timeout=timeout, message=f"{name}: events {what}", interval=POLL)

@@ -9,8 +9,11 @@ from typing import TypeVar
 T = TypeVar("T")
 
 
-def wait_for(predicate: Callable[[], T | bool | None], *, timeout: float, message: str, interval: float = 0.05) -> T:
-    """Poll ``predicate`` until it returns something truthy, or fail after ``timeout`` seconds."""
+def wait_for(predicate: Callable[[], T | bool | None], *, timeout: float, message: str, interval: float = 0.1) -> T:
+    """Poll ``predicate`` until it returns something truthy, or fail after ``timeout`` seconds.
+
+    Every 0.1 s by default: a predicate is an HTTP round trip (API server, simulator log, metrics), and
+    several workers wait at once on 2 cores; a test that must see a short-lived state passes ``interval``."""
     deadline = time.monotonic() + timeout
     last_error: Exception | None = None
     while True:
