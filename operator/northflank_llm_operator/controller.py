@@ -129,6 +129,12 @@ class Controller:
                 continue
             return
 
+    async def reconciled(self) -> None:
+        """Wait until every queued key is reconciled (requests in flight may go on)."""
+        while self.queue.busy:
+            self._idle.clear()
+            await self._idle.wait()
+
     def freshness(self, key: ResourceKey) -> tuple[datetime | None, float | None]:
         return self.reconciler.freshness(key)
 
@@ -138,10 +144,10 @@ class Controller:
         timeout = max(0.0, min(known) - self._clock()) if known else None
         self._registry.changed.clear()
         self.observer.wake.clear()
-        waiters = [
-            asyncio.ensure_future(self._registry.changed.wait()),
-            asyncio.ensure_future(self.observer.wake.wait()),
-        ]
+        self.queue.sooner.clear()
+        # A worker may requeue a key for sooner than this sleep's timeout: that wakes it too.
+        events = (self._registry.changed, self.observer.wake, self.queue.sooner)
+        waiters = [asyncio.ensure_future(event.wait()) for event in events]
         try:
             await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
         finally:

@@ -37,6 +37,8 @@ class WorkQueue(Generic[K]):
         self._failures: dict[K, int] = {}
         #: Set while a key can be taken.
         self.ready = asyncio.Event()
+        #: Set when a delayed key became due sooner than any before it (whoever promotes must look again).
+        self.sooner = asyncio.Event()
 
     def __len__(self) -> int:
         return len(self._dirty)
@@ -63,8 +65,11 @@ class WorkQueue(Generic[K]):
         known = self._later_at.get(key)
         if known is not None and known <= when:
             return
+        due = self.next_due()
         self._later_at[key] = when
         heapq.heappush(self._later, (when, next(self._seq), key))
+        if due is None or when < due:
+            self.sooner.set()
 
     def add_rate_limited(self, key: K) -> float:
         """Hand ``key`` out again after its backoff (0.5, 1, 2 … s, capped); returns the delay."""

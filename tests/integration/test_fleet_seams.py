@@ -8,13 +8,14 @@ clock in tests/unit/test_fleet_seams.py.)
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 
 import pytest
 
 from northflank_api_simulator.control import SimulatorControl
 from tests.controlplane.controlplane import ControlPlane
 from tests.simulator.fixtures import RunningSimulator, open_account
-from tests.support.cluster import DEADLINE, Cluster, conditions_by_type
+from tests.support.cluster import DEADLINE, Cluster, conditions_by_type, delete_all_resources
 from tests.support.operator_process import OperatorStarter
 from tests.support.waiting import wait_for
 
@@ -23,6 +24,13 @@ pytestmark = pytest.mark.integration
 TOKEN = "nf-seams-operator-token"
 TEAM = "team-seams"
 SLOW = [f"slow-{i}" for i in range(4)]
+
+
+@pytest.fixture(autouse=True)
+def _cleanup(control_plane: ControlPlane, namespace: str) -> Iterator[None]:
+    """Other modules on this API server count resources in every namespace: leave none behind."""
+    yield
+    delete_all_resources(control_plane, namespace)
 
 
 def _gets_of(nf: SimulatorControl, project: str) -> int:

@@ -159,7 +159,8 @@ async def test_a_late_answer_never_lands_on_a_resource_re_created_under_the_same
         return await original_get(*args, **kwargs)
 
     loop.northflank.get_llm_model_deployment = slow_get  # type: ignore[method-assign]
-    await loop.poller.step()  # attached, observed after the batch delay
+    await loop.poller.step()
+    await loop.poller.reconciled()  # attached, observed after the batch delay
     loop.clock.now += 2
     await loop.poller.step()
     async with asyncio.timeout(5):
