@@ -13,7 +13,7 @@ import functools
 import json
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, TypeVar
 
 import kubernetes
@@ -273,36 +273,6 @@ class KubernetesGateway:
         allowed = _mapping(_mapping(access).get("status")).get("allowed") is True
         return AccessVerdict(authenticated=True, allowed=allowed, detail=repr(username)[:200])
 
-    async def record_event(self, key: ResourceKey, uid: str, event: Event) -> None:
-        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        body = {
-            "apiVersion": "v1",
-            "kind": "Event",
-            "metadata": {"generateName": f"{key.name}.", "namespace": key.namespace},
-            "involvedObject": {
-                "apiVersion": API_VERSION,
-                "kind": KIND,
-                "name": key.name,
-                "namespace": key.namespace,
-                "uid": uid,
-            },
-            "type": event.type,
-            "reason": event.reason,
-            "message": event.message[:_MAX_EVENT_MESSAGE],
-            "source": {"component": COMPONENT},
-            "reportingComponent": COMPONENT,
-            "reportingInstance": self._instance,
-            "firstTimestamp": now,
-            "lastTimestamp": now,
-            "count": 1,
-        }
-
-        def call() -> Any:
-            self._check_fence(f"the {event.reason} Event of {key}")
-            return self._json_call("POST", "/api/v1/namespaces/{namespace}/events", {"namespace": key.namespace}, body)
-
-        await self._call(call)
-
     async def create_event(
         self,
         key: ResourceKey,
@@ -336,10 +306,13 @@ class KubernetesGateway:
             "lastTimestamp": format_time(last_timestamp),
             "count": count,
         }
+
+        def call() -> Any:
+            self._check_fence(f"the {event.reason} Event of {key}")
+            return self._json_call("POST", "/api/v1/namespaces/{namespace}/events", {"namespace": key.namespace}, body)
+
         try:
-            await self._call(
-                self._json_call, "POST", "/api/v1/namespaces/{namespace}/events", {"namespace": key.namespace}, body
-            )
+            await self._call(call)
         except ApiException as exc:
             if exc.status == 409:
                 return False
@@ -348,15 +321,19 @@ class KubernetesGateway:
 
     async def patch_event(self, namespace: str, name: str, *, count: int, last_timestamp: datetime) -> bool:
         """Set an existing Event's count and lastTimestamp (one merge patch); False when it is gone."""
-        try:
-            await self._call(
-                self._json_call,
+
+        def call() -> Any:
+            self._check_fence(f"a count of Event {namespace}/{name}")
+            return self._json_call(
                 "PATCH",
                 "/api/v1/namespaces/{namespace}/events/{name}",
                 {"namespace": namespace, "name": name},
                 {"count": count, "lastTimestamp": format_time(last_timestamp)},
                 content_type="application/merge-patch+json",
             )
+
+        try:
+            await self._call(call)
         except ApiException as exc:
             if exc.status == 404:
                 return False

@@ -163,7 +163,7 @@ class Registry:
 
     def take_pause_warnings(self) -> list[tuple[TrackedResource, Event]]:
         """Warning Events for paused annotations that mean nothing, each once; the poll loop records them
-        (``kube.record_event(resource.key, resource.uid, event)``)."""
+        (the reconciler records them on its next pass over the resource)."""
         warnings, self._pause_warnings = self._pause_warnings, []
         return warnings
 

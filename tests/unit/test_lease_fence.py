@@ -8,6 +8,7 @@ import asyncio
 import math
 import os
 from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -219,19 +220,25 @@ async def test_the_gateway_refuses_status_patches_and_events_once_the_fence_clos
     gateway = KubernetesGateway(kubernetes.client.ApiClient(configuration), instance="test", fence=fence)
     key = ResourceKey("ns", "alpha")
     event = Event("Normal", "PhaseChanged", "running")
+    moment = datetime(2026, 1, 1, tzinfo=UTC)
     try:
         await gateway.patch_status(key, {"phase": "running"})
-        await gateway.record_event(key, "uid-1", event)
-        assert [line.split()[0] for line in seen] == ["PATCH", "POST"]
+        await gateway.create_event(key, "uid-1", event, name="alpha.1", count=1, first_timestamp=moment,
+                                   last_timestamp=moment)  # fmt: skip
+        await gateway.patch_event("ns", "alpha.1", count=2, last_timestamp=moment)
+        assert [line.split()[0] for line in seen] == ["PATCH", "POST", "PATCH"]
         clock.now += 10  # the renew deadline passed without a renewal
         with pytest.raises(FencedError, match="status patch of ns/alpha"):
             await gateway.patch_status(key, {"phase": "crashed"})
         with pytest.raises(FencedError, match="PhaseChanged Event"):
-            await gateway.record_event(key, "uid-1", event)
-        assert len(seen) == 2  # neither was sent
-        assert fence.refused == 2
+            await gateway.create_event(key, "uid-1", event, name="alpha.2", count=1, first_timestamp=moment,
+                                       last_timestamp=moment)  # fmt: skip
+        with pytest.raises(FencedError, match="count of Event"):
+            await gateway.patch_event("ns", "alpha.1", count=3, last_timestamp=moment)
+        assert len(seen) == 3  # none was sent
+        assert fence.refused == 3
         assert await gateway.read_resource(key) is not None  # reads are not writes: not fenced
-        assert len(seen) == 3
+        assert len(seen) == 4
     finally:
         gateway.close()
 
