@@ -16,10 +16,12 @@ from tests.support.fleet import Fleet, SharedWindow
 SMALL = {s.name: s for s in small_scenarios()}
 
 PENDING: dict[str, str] = {
-    # Measured on the integrated code: the learned "others' spending" moves the sustainable rate (and so
-    # the reported stretch) although nobody else spends, which rewrites every status; see the closing note.
-    "one-transitional": "issue 14 item 5: the reported stretch still moves (240 -> 360 s at the small size)",
-    "flaky-edge": "issue 14 item 6: the reported stretch moves under 502s, rewriting statuses",
+    # Bounds of issue 14 the integrated code does not meet yet (see the closing note of this stop): the
+    # budget pacing and steady-demand stretch of items 4 and 5 were built but not landed, because their
+    # learning of others' spending slowed the operator for a whole window after a test exhausted it.
+    "shared-account": "issue 14 item 4: admission paces at min(planned, spendable / time left)",
+    "shared-account-burst": "issue 14 item 4: admission paces at min(planned, spendable / time left)",
+    "one-transitional": "issue 14 item 5: the reported stretch from steady demand",
 }
 
 
