@@ -61,3 +61,14 @@ def start_operator(
         api_base_url=simulator.base_url,
         log_path=tmp_path / "operator.log",
     )
+
+
+@pytest.fixture(autouse=True)
+def _no_resources_left_behind(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Delete the test's LLMModelDeployments when it ends. Its namespace outlives it (this control plane
+    runs no namespace controller), and a module operator watching every namespace of this API server
+    would otherwise go on polling them, spending the budget that later modules' operators share."""
+    yield
+    plane, namespace = request.node.funcargs.get("control_plane"), request.node.funcargs.get("namespace")
+    if isinstance(plane, ControlPlane) and isinstance(namespace, str):
+        delete_all_resources(plane, namespace)
