@@ -54,7 +54,7 @@ class Controller:
         planner: Planner[ResourceKey] | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-        observer: Any = None,
+        metrics: Any = None,
         events: EventSink | None = None,
         resync_namespaces: Sequence[str] | None = None,
     ) -> None:
@@ -66,11 +66,11 @@ class Controller:
         self.planner: Planner[ResourceKey] = planner or Planner(clock, settings.planner_config())
         self.observer = Observer(client=client, credentials=credentials, settings=settings, notify=self.queue.add,
                                  planner=self.planner, clock=clock, wall_clock=wall_clock,
-                                 metrics=observer)  # fmt: skip
+                                 metrics=metrics)  # fmt: skip
         recorder = events or EventRecorder(kube, EventCorrelator(wall_clock, max_keys=EVENT_KEYS))
         self.reconciler = Reconciler(registry=registry, observer=self.observer, kube=kube, events=recorder,
                                      settings=settings, wall_clock=wall_clock, clock=clock,
-                                     metrics=observer)  # fmt: skip
+                                     metrics=metrics)  # fmt: skip
         self._workers: list[asyncio.Task[None]] = []
         self._idle = asyncio.Event()
         # Periodic resync: a deletion missed in a watch gap is found by listing (None: all namespaces).

@@ -162,8 +162,8 @@ class Registry:
         resource.pause_annotation_invalid = invalid
 
     def take_pause_warnings(self) -> list[tuple[TrackedResource, Event]]:
-        """Warning Events for paused annotations that mean nothing, each once; the poll loop records them
-        (the reconciler records them on its next pass over the resource)."""
+        """Warning Events for paused annotations that mean nothing, each once; the controller hands them
+        to the reconciler, which records them on its next pass over the resource."""
         warnings, self._pause_warnings = self._pause_warnings, []
         return warnings
 

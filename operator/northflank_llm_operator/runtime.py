@@ -79,7 +79,7 @@ class Runtime:
 
     def _new_poller(self) -> Controller:
         poller = Controller(registry=self.registry, client=self.northflank, credentials=self.credentials,
-                        kube=self.gateway, settings=self.settings, observer=self.metrics,
+                        kube=self.gateway, settings=self.settings, metrics=self.metrics,
                         resync_namespaces=self.resync_namespaces)  # fmt: skip
         poller.on_unserved = self._unserved
         return poller

@@ -345,3 +345,24 @@ async def test_the_paging_rule_follows_both_official_clients(
     async with client_with(lambda _: ok(body)) as client:
         page = (await client.list_llm_model_deployments("proj", token=TOKEN)).data
     assert page.has_more is more
+
+
+async def test_the_client_only_ever_reads_from_northflank() -> None:
+    """Observing is read-only: every request the operator's client can send is a GET. A write method
+    added later must come with its own opt-in (and fails here until this test says so)."""
+    methods: list[str] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        methods.append(request.method)
+        if request.url.path.endswith("/llm-model-deployments"):
+            body = {"data": {"llmModelDeployments": []}, "pagination": {"hasNextPage": False, "count": 0}}
+        else:
+            body = {"data": full_deployment()}
+        return httpx.Response(200, json=body)
+
+    public = {name for name in vars(NorthflankClient) if not name.startswith("_")}
+    assert public == {"get_llm_model_deployment", "list_llm_model_deployments", "aclose"}
+    async with NorthflankClient("https://api.example", transport=httpx.MockTransport(answer)) as client:
+        await client.get_llm_model_deployment("proj", "dep", token="tok-123456789")
+        await client.list_llm_model_deployments("proj", token="tok-123456789")
+    assert methods == ["GET", "GET"]

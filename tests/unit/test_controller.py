@@ -127,9 +127,6 @@ class FakeKubernetes:
         found = {k: o["metadata"]["uid"] for k, o in self.objects.items() if namespace in (None, k.namespace)}
         return found, str(self.resource_version)
 
-    async def record_event(self, key: ResourceKey, uid: str, event: Event) -> None:
-        self.events.append((key, event))
-
     async def create_event(self, key: ResourceKey, uid: str, event: Event, *, name: str, count: int,
                            first_timestamp: datetime, last_timestamp: datetime) -> bool:  # fmt: skip
         if name in self.event_counts:
