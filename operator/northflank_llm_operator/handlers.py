@@ -58,7 +58,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo | None = No
     watchdog = getattr(memo, "watchdog", None) if memo is not None else None
     if watchdog is not None:
         # kopf installs its SIGTERM handler after the startup handlers; keep the hard shutdown
-        # deadline in front of it (the task ends when kopf cancels everything at exit).
+        # deadline in front of it (the task ends once the deadline is armed, by a signal or a lost Lease).
         settings.process.ultimate_exiting_timeout = watchdog.timeout
         _background.add(asyncio.create_task(watchdog.keep_chained(), name="shutdown-watchdog"))
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import math
 import os
+import signal
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -340,3 +341,23 @@ def test_the_shutdown_deadline_after_a_lost_lease_exits_non_zero(
     watchdog._expire()
     assert exits == [1]
     assert "Did not stop within 3600s of losing the leader election Lease" in caplog.text
+
+
+async def test_the_signal_chain_keeper_ends_once_the_deadline_is_armed() -> None:
+    """kopf waits up to 5 s at exit for tasks started after it; a keeper that never ended made every
+    stop, a lost Lease's too, 5 s slower (the paused-leader test then missed its exit deadline in CI)."""
+    watchdog = process.ShutdownWatchdog(3600)
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    keeper = asyncio.create_task(watchdog.keep_chained())
+    try:
+        await asyncio.sleep(0)
+        assert not keeper.done()
+        watchdog.arm(exit_code=1, cause="losing the leader election Lease")
+        async with asyncio.timeout(5 * process._RECHAIN_SECONDS):
+            await keeper
+    finally:
+        keeper.cancel()
+        if watchdog._timer is not None:
+            watchdog._timer.cancel()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
