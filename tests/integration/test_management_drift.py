@@ -59,14 +59,21 @@ CONFIGURATION = {"spec": {"configuration": {"engine": "vllm", "name": "Qwen/Qwen
         ({"managementPolicies": []}, "should have at least 1 items"),
         ({"managementPolicies": ["Observe", "Observe"]}, "Duplicate value"),
         ({"managementPolicies": ["Observe", "Adopt"]}, 'supported values: "Observe", "Create"'),
-        ({"managementPolicies": ["Observe", "Create"]}, "the Create (or \"*\") policy needs forProvider.spec"),
+        ({"managementPolicies": ["Observe", "Create"]}, 'the Create (or "*") policy needs forProvider.spec'),
         ({"managementPolicies": ["*"], "forProvider": {"description": "d"}}, "needs forProvider.spec"),
         ({"forProvider": {"spec": {"configuration": {"engine": "sglang"}}}}, 'supported values: "vllm"'),
         ({"forProvider": {"ports": [{"name": "http", "internalPort": 8000}]}}, "protocol: Required value"),
         ({"forProvider": {"futureField": 1}}, 'unknown field "spec.forProvider.futureField"'),
         (
-            {"forProvider": {"spec": {"configuration": {"architecture": {"workerConfig": {
-                "sequenceLengthConfig": {"maxModelLength": "long"}}}}}}},
+            {
+                "forProvider": {
+                    "spec": {
+                        "configuration": {
+                            "architecture": {"workerConfig": {"sequenceLengthConfig": {"maxModelLength": "long"}}}
+                        }
+                    }
+                }
+            },
             'maxModelLength is a number of tokens or "auto"',
         ),
     ],
