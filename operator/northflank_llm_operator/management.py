@@ -152,7 +152,7 @@ class Port(_Model):
 class ForProvider(_Model):
     """spec.forProvider: the desired deployment. Only the fields set here are owned and compared."""
 
-    name: str | None = Field(default=None, min_length=1)
+    name: str | None = Field(default=None, min_length=1, max_length=200)
     description: str | None = None
     tags: list[str] | None = None
     ports: list[Port] | None = None
