@@ -9,8 +9,6 @@ import sys
 import textwrap
 from pathlib import Path
 
-import pytest
-
 from northflank_api_simulator.state import SimulatorState
 from tests.simulator.fixtures import (
     RunningSimulator,

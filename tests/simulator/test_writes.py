@@ -209,7 +209,8 @@ def test_permissions_are_reported_and_enforced(simulator: RunningSimulator, cont
         granted = api.get("/v1/auth").json()["data"]["permissions"]["projectScope"]
         assert {p.rsplit(" > ", 1)[1] for p in granted} == {"Read", "Create", "Update", "Delete"}
         api.post(DEPLOYMENTS, json=create_body())
-    control.add_token("manage-no-delete", team_id=TEAM, permissions=[*read_only, "Project > AiModels > General > Update"])
+    update = "Project > AiModels > General > Update"
+    control.add_token("manage-no-delete", team_id=TEAM, permissions=[*read_only, update])
     with simulator.api("manage-no-delete") as api:
         assert api.post(f"{DEPLOYMENTS}/my-model", json={"description": "ok"}).status_code == 200
         assert_error(api.delete(f"{DEPLOYMENTS}/my-model"), 403, "Delete")
