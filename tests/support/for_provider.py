@@ -45,6 +45,8 @@ def _json_schema(schema: dict[str, Any], key: str = "") -> dict[str, Any]:
             out[name] = [_json_schema(v, key) for v in value]
         else:
             out[name] = value
+    if schema.get("x-kubernetes-int-or-string"):
+        out["anyOf"] = [{"type": "integer", "minimum": 0, "maximum": 100_000}, {"const": "auto"}]
     if schema.get("nullable"):
         out["type"] = [out["type"], "null"]
     if out.get("type") == "object":
