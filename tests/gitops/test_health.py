@@ -23,6 +23,7 @@ from typing import Any, Final
 import pytest
 import yaml
 
+from northflank_llm_operator.management import ForProvider
 from northflank_llm_operator.northflank import (
     APITimeoutError,
     InvalidResponseError,
@@ -112,6 +113,7 @@ class Poll:
     at: float = 0
     generation: int = 1
     expected_phase: str = "running"
+    for_provider: ForProvider | None = None  # spec.forProvider (management, issue 17)
 
 
 def observed(phase: str) -> Observation:
@@ -145,8 +147,9 @@ def status_after(*polls: Poll) -> dict[str, Any]:
     for poll in polls:
         timing = Timing(now=T0 + timedelta(seconds=poll.at), heartbeat=HEARTBEAT, stale_after=STALE_AFTER)
         status = compute_status(
-            status, poll.outcome, generation=poll.generation, timing=timing, expected_phase=poll.expected_phase
-        ).status
+            status, poll.outcome, generation=poll.generation, timing=timing, expected_phase=poll.expected_phase,
+            for_provider=poll.for_provider,
+        ).status  # fmt: skip
     return status
 
 
@@ -378,30 +381,40 @@ SCENARIOS: Final = [
 # ---------------------------------------------------------------------------------------------------
 # management (issue 17)
 #
-# The management conditions below are written by hand, with the names, reasons and shapes of
-# /work/notes/management-design.md, on top of the real mapping's status for the observation: the
-# status mapping does not write UpToDate, Managed or the write reasons of Reconciling/Stalled yet
-# (branches mgmt-drift and mgmt-writes). When it does, build these from it, as the scenarios above are.
+# status.drift and UpToDate come from the real mapping (compute_status with spec.forProvider). The
+# Managed condition and the write reasons of Reconciling and Stalled (Creating, Updating, Deleting,
+# UpdateNotConverging) are written by hand with the names of /work/notes/management-design.md: the
+# mapping does not write them yet (branch mgmt-writes). When it does, build them from it too.
 
+#: What full_deployment() reports, as a manifest would ask for it: no drift.
 FOR_PROVIDER: Final = {
-    "description": "served by vLLM",
+    "description": "A deployment for DeepSeek V3 model",
     "tags": ["llm", "gpu-heavy"],
     "spec": {"type": "custom", "configuration": {"engine": "vllm", "name": "deepseek-ai/DeepSeek-V3"}},
 }
-OBSERVE: Final = {"managementPolicies": ["Observe"], "forProvider": FOR_PROVIDER}
-MANAGE_ALL: Final = {"managementPolicies": ["*"], "forProvider": FOR_PROVIDER}
-DRIFT: Final = [{"path": "tags", "desired": '["llm","gpu-heavy"]', "observed": '["llm"]'}]
-DRIFTED_MESSAGE: Final = "Northflank differs from spec.forProvider at tags"
+#: The same with a tag Northflank does not report: drift at ``tags``.
+FOR_PROVIDER_DRIFTED: Final = {**FOR_PROVIDER, "tags": ["llm", "gpu-heavy", "chat"]}
+DRIFTED_MESSAGE: Final = "The deployment differs from spec.forProvider at tags (status.drift)."
 DELETE_FINALIZER: Final = "northflank-llm-operator.dev/delete-at-northflank"
 DELETING: Final = {"deletionTimestamp": "2026-11-26T10:01:00Z", "finalizers": [DELETE_FINALIZER]}
 
 
-def with_conditions(
-    status: dict[str, Any], *conditions: tuple[str, str, str, str], drift: list[dict[str, str]] | None = None
-) -> dict[str, Any]:
+def observe(for_provider: dict[str, Any]) -> dict[str, Any]:
+    return {"managementPolicies": ["Observe"], "forProvider": for_provider}
+
+
+def manage_all(for_provider: dict[str, Any]) -> dict[str, Any]:
+    return {"managementPolicies": ["*"], "adoptExisting": True, "forProvider": for_provider}
+
+
+def polled(phase: str, for_provider: dict[str, Any], *, at: float = 0, generation: int = 1) -> Poll:
+    return Poll(observed(phase), at=at, generation=generation, for_provider=ForProvider.model_validate(for_provider))
+
+
+def with_conditions(status: dict[str, Any], *conditions: tuple[str, str, str, str]) -> dict[str, Any]:
     """``status`` with conditions (type, status, reason, message) added or replaced, as the operator
-    writes them; ``drift`` becomes status.drift."""
-    moment = status["conditions"][0]["lastTransitionTime"]
+    would write them (same observedGeneration, transition time of the last poll)."""
+    moment = max(c["lastTransitionTime"] for c in status["conditions"])
     generation = status["observedGeneration"]
     written = {c["type"]: c for c in status["conditions"]}
     for kind, value, reason, message in conditions:
@@ -409,115 +422,114 @@ def with_conditions(
             "type": kind, "status": value, "observedGeneration": generation, "lastTransitionTime": moment,
             "reason": reason, "message": message,
         }  # fmt: skip
-    updated = {**status, "conditions": list(written.values())}
-    if drift is not None:
-        updated["drift"] = drift
-    return updated
+    return {**status, "conditions": list(written.values())}
 
 
-UP_TO_DATE: Final = ("UpToDate", "True", "UpToDate", "Northflank matches spec.forProvider.")
-DRIFTED: Final = ("UpToDate", "False", "Drifted", DRIFTED_MESSAGE)
 MANAGING: Final = ("Managed", "True", "Managing", "The operator manages this deployment.")
 
 
 def not_managed(reason: str, message: str) -> Scenario:
     """Managed=False: the resource asks for writes that the operator will not send."""
-    status = with_conditions(status_after(RUNNING), DRIFTED, ("Managed", "False", reason, message), drift=DRIFT)
-    return Scenario(f"managed: {reason}", status, "Current", "Degraded", message, spec=MANAGE_ALL)
+    status = with_conditions(
+        status_after(polled("running", FOR_PROVIDER_DRIFTED)), ("Managed", "False", reason, message)
+    )
+    return Scenario(f"managed: {reason}", status, "Current", "Degraded", message, spec=manage_all(FOR_PROVIDER_DRIFTED))
 
 
 MANAGEMENT_SCENARIOS: Final = [
     Scenario(
         "observe: up to date",
-        with_conditions(status_after(RUNNING), UP_TO_DATE, drift=[]),
+        status_after(polled("running", FOR_PROVIDER)),
         "Current",
         "Healthy",
         "The deployment is running.",
-        spec=OBSERVE,
+        spec=observe(FOR_PROVIDER),
     ),
     Scenario(
         "observe: drifted",
-        with_conditions(status_after(RUNNING), DRIFTED, drift=DRIFT),
+        status_after(polled("running", FOR_PROVIDER_DRIFTED)),
         "Current",
         "Healthy",
         "The deployment is running. Drifted: " + DRIFTED_MESSAGE,
-        spec=OBSERVE,
+        spec=observe(FOR_PROVIDER_DRIFTED),
     ),
     Scenario(
         "observe: drifted, last poll failed",
-        with_conditions(status_after(RUNNING, Poll(http_error(500), at=30)), DRIFTED, drift=DRIFT),
+        status_after(
+            polled("running", FOR_PROVIDER_DRIFTED),
+            Poll(http_error(500), at=30, for_provider=ForProvider.model_validate(FOR_PROVIDER_DRIFTED)),
+        ),
         "Current",
         "Healthy",
         "with HTTP 500: boom Drifted: " + DRIFTED_MESSAGE,
-        spec=OBSERVE,
+        spec=observe(FOR_PROVIDER_DRIFTED),
+    ),
+    Scenario(
+        "observe: drifted while starting",
+        status_after(polled("starting", FOR_PROVIDER_DRIFTED)),
+        "InProgress",
+        "Progressing",
+        REPORTS + "starting.",
+        spec=observe(FOR_PROVIDER_DRIFTED),
     ),
     Scenario(
         "managed: creating, Northflank reports pending",
         with_conditions(
-            status_after(Poll(observed("pending"))),
-            ("UpToDate", "Unknown", "NotObserved", "The deployment has not been observed yet."),
+            status_after(polled("pending", FOR_PROVIDER)),
             ("Managed", "True", "Created", "This resource created the deployment."),
             ("Reconciling", "True", "Creating", "Creating the deployment at Northflank."),
         ),
         "InProgress",
         "Progressing",
         "Creating the deployment at Northflank.",
-        spec=MANAGE_ALL,
+        spec=manage_all(FOR_PROVIDER),
     ),
     Scenario(
         "managed: created and running",
         with_conditions(
-            status_after(Poll(observed("pending")), Poll(observed("running"), at=60)),
-            UP_TO_DATE,
+            status_after(polled("pending", FOR_PROVIDER), polled("running", FOR_PROVIDER, at=60)),
             ("Managed", "True", "Created", "This resource created the deployment."),
-            drift=[],
         ),
         "Current",
         "Healthy",
         "The deployment is running.",
-        spec=MANAGE_ALL,
+        spec=manage_all(FOR_PROVIDER),
     ),
     Scenario(
         "managed: updating while still running the old configuration",
         with_conditions(
-            status_after(RUNNING),
-            DRIFTED,
+            status_after(polled("running", FOR_PROVIDER_DRIFTED)),
             MANAGING,
             ("Reconciling", "True", "Updating", "Updating the deployment at Northflank: tags."),
-            drift=DRIFT,
         ),
         "InProgress",
         "Progressing",
         "Updating the deployment at Northflank: tags.",
-        spec=MANAGE_ALL,
+        spec=manage_all(FOR_PROVIDER_DRIFTED),
     ),
     Scenario(
         "managed: updating, Northflank reports starting",
         with_conditions(
-            status_after(RUNNING, Poll(observed("starting"), at=30)),
-            UP_TO_DATE,
+            status_after(polled("running", FOR_PROVIDER), polled("starting", FOR_PROVIDER, at=30)),
             MANAGING,
             ("Reconciling", "True", "Updating", "Updating the deployment at Northflank: tags."),
-            drift=[],
         ),
         "InProgress",
         "Progressing",
         "Updating the deployment at Northflank: tags.",
-        spec=MANAGE_ALL,
+        spec=manage_all(FOR_PROVIDER),
     ),
     Scenario(
         "managed: drifted, update not converging",
         with_conditions(
-            status_after(RUNNING),
-            DRIFTED,
-            ("Managed", "False", "UpdateNotConverging", "The update of generation 1 was sent; tags still differ."),
-            ("Stalled", "True", "UpdateNotConverging", "The update of generation 1 was sent; tags still differ."),
-            drift=DRIFT,
+            status_after(polled("running", FOR_PROVIDER_DRIFTED)),
+            ("Managed", "False", "UpdateNotConverging", "The update for generation 1 was sent; tags still differ."),
+            ("Stalled", "True", "UpdateNotConverging", "The update for generation 1 was sent; tags still differ."),
         ),
         "Failed",
         "Degraded",
-        "The update of generation 1 was sent; tags still differ.",
-        spec=MANAGE_ALL,
+        "The update for generation 1 was sent; tags still differ.",
+        spec=manage_all(FOR_PROVIDER_DRIFTED),
     ),
     not_managed("ManagementDisabled", "The operator is not enabled for management; nothing is sent to Northflank."),
     not_managed("PermissionDenied", "The token lacks the permission Project > AiModels > General > Update."),
@@ -528,7 +540,7 @@ MANAGEMENT_SCENARIOS: Final = [
     Scenario(
         "managed: deleting, Northflank reports deleting",
         with_conditions(
-            status_after(RUNNING, Poll(observed("deleting"), at=30, generation=2)),
+            status_after(polled("running", FOR_PROVIDER), polled("deleting", FOR_PROVIDER, at=30, generation=2)),
             MANAGING,
             ("Reconciling", "True", "Deleting", "Deleting the deployment at Northflank."),
         ),
@@ -536,7 +548,7 @@ MANAGEMENT_SCENARIOS: Final = [
         "Progressing",
         "Deleting the deployment at Northflank.",
         generation=2,
-        spec=MANAGE_ALL,
+        spec=manage_all(FOR_PROVIDER),
         metadata=DELETING,
     ),
 ]
