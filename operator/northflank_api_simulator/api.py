@@ -125,6 +125,7 @@ async def _serve_v1(request: web.Request, handler: Handler, state: SimulatorStat
         fault_id=fault.id if fault is not None else None,
         token_id=record.auth_id if record is not None else None,
         route=_route_kind(request),
+        token=token if record is not None else None,
     )
     return response
 

@@ -292,6 +292,13 @@ class SimulatorControl:
         rows: list[dict[str, Any]] = self._call("GET", "/stats")["requests"]
         return rows
 
+    def writes(self) -> list[dict[str, Any]]:
+        """Every ``/v1`` request that is not a read since the simulator started (resets keep them): rows
+        ``{"token", "method", "route", "status", "count"}``; ``token`` is ``"unknown"`` for a token the
+        simulator does not know."""
+        rows: list[dict[str, Any]] = self._call("GET", "/writes")["writes"]
+        return rows
+
     def in_flight(self) -> int:
         """``/v1`` requests received and not yet answered in full (e.g. dripping bodies)."""
         count: int = self._call("GET", "/stats")["inFlight"]

@@ -67,6 +67,11 @@ same envelope as the Northflank routes. Camel-case keys throughout, like Northfl
     ``tokenId`` ``"unknown"`` for unknown
     tokens (the token itself is never shown), and ``inFlight``: requests received but not yet answered
     in full (a dripping body counts until its last byte); or reset the counters.
+``GET /_simulator/writes``
+    Every ``/v1`` request that is not a read (POST, PUT, PATCH, DELETE) since the simulator started,
+    never reset (not by ``/_simulator/reset`` either): ``{"writes": [{"token", "method", "route",
+    "status", "count"}]}``. Unlike the stats it names the token, so that a test suite can check at
+    the end which of its tokens wrote; a token the simulator does not know is ``"unknown"``.
 ``PUT /_simulator/rate-limit``
     ``{"limit": 5, "windowSeconds": 2, "retryAfterHeader": false}``; also restarts every window.
 ``POST /_simulator/rate-limit/reset``
@@ -250,6 +255,11 @@ async def _stats(request: web.Request) -> web.Response:
 async def _clear_stats(request: web.Request) -> web.Response:
     _state(request).request_counts.clear()
     return _ok()
+
+
+@routes.get(PREFIX + "/writes", allow_head=False)
+async def _writes(request: web.Request) -> web.Response:
+    return web.json_response({"writes": _state(request).write_stats()})
 
 
 @routes.put(PREFIX + "/rate-limit")

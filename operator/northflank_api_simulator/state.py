@@ -272,6 +272,10 @@ class SimulatorState:
         self.faults = FaultBook()
         self.request_log: deque[dict[str, Any]] = deque(maxlen=request_log_size)
         self.request_counts: Counter[tuple[str, str, int]] = Counter()
+        #: Every ``/v1`` request that is not a read, by (token, method, route kind, status), since the
+        #: simulator started: :meth:`reset` keeps it, so a test suite can check at the end which tokens
+        #: wrote (see :meth:`write_stats`).
+        self.write_counts: Counter[tuple[str, str, str, int]] = Counter()
         #: ``/v1`` requests received and not yet answered in full (a dripping body counts until its end).
         self.in_flight = 0
         """Every ``/v1`` request ever answered, by (token id, route kind, status): unbounded, unlike the log."""
@@ -564,14 +568,19 @@ class SimulatorState:
         fault_id: str | None,
         token_id: str | None = None,
         route: str = "other",
+        token: str | None = None,
     ) -> None:
         """Remember a ``/v1`` request so tests can count calls; the token itself is never kept.
 
         ``token_id`` is the token's public id (``GET /v1/auth``'s ``id``; ``None`` for an unknown token) and
         ``route`` the kind of route (``get``, ``list``, ``auth`` or ``other``); both only feed
-        :attr:`request_counts`, which keeps counting after the log has dropped old entries.
+        :attr:`request_counts`, which keeps counting after the log has dropped old entries. ``token`` is
+        the registered token that sent it (``None`` for an unknown one); only :attr:`write_counts` keeps
+        it, and only for requests that are not reads.
         """
         self.request_counts[(token_id or "unknown", route, status)] += 1
+        if method not in _READ_METHODS:
+            self.write_counts[(token or "unknown", method, route, status)] += 1
         self.request_log.append(
             {
                 "time": self.now(),
@@ -590,6 +599,21 @@ class SimulatorState:
             {"tokenId": token_id, "route": route, "status": status, "count": count}
             for (token_id, route, status), count in sorted(self.request_counts.items())
         ]
+
+    def write_stats(self) -> list[dict[str, Any]]:
+        """:attr:`write_counts` as JSON rows, sorted: ``{"token", "method", "route", "status", "count"}``.
+
+        Unlike :meth:`request_stats` these name the token: they exist so that a test suite can tell
+        which of its own tokens wrote. Only tokens registered in the simulator are named (a token it
+        does not know, which might be a real one sent by mistake, is ``unknown``).
+        """
+        return [
+            {"token": token, "method": method, "route": route, "status": status, "count": count}
+            for (token, method, route, status), count in sorted(self.write_counts.items())
+        ]
+
+
+_READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 class DeploymentExistsError(Exception):

@@ -12,6 +12,8 @@ import kopf
 import pydantic
 
 from . import __version__, process, redaction
+from .management import Policy
+from .manifests import DEFAULT_MANAGEMENT_POLICIES, check_policies
 from .resource import MIN_POLL_INTERVAL_SECONDS
 from .settings import OperatorSettings
 
@@ -41,6 +43,13 @@ def _percent(text: str) -> float:
     if not 0 <= value <= 100:
         raise argparse.ArgumentTypeError("must be between 0 and 100")
     return value
+
+
+def _policies(text: str) -> tuple[Policy, ...]:
+    try:
+        return check_policies(text.split(","))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -123,6 +132,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="set spec.expectedPhase to each deployment's current phase (running or paused)",
     )  # fmt: skip
     importer.add_argument(
+        "--manage", action="store_true",
+        help="also write spec.forProvider from what is running (name, description, tags, ports, spec) and "
+        "spec.managementPolicies, so that applying the output shows no drift and sends nothing",
+    )  # fmt: skip
+    importer.add_argument(
+        "--management-policies", type=_policies, metavar="POLICIES",
+        help="with --manage: comma-separated spec.managementPolicies, a set that includes Observe, or '*' "
+        "(default: Observe,Update; adoptExisting is set when they include Update or Delete)",
+    )  # fmt: skip
+    importer.add_argument(
         "--reserve", type=_percent, default=10.0, metavar="PERCENT",
         help="stop, printing nothing, before the token's hourly Northflank budget falls below this share "
         "(x-ratelimit-remaining), so an operator polling with the same token keeps working (default: 10)",
@@ -153,6 +172,9 @@ def import_project(args: argparse.Namespace) -> int:
     from .importing import run_import
     from .manifests import ImportOptions
 
+    if args.management_policies is not None and not args.manage:
+        print("northflank-llm-operator import: --management-policies needs --manage", file=sys.stderr)
+        return 2
     try:
         settings = OperatorSettings()
     except pydantic.ValidationError as exc:
@@ -165,6 +187,7 @@ def import_project(args: argparse.Namespace) -> int:
         credentials_secret=args.credentials_secret,
         poll_interval_seconds=args.poll_interval,
         expected_phase_from_current=args.expected_phase_from_current,
+        management_policies=(args.management_policies or DEFAULT_MANAGEMENT_POLICIES) if args.manage else None,
     )
     return asyncio.run(run_import(options, settings, sys.stdout, sys.stderr, reserve_fraction=args.reserve / 100))
 

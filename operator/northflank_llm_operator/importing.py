@@ -173,6 +173,11 @@ async def run_import(
     manifests, notes = build_manifests(items, options)
     for note in notes:
         progress(f"deployment {note.deployment} {note.message}")
+    if any(m["spec"].get("forProvider", {}).get("ports") for m in manifests):
+        progress(
+            "forProvider.ports lists no custom domains (Northflank's GET does not return them): an update of "
+            "ports would remove any; add them under ports[].domains, or remove ports to leave them unmanaged"
+        )
     out.write(render(manifests))
     out.flush()
     progress(f"{len(manifests)} manifest(s) for project {options.project_id!r}")

@@ -15,6 +15,7 @@ from typing import Any
 import pydantic
 import yaml
 
+from .management import ForProvider, Policies, Policy, slug
 from .northflank.client import summarize_validation_error
 from .resource import API_VERSION, GROUP, KIND, LLMModelDeploymentSpec
 
@@ -37,6 +38,34 @@ class ImportOptions:
     credentials_secret: str | None = None
     poll_interval_seconds: int | None = None
     expected_phase_from_current: bool = False
+    #: ``import --manage``: spec.managementPolicies of every manifest, and a forProvider from what runs.
+    management_policies: tuple[Policy, ...] | None = None
+
+
+#: ``import --manage``'s default policies: Observe plus Update. An imported manifest shows no drift,
+#: so it sends nothing until someone changes it in Git (or at Northflank, corrected once). Without
+#: Create a deployment deleted at Northflank is not silently re-created; without Delete, deleting or
+#: pruning the resource (an Argo CD app removed by mistake) orphans the deployment instead of deleting it.
+DEFAULT_MANAGEMENT_POLICIES = (Policy.OBSERVE, Policy.UPDATE)
+#: The port fields a create/update request takes that GET also returns (GET never returns ``domains``).
+_PORT_FIELDS = ("name", "internalPort", "protocol", "public", "disableNfDomain")
+
+
+def check_policies(values: Iterable[str]) -> tuple[Policy, ...]:
+    """The policies in canonical order; ValueError for a combination the CRD refuses (``*`` alone, or a
+    set that includes Observe)."""
+    names = list(dict.fromkeys(v.strip() for v in values if v.strip()))
+    try:
+        chosen = {Policy(name) for name in names}
+    except ValueError:
+        raise ValueError(f"policies are {', '.join(p.value for p in Policy)}; got {', '.join(names)}") from None
+    if Policy.ALL in chosen and len(chosen) > 1:
+        raise ValueError('"*" stands alone (it means every policy)')
+    if chosen and Policy.ALL not in chosen and Policy.OBSERVE not in chosen:
+        raise ValueError('the policies must include Observe (the operator always observes), or be "*"')
+    if not chosen:
+        raise ValueError("name at least one policy")
+    return tuple(p for p in Policy if p in chosen)
 
 
 @dataclass(frozen=True)
@@ -129,7 +158,88 @@ def _spec(deployment_id: str, item: Mapping[str, Any], options: ImportOptions, n
             notes.append(
                 Note(deployment_id, f"is {phase!r}, not running or paused: expectedPhase left unset (running)")
             )
+    if options.management_policies is not None:
+        policies = Policies.from_spec(options.management_policies)
+        spec["managementPolicies"] = [p.value for p in options.management_policies]
+        if policies.updates or policies.deletes:
+            spec["adoptExisting"] = True  # the deployment exists and this resource did not create it
+        spec["forProvider"] = for_provider(deployment_id, item, notes)
     return spec
+
+
+def for_provider(deployment_id: str, item: Mapping[str, Any], notes: list[Note]) -> dict[str, Any]:
+    """spec.forProvider from a deployment as Northflank reports it (a GET or listing item), such that
+    :func:`~northflank_llm_operator.management.compute_drift` finds nothing against that same answer.
+
+    What a request can set and GET returns: ``name`` (only when it slugs to the id, else the resource
+    would say InvalidName), ``description``, ``tags``, ``ports`` (without ``domains``, which GET never
+    returns) and ``spec`` (type and configuration; JSON nulls left out, as the CRD stores no null). A
+    field the request types do not know is left out and named in a note; so is a top-level field whose
+    value they refuse (it is then neither compared nor sent).
+    """
+    desired: dict[str, Any] = {}
+    name = item.get("name")
+    if isinstance(name, str) and name:
+        if slug(name) == deployment_id:
+            desired["name"] = name
+        else:
+            notes.append(
+                Note(deployment_id, f"is named {name!r}, which does not slug to its id: forProvider.name left out")
+            )
+    for key in ("description", "tags"):
+        if key in item and item[key] is not None:
+            desired[key] = item[key]
+    if isinstance(desired.get("tags"), list):
+        desired["tags"] = list(dict.fromkeys(desired["tags"]))  # the CRD keeps tags as a set
+    ports = item.get("ports")
+    if isinstance(ports, list):
+        desired["ports"] = [
+            {k: port[k] for k in _PORT_FIELDS if port.get(k) is not None} if isinstance(port, Mapping) else port
+            for port in ports
+        ]
+    observed_spec = item.get("spec")
+    if isinstance(observed_spec, Mapping):
+        desired["spec"] = _without_nulls({k: observed_spec[k] for k in ("type", "configuration") if k in observed_spec})
+    return _valid_for_provider(deployment_id, desired, notes)
+
+
+def _without_nulls(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _without_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_without_nulls(v) for v in value]
+    return value
+
+
+def _valid_for_provider(deployment_id: str, desired: dict[str, Any], notes: list[Note]) -> dict[str, Any]:
+    """``desired`` as ForProvider accepts it: unknown fields removed, refused top-level fields left out."""
+    while True:
+        try:
+            ForProvider.model_validate(desired)
+        except pydantic.ValidationError as exc:
+            errors = exc.errors()
+        else:
+            return desired
+        unknown = [e["loc"] for e in errors if e["type"] == "extra_forbidden"]
+        if unknown:
+            for location in unknown:
+                _remove(desired, location)
+            where = ", ".join(".".join(map(str, loc)) for loc in unknown)
+            notes.append(Note(deployment_id, f"reports fields no request can set ({where}): left out of forProvider"))
+            continue
+        field = str(errors[0]["loc"][0]) if errors[0]["loc"] else ""
+        if field not in desired:  # not a field's fault; cannot happen for a mapping, but never loop
+            return {}
+        reasons = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in errors if e["loc"][:1] == (field,))
+        notes.append(Note(deployment_id, f"forProvider.{field} left out ({reasons}): it is neither compared nor sent"))
+        desired.pop(field, None)
+
+
+def _remove(document: Any, location: tuple[int | str, ...]) -> None:
+    *parents, last = location
+    for part in parents:
+        document = document[part]
+    del document[last]
 
 
 def _manifest(name: str, deployment_id: str, spec: dict[str, Any], options: ImportOptions) -> dict[str, Any]:

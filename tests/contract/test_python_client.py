@@ -43,9 +43,9 @@ def valid(types: ModuleType, name: str, body: Any) -> None:
 
 @pytest.fixture
 def api(simulator: RunningSimulator) -> Iterator[httpx.Client]:
-    open_account(simulator, team=TEAM, projects=[PROJECT], token="py-token")
+    open_account(simulator, team=TEAM, projects=[PROJECT], token="manage-py-token")
     simulator.control.set_lifecycle(60)
-    with simulator.api("py-token") as client:
+    with simulator.api("manage-py-token") as client:
         yield client
 
 

@@ -162,9 +162,9 @@ def test_bodies_the_clients_refuse_are_refused(schema: dict[str, Any], body: dic
 
 @pytest.fixture
 def writer(simulator: RunningSimulator) -> Iterator[httpx.Client]:
-    open_account(simulator, team="team-c", projects=["contract"], token="contract-token")
+    open_account(simulator, team="team-c", projects=["contract"], token="manage-contract-token")
     simulator.control.set_lifecycle(60)
-    with simulator.api("contract-token") as api:
+    with simulator.api("manage-contract-token") as api:
         yield api
 
 

@@ -22,9 +22,9 @@ TEAM_ROUTE = f"/v1/teams/{TEAM}/projects/{PROJECT}/llm-model-deployments"
 
 @pytest.fixture
 def api(simulator: RunningSimulator) -> Iterator[httpx.Client]:
-    open_account(simulator, team=TEAM, projects=[PROJECT], token="served-token")
+    open_account(simulator, team=TEAM, projects=[PROJECT], token="manage-served-token")
     simulator.control.add_token("served-org-token", scope="org", team_ids=[TEAM])
-    with simulator.api("served-token") as client:
+    with simulator.api("manage-served-token") as client:
         yield client
 
 

@@ -19,7 +19,7 @@ from typing import Final
 
 import yaml
 
-from tests.gitops.test_health import REPO_ROOT, SCENARIOS, Scenario, build_evaluators, evaluate, resource
+from tests.gitops.test_health import REPO_ROOT, SCENARIOS, Scenario, build_evaluators, evaluate
 
 FOLDER: Final = (
     REPO_ROOT / "contrib" / "argocd" / "resource_customizations" / "northflank-llm-operator.dev" / "LLMModelDeployment"
@@ -43,7 +43,7 @@ def folder_contents(evaluators: Path) -> dict[str, str]:
     tests = []
     for scenario in SCENARIOS:
         path = input_path(scenario)
-        obj = resource(scenario.status, scenario.generation)
+        obj = scenario.resource()
         files[path] = dump(obj)
         verdict = evaluate(evaluators, ["argocd-health", str(HEALTH_LUA)], obj)
         if verdict.status != scenario.argocd or scenario.argocd_message not in verdict.message:

@@ -23,6 +23,7 @@ from typing import Any, Final
 import pytest
 import yaml
 
+from northflank_llm_operator.management import ForProvider
 from northflank_llm_operator.northflank import (
     APITimeoutError,
     InvalidResponseError,
@@ -112,6 +113,7 @@ class Poll:
     at: float = 0
     generation: int = 1
     expected_phase: str = "running"
+    for_provider: ForProvider | None = None  # spec.forProvider (management, issue 17)
 
 
 def observed(phase: str) -> Observation:
@@ -145,13 +147,20 @@ def status_after(*polls: Poll) -> dict[str, Any]:
     for poll in polls:
         timing = Timing(now=T0 + timedelta(seconds=poll.at), heartbeat=HEARTBEAT, stale_after=STALE_AFTER)
         status = compute_status(
-            status, poll.outcome, generation=poll.generation, timing=timing, expected_phase=poll.expected_phase
-        ).status
+            status, poll.outcome, generation=poll.generation, timing=timing, expected_phase=poll.expected_phase,
+            for_provider=poll.for_provider,
+        ).status  # fmt: skip
     return status
 
 
-def resource(status: dict[str, Any] | None, generation: int) -> dict[str, Any]:
-    """A complete LLMModelDeployment as the API server returns it."""
+def resource(
+    status: dict[str, Any] | None,
+    generation: int,
+    *,
+    spec: dict[str, Any] | None = None,
+    metadata: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A complete LLMModelDeployment as the API server returns it; ``spec`` and ``metadata`` add fields."""
     obj: dict[str, Any] = {
         "apiVersion": "northflank-llm-operator.dev/v1alpha1",
         "kind": "LLMModelDeployment",
@@ -163,8 +172,9 @@ def resource(status: dict[str, Any] | None, generation: int) -> dict[str, Any]:
             "generation": generation,
             "creationTimestamp": "2026-11-26T09:59:58Z",
         },
-        "spec": {"projectId": "llm-demo", "llmModelDeploymentId": "llama-3-8b"},
+        "spec": {"projectId": "llm-demo", "llmModelDeploymentId": "llama-3-8b", **(spec or {})},
     }
+    obj["metadata"].update(metadata or {})
     if status is not None:
         obj["status"] = status
     return obj
@@ -178,6 +188,11 @@ class Scenario:
     argocd: str
     argocd_message: str  # a substring of Argo CD's health message
     generation: int = 1  # metadata.generation
+    spec: dict[str, Any] | None = None  # fields beyond projectId and llmModelDeploymentId
+    metadata: dict[str, Any] | None = None  # e.g. deletionTimestamp and finalizers
+
+    def resource(self) -> dict[str, Any]:
+        return resource(self.status, self.generation, spec=self.spec, metadata=self.metadata)
 
 
 def first(phase: str, kstatus: str, argocd: str, message: str) -> Scenario:
@@ -363,6 +378,183 @@ SCENARIOS: Final = [
 ]
 
 
+# ---------------------------------------------------------------------------------------------------
+# management (issue 17)
+#
+# status.drift and UpToDate come from the real mapping (compute_status with spec.forProvider). The
+# Managed condition and the write reasons of Reconciling and Stalled (Creating, Updating, Deleting,
+# UpdateNotConverging) are written by hand with the names of /work/notes/management-design.md: the
+# mapping does not write them yet (branch mgmt-writes). When it does, build them from it too.
+
+#: What full_deployment() reports, as a manifest would ask for it: no drift.
+FOR_PROVIDER: Final = {
+    "description": "A deployment for DeepSeek V3 model",
+    "tags": ["llm", "gpu-heavy"],
+    "spec": {"type": "custom", "configuration": {"engine": "vllm", "name": "deepseek-ai/DeepSeek-V3"}},
+}
+#: The same with a tag Northflank does not report: drift at ``tags``.
+FOR_PROVIDER_DRIFTED: Final = {**FOR_PROVIDER, "tags": ["llm", "gpu-heavy", "chat"]}
+DRIFTED_MESSAGE: Final = "The deployment differs from spec.forProvider at tags (status.drift)."
+DELETE_FINALIZER: Final = "northflank-llm-operator.dev/delete-at-northflank"
+DELETING: Final = {"deletionTimestamp": "2026-11-26T10:01:00Z", "finalizers": [DELETE_FINALIZER]}
+
+
+def observe(for_provider: dict[str, Any]) -> dict[str, Any]:
+    return {"managementPolicies": ["Observe"], "forProvider": for_provider}
+
+
+def manage_all(for_provider: dict[str, Any]) -> dict[str, Any]:
+    return {"managementPolicies": ["*"], "adoptExisting": True, "forProvider": for_provider}
+
+
+def polled(phase: str, for_provider: dict[str, Any], *, at: float = 0, generation: int = 1) -> Poll:
+    return Poll(observed(phase), at=at, generation=generation, for_provider=ForProvider.model_validate(for_provider))
+
+
+def with_conditions(status: dict[str, Any], *conditions: tuple[str, str, str, str]) -> dict[str, Any]:
+    """``status`` with conditions (type, status, reason, message) added or replaced, as the operator
+    would write them (same observedGeneration, transition time of the last poll)."""
+    moment = max(c["lastTransitionTime"] for c in status["conditions"])
+    generation = status["observedGeneration"]
+    written = {c["type"]: c for c in status["conditions"]}
+    for kind, value, reason, message in conditions:
+        written[kind] = {
+            "type": kind, "status": value, "observedGeneration": generation, "lastTransitionTime": moment,
+            "reason": reason, "message": message,
+        }  # fmt: skip
+    return {**status, "conditions": list(written.values())}
+
+
+MANAGING: Final = ("Managed", "True", "Managing", "The operator manages this deployment.")
+
+
+def not_managed(reason: str, message: str) -> Scenario:
+    """Managed=False: the resource asks for writes that the operator will not send."""
+    status = with_conditions(
+        status_after(polled("running", FOR_PROVIDER_DRIFTED)), ("Managed", "False", reason, message)
+    )
+    return Scenario(f"managed: {reason}", status, "Current", "Degraded", message, spec=manage_all(FOR_PROVIDER_DRIFTED))
+
+
+MANAGEMENT_SCENARIOS: Final = [
+    Scenario(
+        "observe: up to date",
+        status_after(polled("running", FOR_PROVIDER)),
+        "Current",
+        "Healthy",
+        "The deployment is running.",
+        spec=observe(FOR_PROVIDER),
+    ),
+    Scenario(
+        "observe: drifted",
+        status_after(polled("running", FOR_PROVIDER_DRIFTED)),
+        "Current",
+        "Healthy",
+        "The deployment is running. Drifted: " + DRIFTED_MESSAGE,
+        spec=observe(FOR_PROVIDER_DRIFTED),
+    ),
+    Scenario(
+        "observe: drifted, last poll failed",
+        status_after(
+            polled("running", FOR_PROVIDER_DRIFTED),
+            Poll(http_error(500), at=30, for_provider=ForProvider.model_validate(FOR_PROVIDER_DRIFTED)),
+        ),
+        "Current",
+        "Healthy",
+        "with HTTP 500: boom Drifted: " + DRIFTED_MESSAGE,
+        spec=observe(FOR_PROVIDER_DRIFTED),
+    ),
+    Scenario(
+        "observe: drifted while starting",
+        status_after(polled("starting", FOR_PROVIDER_DRIFTED)),
+        "InProgress",
+        "Progressing",
+        REPORTS + "starting.",
+        spec=observe(FOR_PROVIDER_DRIFTED),
+    ),
+    Scenario(
+        "managed: creating, Northflank reports pending",
+        with_conditions(
+            status_after(polled("pending", FOR_PROVIDER)),
+            ("Managed", "True", "Created", "This resource created the deployment."),
+            ("Reconciling", "True", "Creating", "Creating the deployment at Northflank."),
+        ),
+        "InProgress",
+        "Progressing",
+        "Creating the deployment at Northflank.",
+        spec=manage_all(FOR_PROVIDER),
+    ),
+    Scenario(
+        "managed: created and running",
+        with_conditions(
+            status_after(polled("pending", FOR_PROVIDER), polled("running", FOR_PROVIDER, at=60)),
+            ("Managed", "True", "Created", "This resource created the deployment."),
+        ),
+        "Current",
+        "Healthy",
+        "The deployment is running.",
+        spec=manage_all(FOR_PROVIDER),
+    ),
+    Scenario(
+        "managed: updating while still running the old configuration",
+        with_conditions(
+            status_after(polled("running", FOR_PROVIDER_DRIFTED)),
+            MANAGING,
+            ("Reconciling", "True", "Updating", "Updating the deployment at Northflank: tags."),
+        ),
+        "InProgress",
+        "Progressing",
+        "Updating the deployment at Northflank: tags.",
+        spec=manage_all(FOR_PROVIDER_DRIFTED),
+    ),
+    Scenario(
+        "managed: updating, Northflank reports starting",
+        with_conditions(
+            status_after(polled("running", FOR_PROVIDER), polled("starting", FOR_PROVIDER, at=30)),
+            MANAGING,
+            ("Reconciling", "True", "Updating", "Updating the deployment at Northflank: tags."),
+        ),
+        "InProgress",
+        "Progressing",
+        "Updating the deployment at Northflank: tags.",
+        spec=manage_all(FOR_PROVIDER),
+    ),
+    Scenario(
+        "managed: drifted, update not converging",
+        with_conditions(
+            status_after(polled("running", FOR_PROVIDER_DRIFTED)),
+            ("Managed", "False", "UpdateNotConverging", "The update for generation 1 was sent; tags still differ."),
+            ("Stalled", "True", "UpdateNotConverging", "The update for generation 1 was sent; tags still differ."),
+        ),
+        "Failed",
+        "Degraded",
+        "The update for generation 1 was sent; tags still differ.",
+        spec=manage_all(FOR_PROVIDER_DRIFTED),
+    ),
+    not_managed("ManagementDisabled", "The operator is not enabled for management; nothing is sent to Northflank."),
+    not_managed("PermissionDenied", "The token lacks the permission Project > AiModels > General > Update."),
+    not_managed("Conflict", "models/llama-other manages the same deployment."),
+    not_managed("NotAdopted", "The deployment exists and this resource did not create it; set adoptExisting."),
+    not_managed("InvalidName", "spec.forProvider.name 'Llama 3' does not slug to llama-3-8b."),
+    not_managed("WriteFailed", "POST .../llama-3-8b answered HTTP 400: spec.configuration.engine is invalid"),
+    Scenario(
+        "managed: deleting, Northflank reports deleting",
+        with_conditions(
+            status_after(polled("running", FOR_PROVIDER), polled("deleting", FOR_PROVIDER, at=30, generation=2)),
+            MANAGING,
+            ("Reconciling", "True", "Deleting", "Deleting the deployment at Northflank."),
+        ),
+        "Terminating",
+        "Progressing",
+        "Deleting the deployment at Northflank.",
+        generation=2,
+        spec=manage_all(FOR_PROVIDER),
+        metadata=DELETING,
+    ),
+]
+SCENARIOS.extend(MANAGEMENT_SCENARIOS)
+
+
 def summary(status: dict[str, Any] | None) -> str:
     """The part of a status the evaluators read, for failure messages."""
     if status is None:
@@ -373,7 +565,7 @@ def summary(status: dict[str, Any] | None) -> str:
 
 @pytest.mark.parametrize("scenario", SCENARIOS, ids=[s.id for s in SCENARIOS])
 def test_gitops_tools_read_the_status(evaluators: Path, scenario: Scenario) -> None:
-    obj = resource(scenario.status, scenario.generation)
+    obj = scenario.resource()
     kstatus = evaluate(evaluators, ["kstatus"], obj)
     argocd = evaluate(evaluators, ["argocd-health", str(HEALTH_LUA)], obj)
     assert (kstatus.status, argocd.status) == (scenario.kstatus, scenario.argocd), (

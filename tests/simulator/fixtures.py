@@ -5,6 +5,12 @@ Registered from the root conftest (``pytest_plugins = ["tests.simulator.fixtures
 ``simulator_process`` (session) starts ``python -m northflank_api_simulator`` on a free port and stops it
 at the end; ``simulator`` (function) resets it before each test. When a test using ``simulator`` fails,
 the simulator's log lines written during that test are attached to the report.
+
+Observing writes nothing (issue 17): before any simulator a test session started stops,
+:func:`assert_only_managing_tokens_wrote` checks its write ledger (``GET /_simulator/writes``, which
+resets do not clear), and a POST, PUT, PATCH or DELETE sent with a token whose name does not start with
+:data:`MANAGING_TOKEN_PREFIX` fails the run, naming the token and the route. Tests that write (or let an
+operator with management policies write) use such tokens; everything else is Observe mode.
 """
 
 from __future__ import annotations
@@ -13,9 +19,10 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Generator, Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -29,6 +36,32 @@ START_TIMEOUT_SECONDS = 60.0
 STOP_TIMEOUT_SECONDS = 10.0
 
 _log_offset = pytest.StashKey[int]()
+
+#: Tokens of tests that may write at the simulator (create, update, delete): ``manage-...``.
+MANAGING_TOKEN_PREFIX = "manage-"
+
+
+class ObserveModeWrote(AssertionError):
+    """A token that is not a managing one sent a write to the simulator."""
+
+
+def observe_mode_writes(writes: Iterable[Mapping[str, Any]]) -> list[str]:
+    """The write ledger's rows whose token is not a managing one, as ``token: METHOD route (status) xN``."""
+    return [
+        f"{row['token']}: {row['method']} {row['route']} (HTTP {row['status']}) x{row['count']}"
+        for row in writes
+        if not str(row["token"]).startswith(MANAGING_TOKEN_PREFIX)
+    ]
+
+
+def assert_only_managing_tokens_wrote(control: SimulatorControl) -> None:
+    """ObserveModeWrote naming every token that wrote although it is not a ``manage-`` token."""
+    offending = observe_mode_writes(control.writes())
+    if offending:
+        raise ObserveModeWrote(
+            "resources in Observe mode must send no write to Northflank, but the simulator received writes "
+            f"from tokens not named {MANAGING_TOKEN_PREFIX}*: " + "; ".join(offending)
+        )
 
 
 @dataclass(frozen=True)
@@ -98,6 +131,7 @@ def simulator_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runn
         with SimulatorControl(base_url) as control:
             control.wait_healthy(timeout=START_TIMEOUT_SECONDS)
             yield RunningSimulator(base_url=base_url, control=control, log_path=log_path)
+            assert_only_managing_tokens_wrote(control)  # an error at the session's end fails the run
     finally:
         _stop(process)
 

@@ -67,9 +67,11 @@ def test_deleted_deployment_is_404(simulator: RunningSimulator, api: httpx.Clien
     assert_error(api.get(f"{DEPLOYMENTS}/short-lived"), 404, "deployment")
 
 
-def test_unserved_routes_answer_with_the_envelope(api: httpx.Client) -> None:
+def test_unserved_routes_answer_with_the_envelope(simulator: RunningSimulator, api: httpx.Client) -> None:
     assert_error(api.get("/v1/projects/inference/services"), 404)
-    error = assert_error(api.put(DEPLOYMENTS, json={}), 405)
+    simulator.control.add_token("manage-unserved", team_id="team-a")  # a PUT is a write attempt
+    with simulator.api("manage-unserved") as writer:
+        error = assert_error(writer.put(DEPLOYMENTS, json={}), 405)
     assert error["message"]
 
 

@@ -16,6 +16,7 @@ import pytest
 
 import northflank_api_simulator
 from northflank_api_simulator.control import SimulatorControl
+from tests.simulator.fixtures import assert_only_managing_tokens_wrote
 from tests.support.waiting import wait_for
 
 ROUTE = "/v1/projects/inference/llm-model-deployments"
@@ -56,7 +57,11 @@ def seed_file(tmp_path: Path) -> Path:
 def seeded(tmp_path: Path, seed_file: Path) -> Iterator[tuple[subprocess.Popen[str], str]]:
     process = start(tmp_path, "--seed", str(seed_file), "--token", "team:team-a", "--rate-limit", "3")
     try:
-        yield process, base_url(process, tmp_path)
+        url = base_url(process, tmp_path)
+        yield process, url
+        if process.poll() is None:  # the signal tests stop it themselves
+            with SimulatorControl(url) as control:
+                assert_only_managing_tokens_wrote(control)
     finally:
         if process.poll() is None:
             process.kill()

@@ -107,7 +107,9 @@ def test_matching_by_path_project_deployment_and_method(simulator: RunningSimula
     assert client.get(f"{ROUTE}/other").status_code == 200
     assert client.get(ROUTE).status_code == 200
     assert client.get("/v1/auth").status_code == 502
-    assert client.post(ROUTE).status_code == 501
+    simulator.control.add_token("manage-token", team_id="team-a")  # a POST is a write attempt
+    with simulator.api("manage-token") as writer:
+        assert writer.post(ROUTE).status_code == 501
 
 
 def test_first_matching_fault_wins(simulator: RunningSimulator, client: httpx.Client) -> None:

@@ -14,7 +14,7 @@ from tests.simulator.fixtures import RunningSimulator, open_account
 from tests.simulator.test_api import assert_error
 from tests.support.waiting import wait_for
 
-TOKEN = "writer-token"
+TOKEN = "manage-writer-token"
 TEAM = "team-w"
 PROJECT = "inference"
 DEPLOYMENTS = f"/v1/projects/{PROJECT}/llm-model-deployments"
@@ -187,9 +187,9 @@ def test_delete_goes_deleting_then_404(api: httpx.Client) -> None:
 
 
 def test_team_scoped_twins_serve_the_writes(simulator: RunningSimulator, control: SimulatorControl) -> None:
-    control.add_token("org-token", scope="org", team_ids=[TEAM])
+    control.add_token("manage-org-token", scope="org", team_ids=[TEAM])
     twin = f"/v1/teams/{TEAM}/projects/{PROJECT}/llm-model-deployments"
-    with simulator.api("org-token") as api:
+    with simulator.api("manage-org-token") as api:
         assert api.post(twin, json=create_body()).status_code == 200
         assert api.post(f"{twin}/my-model", json={"description": "via the team"}).status_code == 200
         assert api.delete(f"{twin}/my-model").json() == {"data": {}}
@@ -198,8 +198,8 @@ def test_team_scoped_twins_serve_the_writes(simulator: RunningSimulator, control
 
 def test_permissions_are_reported_and_enforced(simulator: RunningSimulator, control: SimulatorControl) -> None:
     read_only = ["Project > AiModels > General > Read"]
-    control.add_token("reader", team_id=TEAM, permissions=read_only)
-    with simulator.api("reader") as api:
+    control.add_token("manage-reader", team_id=TEAM, permissions=read_only)
+    with simulator.api("manage-reader") as api:
         auth = api.get("/v1/auth").json()["data"]
         assert auth["permissions"] == {"orgScope": [], "teamScope": [], "projectScope": read_only}
         assert api.get(DEPLOYMENTS).status_code == 200
@@ -209,8 +209,9 @@ def test_permissions_are_reported_and_enforced(simulator: RunningSimulator, cont
         granted = api.get("/v1/auth").json()["data"]["permissions"]["projectScope"]
         assert {p.rsplit(" > ", 1)[1] for p in granted} == {"Read", "Create", "Update", "Delete"}
         api.post(DEPLOYMENTS, json=create_body())
-    control.add_token("no-delete", team_id=TEAM, permissions=[*read_only, "Project > AiModels > General > Update"])
-    with simulator.api("no-delete") as api:
+    update = "Project > AiModels > General > Update"
+    control.add_token("manage-no-delete", team_id=TEAM, permissions=[*read_only, update])
+    with simulator.api("manage-no-delete") as api:
         assert api.post(f"{DEPLOYMENTS}/my-model", json={"description": "ok"}).status_code == 200
         assert_error(api.delete(f"{DEPLOYMENTS}/my-model"), 403, "Delete")
 

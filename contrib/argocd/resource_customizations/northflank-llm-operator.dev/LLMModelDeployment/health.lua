@@ -6,21 +6,30 @@
 -- libraries, so it runs in Argo CD's default sandbox (no resource.customizations.useOpenLibs needed).
 --
 -- The operator writes status.observedGeneration and the conditions Ready, Synced, Reconciling (only
--- while Northflank moves the deployment) and Stalled (only when waiting will not help). The first
--- rule that matches decides:
+-- while Northflank moves the deployment, or while the operator creates, updates or deletes it) and
+-- Stalled (only when waiting will not help); with spec.forProvider also UpToDate (drift), and with a
+-- write policy (Create, Update, Delete, *) also Managed. The first rule that matches decides:
 --
 --   1. no status, or status.observedGeneration behind metadata.generation
 --        -> Progressing  "Waiting for the operator to observe generation N"
 --      (whatever else the status says describes an older spec)
---   2. Stalled=True (crashed, 401/403/404, credentials, invalid spec)
+--   2. Stalled=True (crashed, 401/403/404, credentials, invalid spec, an update that does not converge)
 --        -> Degraded     the Stalled message
+--   2a. Managed=False (ManagementDisabled, PermissionDenied, Conflict, NotAdopted, InvalidName,
+--      UpdateNotConverging, WriteFailed: the resource asks for writes the operator will not send)
+--        -> Degraded     the Managed message
+--   2b. Reconciling=True for Creating, Updating or Deleting (a write in progress), or
+--      metadata.deletionTimestamp set (the finalizer waits for Northflank to delete it)
+--        -> Progressing  the Reconciling message, or "Deleting"
 --   3. Ready=Unknown (StatusStale: no successful poll for staleAfterIntervals; or a transient error
 --      before the first observation)
 --        -> Unknown      the Ready message: the operator cannot vouch for the deployment
 --   4. Ready=True (the phase spec.expectedPhase asks for, running by default; observation current)
 --        -> Healthy      the Ready message, plus the last poll error when Synced=False: a single
 --                        failed poll does not flip Ready by design, so a blip stays Healthy; or the
---                        pause note when Synced=False for ReconcilePaused (the paused annotation)
+--                        pause note when Synced=False for ReconcilePaused (the paused annotation);
+--                        plus "Drifted: ..." when UpToDate=False (drift is information, not a
+--                        failure: in Observe mode nothing corrects it)
 --   5. Ready=False for UnexpectedPhase (running while spec.expectedPhase is paused)
 --        -> Degraded     the Ready message: nothing will pause it without someone acting
 --   6. status.phase paused (while running is expected)
@@ -42,6 +51,9 @@ local function condition(conditions, conditionType)
   end
   return nil
 end
+
+-- Reconciling reasons of the operator's own writes (management, issue 17).
+local WRITES = { Creating = true, Updating = true, Deleting = true }
 
 local function verdict(status, message)
   local hs = {}
@@ -68,22 +80,37 @@ local function health(resource)
   local synced = condition(status.conditions, "Synced")
   local reconciling = condition(status.conditions, "Reconciling")
   local stalled = condition(status.conditions, "Stalled")
+  local managed = condition(status.conditions, "Managed")
+  local upToDate = condition(status.conditions, "UpToDate")
 
   if stalled ~= nil and stalled.status == "True" then
     return verdict("Degraded", stalled.message)
+  end
+  if managed ~= nil and managed.status == "False" then
+    return verdict("Degraded", managed.message)
+  end
+  if reconciling ~= nil and reconciling.status == "True" and WRITES[reconciling.reason] then
+    return verdict("Progressing", reconciling.message)
+  end
+  if resource.metadata ~= nil and resource.metadata.deletionTimestamp ~= nil then
+    return verdict("Progressing", "Deleting: waiting for the operator to release the resource")
+  end
+  local drift = ""
+  if upToDate ~= nil and upToDate.status == "False" then
+    drift = " Drifted: " .. tostring(upToDate.message)
   end
   if ready ~= nil and ready.status == "Unknown" then
     return verdict("Unknown", ready.message)
   end
   if ready ~= nil and ready.status == "True" then
     if synced ~= nil and synced.status == "False" and synced.reason == "ReconcilePaused" then
-      return verdict("Healthy", (ready.message or "") .. " " .. tostring(synced.message))
+      return verdict("Healthy", (ready.message or "") .. " " .. tostring(synced.message) .. drift)
     end
     if synced ~= nil and synced.status == "False" then
       return verdict("Healthy", (ready.message or "") .. " Last poll failed (" .. tostring(synced.reason)
-        .. "): " .. tostring(synced.message))
+        .. "): " .. tostring(synced.message) .. drift)
     end
-    return verdict("Healthy", ready.message)
+    return verdict("Healthy", (ready.message or "") .. drift)
   end
   if ready ~= nil and ready.status == "False" and ready.reason == "UnexpectedPhase" then
     return verdict("Degraded", ready.message)
