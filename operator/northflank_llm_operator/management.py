@@ -189,8 +189,8 @@ def compute_drift(for_provider: ForProvider, observed: Mapping[str, Any]) -> lis
         _compare("description", desired["description"], observed.get("description", ""), drift)
     if "tags" in desired:
         seen = observed.get("tags", [])
-        # Tags are a set at Northflank: the order they come back in is no change.
-        if not (isinstance(seen, list) and sorted(map(str, seen)) == sorted(desired["tags"])):
+        # Tags are a set at Northflank (the CRD says so too): neither order nor a repeat is a change.
+        if not (isinstance(seen, list) and set(map(str, seen)) == set(desired["tags"])):
             drift.append(Drift("tags", desired["tags"], seen))
     if "ports" in desired:
         drift.extend(_port_drift(desired["ports"], observed.get("ports")))

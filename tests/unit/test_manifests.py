@@ -193,11 +193,6 @@ def test_what_no_request_can_set_is_left_out_and_named() -> None:
     assert any(n.startswith("renamed is named 'Production chat', which does not slug") for n in notes)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="compute_drift compares tags as sorted lists, so a tag Northflank repeats is drift; the CRD "
-    "(x-kubernetes-list-type: set) and its description say a set (branch mgmt-drift decides)",
-)
 def test_repeated_tags_become_a_set_without_drift() -> None:
     answer = item("chat")
     answer["tags"] = ["llm", "llm", "gpu"]
