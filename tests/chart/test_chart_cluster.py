@@ -39,7 +39,7 @@ from tests.controlplane.controlplane import BUILD_SCRIPT, ControlPlane, ControlP
 from tests.controlplane.fixtures import TEST_NAMESPACE_LABEL
 from tests.simulator.fixtures import RunningSimulator
 from tests.support.cluster import DEFAULT_COLUMNS, WIDE_COLUMNS, parse_table
-from tests.support.kube_api import can_i
+from tests.support.kube_api import can_i, wait_established
 from tests.support.operator_process import free_port, run_operator
 from tests.support.waiting import wait_for
 
@@ -109,7 +109,7 @@ def _hand_crd_to(plane: ControlPlane, release: str, namespace: str) -> None:
 def _restore_crd(plane: ControlPlane) -> None:
     """Put the CRD back exactly as crds/ has it, whatever a test release did to it."""
     plane.kubectl("replace" if _exists(plane, "crd", CRD_NAME) else "create", "-f", str(CRD_SOURCE))
-    plane.kubectl("wait", "--for=condition=established", "--timeout=60s", f"crd/{CRD_NAME}", timeout=90)
+    wait_established(plane, CRD_NAME)
 
 
 class Releases:
@@ -198,8 +198,7 @@ def monitoring_crds(control_plane: ControlPlane) -> None:
         pytest.fail(f"prometheus-operator CRDs missing in {directory}: run `bash {BUILD_SCRIPT} monitoring-crds`")
     args = [arg for path in files for arg in ("-f", str(path))]
     control_plane.kubectl("apply", "--server-side", "--force-conflicts", "--field-manager=chart-tests", *args)
-    for name in ("servicemonitors.monitoring.coreos.com", "prometheusrules.monitoring.coreos.com"):
-        control_plane.kubectl("wait", "--for=condition=established", "--timeout=60s", f"crd/{name}", timeout=90)
+    wait_established(control_plane, "servicemonitors.monitoring.coreos.com", "prometheusrules.monitoring.coreos.com")
 
 
 @pytest.fixture(scope="module")
@@ -309,7 +308,7 @@ def test_install_upgrade_uninstall_manages_the_crd_and_keeps_resources(
         crd = _crd(plane)
         assert crd["metadata"]["labels"]["app.kubernetes.io/instance"] == release
         assert crd["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
-        plane.kubectl("wait", "--for=condition=established", "--timeout=60s", f"crd/{CRD_NAME}", timeout=90)
+        wait_established(plane, CRD_NAME)
         assert _printer_columns(plane) == original_columns
         for kind in ("deployment", "serviceaccount", "service"):
             assert _exists(plane, kind, fullname, "-n", namespace), kind

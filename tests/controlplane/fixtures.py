@@ -28,7 +28,7 @@ from typing import Final
 import pytest
 
 from tests.controlplane.controlplane import ControlPlane
-from tests.support.kube_api import client
+from tests.support.kube_api import client, wait_established
 
 __all__ = [
     "CONTROL_PLANE_DIR_ENV",
@@ -92,8 +92,7 @@ def crd_installed(control_plane: ControlPlane) -> list[Path]:
     control_plane.kubectl(
         "apply", "--server-side", "--force-conflicts", f"--field-manager={_FIELD_MANAGER}", *file_args
     )
-    control_plane.kubectl("wait", "--for=condition=established", "--timeout=60s", *file_args, timeout=90)
-    control_plane.kubectl("wait", "--for=condition=established", "--timeout=60s", f"crd/{CRD_NAME}", timeout=90)
+    wait_established(control_plane, CRD_NAME)
     return files
 
 

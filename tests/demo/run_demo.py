@@ -27,6 +27,7 @@ from northflank_api_simulator.control import SimulatorControl
 from northflank_api_simulator.defaults import default_spec
 from tests.controlplane.controlplane import ControlPlane
 from tests.node.node import Node
+from tests.support.kube_api import wait_established
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "crds" / "examples"
@@ -177,7 +178,7 @@ def run(
 
     say("Installing the CRD from crds/")
     plane.kubectl("apply", "-f", str(REPO / "crds"))
-    plane.kubectl("wait", "--for=condition=established", "crd/llmmodeldeployments.northflank-llm-operator.dev")
+    wait_established(plane, "llmmodeldeployments.northflank-llm-operator.dev")
 
     say("Starting the Northflank API simulator")
     simulator_log, port_file = workdir / "simulator.log", workdir / "simulator.url"

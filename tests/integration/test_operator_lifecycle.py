@@ -21,6 +21,7 @@ from tests.controlplane.controlplane import ControlPlane
 from tests.controlplane.fixtures import CRD_DIR, CRD_NAME
 from tests.simulator.fixtures import RunningSimulator, open_account
 from tests.support.cluster import PROJECT, Cluster, delete_all_resources
+from tests.support.kube_api import wait_established
 from tests.support.operator_process import OperatorProcess, OperatorStarter, free_port
 from tests.support.waiting import wait_for
 
@@ -55,7 +56,7 @@ def _liveness(url: str) -> int | None:
 def _install_crd(plane: ControlPlane) -> None:
     files = [arg for path in sorted(CRD_DIR.glob("*.yaml")) for arg in ("-f", str(path))]
     plane.kubectl("apply", "--server-side", "--force-conflicts", "--field-manager=nfllm-tests", *files)
-    plane.kubectl("wait", "--for=condition=established", "--timeout=60s", f"crd/{CRD_NAME}", timeout=90)
+    wait_established(plane, CRD_NAME)
 
     def served() -> bool:
         result = plane.kubectl("api-resources", "--api-group=northflank-llm-operator.dev", "-o", "name")

@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 
 from tests.controlplane.controlplane import ControlPlane
+from tests.support.waiting import wait_for
 
 CRD_GROUP = "northflank-llm-operator.dev"
 CRD_VERSION = "v1alpha1"
@@ -82,3 +83,19 @@ def can_i(
     )
     response.raise_for_status()
     return bool(response.json()["status"].get("allowed", False))
+
+
+def crd_established(plane: ControlPlane, name: str) -> bool:
+    """Whether the API server serves the CRD ``name`` (its Established condition is True)."""
+    crd = get_json(plane, f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}")
+    conditions = (crd.get("status") or {}).get("conditions") or []
+    return any(c.get("type") == "Established" and c.get("status") == "True" for c in conditions)
+
+
+def wait_established(plane: ControlPlane, *names: str, timeout: float = 60) -> None:
+    """Wait until every CRD in ``names`` is Established.
+
+    Not `kubectl wait --for=condition=established`: it fails at once ("accessor error: <nil>") when it
+    reads a CRD so new that the API server has not written any condition yet (seen in 1 of 6 runs)."""
+    for name in names:
+        wait_for(lambda name=name: crd_established(plane, name), timeout=timeout, message=f"CRD {name} Established")
