@@ -236,21 +236,32 @@ class Budget:
         if self.remaining is not None:
             self.remaining = max(0, self.remaining - cost)
 
+    def _learn_limit_and_window(self, rate_limit: RateLimit, reset: float | None) -> None:
+        """The account's own limit and window length (the documented ones are assumed until then). The
+        plan moves to them at once, so a first status already shows the interval that will stay."""
+        limit, window = self.limit, self._window
+        if rate_limit.limit is not None and rate_limit.limit > 0:
+            limit = rate_limit.limit
+        if reset is not None and rate_limit.remaining is not None and rate_limit.remaining >= limit - 1:
+            window = max(1.0, reset)  # the first request of a window: what is left of it is the whole window
+        if limit != self.limit or abs(window - self._window) > 0.05 * self._window:
+            self.limit, self._window = limit, window
+            self._sustainable = self.planned_rate
+        else:
+            self._window = window
+
     def record(self, now: float, rate_limit: RateLimit | None, *, rejected: bool) -> bool:
         """Learn from one response's headers. Returns True when this starts a new hold (a 429)."""
         if rate_limit is None:
             return False
         self._refill(now)
-        if rate_limit.limit is not None and rate_limit.limit > 0 and not rejected:
+        reset = (
+            min(rate_limit.reset_seconds, DOCUMENTED_WINDOW_SECONDS) if rate_limit.reset_seconds is not None else None
+        )
+        if not rejected:
             # Learned from answered requests only: the plan (and every stale limit built on it)
             # must not move because of a hold, which is unplanned by definition.
-            self.limit = rate_limit.limit
-        reset: float | None = None
-        if rate_limit.reset_seconds is not None:
-            reset = min(rate_limit.reset_seconds, DOCUMENTED_WINDOW_SECONDS)
-            if not rejected and rate_limit.remaining is not None and rate_limit.remaining >= self.limit - 1:
-                # The first request of a window: what is left of it is the whole window.
-                self._window = max(1.0, reset)
+            self._learn_limit_and_window(rate_limit, reset)
         if reset is not None and rate_limit.remaining is not None:
             new_reset_at = now + reset
             if self.reset_at is None or new_reset_at > self.reset_at + 5.0:
