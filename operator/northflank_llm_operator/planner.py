@@ -252,9 +252,11 @@ class Budget:
         return max(spendable - self.others_rate * left, 0.1 * spendable), left
 
     def _learn_sustainable(self, now: float, rate: float) -> None:
-        """Down at once (or resources go stale); up smoothed over a sixth of the window, so that the
-        noise of an estimate made of what is left moves no status."""
-        if rate < self._sustainable:
+        """Down at once (or resources go stale); back to the planned rate at once when what is left
+        no longer binds (others stopped spending: the operator must not stay slow for the rest of
+        the window); otherwise up smoothed over a sixth of the window, so that the noise of an
+        estimate made of what is left moves no status."""
+        if rate < self._sustainable or rate >= self.planned_rate:
             self._sustainable = rate
         else:
             weight = 1 - math.exp(-max(0.0, now - self._sustained_at) / (self.window / 6))
@@ -423,8 +425,9 @@ class Budget:
         else:
             self._window = window
 
-    def record(self, now: float, rate_limit: RateLimit | None, *, rejected: bool) -> bool:
-        """Learn from one response's headers. Returns True when this starts a new hold (a 429)."""
+    def record(self, now: float, rate_limit: RateLimit | None, *, rejected: bool, in_flight: int = 0) -> bool:
+        """Learn from one response's headers (``in_flight``: this process's other requests of the
+        account still unanswered). Returns True when this starts a new hold (a 429)."""
         if rate_limit is None:
             return False
         self._refill(now)
@@ -442,9 +445,11 @@ class Budget:
                     ours, ours_urgent = self._ours, self._ours_urgent
                     self._end_window()  # the headers saw the reset before the clock did
                     self._ours, self._ours_urgent = ours, ours_urgent
-                # A newer window. Of what this process sent since it began, the server counted
-                # at most what the window lost (the rest went to the old window).
-                self._ours = min(self._ours, max(self.limit - rate_limit.remaining, 0))
+                # A newer window. Of what this process sent since it began, the server counted at
+                # most what the window lost and the requests still in flight, which it may count
+                # after this answer (the rest went to the old window). Counting too many of ours
+                # only hides others' spending; too few would invent some.
+                self._ours = min(self._ours, max(self.limit - rate_limit.remaining, 0) + max(in_flight, 0))
                 self._ours_urgent = min(self._ours_urgent, self._ours)
                 self.remaining = rate_limit.remaining
             else:
@@ -1043,7 +1048,8 @@ class Planner(Generic[K]):
         account = self._accounts.get(group_key.account)
         if account is None:
             return False
-        return account.budget.record(self._clock(), rate_limit, rejected=rejected)
+        others = sum(self._groups[key].in_flight for key in account.groups if key in self._groups) - 1
+        return account.budget.record(self._clock(), rate_limit, rejected=rejected, in_flight=others)
 
     def listed(
         self, group_key: GroupKey, phases: dict[str, str], *, pages: int, complete: bool

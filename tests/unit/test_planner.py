@@ -589,3 +589,76 @@ def test_a_backlog_uses_the_idle_reserve_but_new_resources_still_find_it() -> No
     w.run_until(applied + 5)
     assert {f"new/d{i}" for i in range(50)} <= set(w.observed_at), "observed at once"
     assert {f"new{p}/d0" for p in range(30)} <= set(w.observed_at), "observed at once"
+
+
+# -- learning others' spending: only what they really spend, and only while they spend it ----------
+
+
+def test_requests_in_flight_when_a_window_begins_are_counted_as_ours_not_as_someone_elses() -> None:
+    w = world(limit=100)
+    for p in range(5):  # five projects of one deployment, 300 requests/h asked: reported 3.5
+        add_project(w, f"p{p}", 1)
+    w.clock.now += 1.0  # the batch delay
+    taken: list[Request] = []
+    while isinstance(request := w.planner.next_request(), Request):
+        taken.append(request)
+    assert len(taken) == 5, "all five go at once (on the reserve)"
+    # The server counts each as it arrives; the first answer comes back while four are still in flight.
+    answers = [w.limiter.charge(w.clock.now)[1] for _ in taken]
+    for request, headers in zip(taken, answers, strict=True):
+        w.planner.record_headers(request.group, headers, rejected=False)
+        if request.is_list:
+            w.planner.listed(request.group, {"d0": "running"}, pages=1, complete=True)
+        else:
+            w.planner.observed(request.group, "d0", "running")
+        w.planner.request_finished(request)
+    budget = w.planner.budget("acct")
+    assert budget is not None
+    assert budget.others_spent == 0, "nobody else spends this account"
+    reported = {w.planner.reported_stretch("acct")}
+    end = w.clock.now + 3600
+    while w.clock.now < end:
+        w.run_until(min(end, w.clock.now + 30))
+        reported.add(w.planner.reported_stretch("acct"))
+    assert budget.others_rate == 0
+    assert reported == {3.5}, "no status moves for spending nobody did"
+
+
+@pytest.mark.parametrize("burst", [False, True], ids=["steady-spender-stops", "one-burst-exhausts-the-window"])
+def test_once_others_stop_spending_the_operator_is_back_at_its_planned_rate_within_a_fifth_of_a_window(
+    burst: bool,
+) -> None:
+    def shared(share: float) -> World:
+        clock = Clock()
+        w = World(clock, Planner(clock, PlannerConfig(), rng=random.Random(3)), SharedWindow(share=share))
+        routine_fleet(w, 20)  # 1,200 requests/h asked of 900 planned
+        w.run_until(clock.now + 900)
+        return w
+
+    alone = shared(0.0).planner.reported_stretch("acct")
+    assert alone == 1.5
+    w = shared(0.0 if burst else 0.7)
+    clock, planner, limiter = w.clock, w.planner, w.limiter
+    assert isinstance(limiter, SharedWindow)
+    if burst:
+        # A test (another client) spends everything left of the operator's first window at once.
+        assert limiter.started is not None
+        limiter.used = limiter.limit
+        w.run_until(limiter.started + 3600 + 1)  # a 429, held until the reset
+        stopped = clock.now
+    else:
+        w.run_until(clock.now + 2 * 3600)  # two windows shared with a client spending 70 %
+        assert planner.reported_stretch("acct") > alone
+        limiter.share = 0.0  # it stops; the rest of this window and every later one are the operator's
+        stopped = clock.now
+    bound = 3600 / 5
+    w.run_until(stopped + bound)
+    assert planner.reported_stretch("acct") == alone, "the status says what it said before others spent"
+    w.requests.clear()
+    w.run_until(clock.now + 1800)
+    budget = planner.budget("acct")
+    assert budget is not None
+    assert budget.others_rate == 0
+    assert len(w.requests) >= 0.95 * budget.planned_rate * 1800, (
+        f"{len(w.requests)} requests in 30 min at the planned {budget.planned_rate * 1800:.0f}"
+    )
