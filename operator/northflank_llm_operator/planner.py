@@ -179,8 +179,9 @@ class Budget:
         self._ours = 0
         self._ours_urgent = 0
         # Per twelfth of the current window, the last answered request in it: (seconds into the
-        # window, what other clients had spent by then). A 429 is no answer: holds move no plan.
-        self._marks: dict[int, tuple[float, int]] = {}
+        # window, what other clients had spent by then, whether none of ours was in flight). A 429
+        # is no answer: holds move no plan.
+        self._marks: dict[int, tuple[float, int, bool]] = {}
         self._first_mark: tuple[float, int] | None = None
         # Other clients' steady rate in the previous window (requests per second; None: none seen).
         self._others_rate_before: float | None = None
@@ -240,7 +241,7 @@ class Budget:
             return self._others_rate_before
         if self._first_mark is None or not marks or marks[-1][0] - self._first_mark[0] < 60.0:
             return 0.0
-        (start, before), (end, after) = self._first_mark, marks[-1]
+        (start, before), (end, after, _) = self._first_mark, marks[-1]
         return max(0.0, (after - before) / (end - start))
 
     def _routine_share(self, now: float) -> tuple[float, float] | None:
@@ -458,8 +459,14 @@ class Budget:
             self.reset_at = new_reset_at
             if not rejected:
                 seen_at = max(0.0, self.window - reset)
-                self._marks[min(11, int(seen_at * 12 / self.window))] = (seen_at, self.others_spent)
-                if self._first_mark is None:
+                # Requests of ours in flight count as ours before the server counts them, so only an
+                # answer with none in flight says exactly what others spent: a mark taken with some
+                # in flight (a start observes everything at once) stands only until an exact one.
+                exact = in_flight <= 0
+                twelfth = min(11, int(seen_at * 12 / self.window))
+                if exact or not self._marks.get(twelfth, (0.0, 0, False))[2]:
+                    self._marks[twelfth] = (seen_at, self.others_spent, exact)
+                if self._first_mark is None and exact:
                     self._first_mark = (seen_at, self.others_spent)
                 share = self._routine_share(now)
                 if share is not None and share[1] >= self.window / 12:

@@ -594,16 +594,16 @@ def test_a_backlog_uses_the_idle_reserve_but_new_resources_still_find_it() -> No
 # -- learning others' spending: only what they really spend, and only while they spend it ----------
 
 
-def test_requests_in_flight_when_a_window_begins_are_counted_as_ours_not_as_someone_elses() -> None:
-    w = world(limit=100)
-    for p in range(5):  # five projects of one deployment, 300 requests/h asked: reported 3.5
+def send_new_resources_together(w: World, count: int) -> None:
+    """``count`` new resources, each alone in its project, observed at once: every request is in
+    flight when the first answer comes back (the server counts each as it arrives)."""
+    for p in range(count):
         add_project(w, f"p{p}", 1)
     w.clock.now += 1.0  # the batch delay
     taken: list[Request] = []
     while isinstance(request := w.planner.next_request(), Request):
         taken.append(request)
-    assert len(taken) == 5, "all five go at once (on the reserve)"
-    # The server counts each as it arrives; the first answer comes back while four are still in flight.
+    assert len(taken) == count, "all go at once (on the reserve)"
     answers = [w.limiter.charge(w.clock.now)[1] for _ in taken]
     for request, headers in zip(taken, answers, strict=True):
         w.planner.record_headers(request.group, headers, rejected=False)
@@ -612,16 +612,35 @@ def test_requests_in_flight_when_a_window_begins_are_counted_as_ours_not_as_some
         else:
             w.planner.observed(request.group, "d0", "running")
         w.planner.request_finished(request)
-    budget = w.planner.budget("acct")
-    assert budget is not None
-    assert budget.others_spent == 0, "nobody else spends this account"
+
+
+def reported_over(w: World, seconds: float) -> set[float]:
     reported = {w.planner.reported_stretch("acct")}
-    end = w.clock.now + 3600
+    end = w.clock.now + seconds
     while w.clock.now < end:
         w.run_until(min(end, w.clock.now + 30))
         reported.add(w.planner.reported_stretch("acct"))
+    return reported
+
+
+def test_requests_in_flight_when_a_window_begins_are_counted_as_ours_not_as_someone_elses() -> None:
+    w = world(limit=100)
+    send_new_resources_together(w, 5)  # 300 requests/h asked of 90 planned: reported 3.5
+    budget = w.planner.budget("acct")
+    assert budget is not None
+    assert budget.others_spent == 0, "nobody else spends this account"
+    assert reported_over(w, 3600) == {3.5}, "no status moves for spending nobody did"
     assert budget.others_rate == 0
-    assert reported == {3.5}, "no status moves for spending nobody did"
+
+
+def test_a_burst_seen_while_the_first_requests_are_in_flight_is_no_rate_and_moves_no_status() -> None:
+    clock = Clock()
+    w = World(clock, Planner(clock, PlannerConfig(), rng=random.Random(3)), SharedWindow(share=0.7, burst=True))
+    # Another client spends 700 at each window's start; 20 new resources ask 1,200 requests/h of the
+    # 200 left above the reserve: reported 6.0, from the first answer on, every window.
+    send_new_resources_together(w, 20)
+    assert reported_over(w, 3 * 3600) == {6.0}
+    assert w.limiter.rejected == 0
 
 
 @pytest.mark.parametrize("burst", [False, True], ids=["steady-spender-stops", "one-burst-exhausts-the-window"])
