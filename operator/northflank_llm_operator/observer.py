@@ -413,10 +413,10 @@ class Observer:
         return effective_interval * self.settings.stale_after_intervals
 
     def _hold_cause(self, group: GroupKey) -> str | None:
-        budget = self.planner.budget(group.account)
-        if budget is None or budget.held(self.clock()) is None:
+        cause = self.planner.hold_cause(group.account)
+        if cause is None:
             return None
-        if budget.breaker_open:
+        if cause.kind == "breaker":
             return "Northflank rejected these credentials (HTTP 401); one request probes them every interval."
         # No moment in the message: it must stay the same from one window to the next (no rewrites).
         return rate_limit_hold_cause()
@@ -541,8 +541,8 @@ class Observer:
         group = request.group
         rejected = isinstance(error, RateLimitError)
         new_hold = self._record_headers(group, error.rate_limit, rejected=rejected)
-        budget = self.planner.budget(group.account)
-        held_until = budget.held(self.clock()) if budget is not None else None
+        cause = self.planner.hold_cause(group.account)
+        held_until = cause.until if cause is not None else None
         failure = Failure.from_error(error)
         if rejected and held_until is not None:
             failure = Failure("RateLimited", rate_limited_message(held_until - self.clock()), transient=True)
@@ -571,8 +571,8 @@ class Observer:
         their status and turn stale on the clock, saying why), so there is no storm of writes or Events."""
         group = request.group
         opened = self.planner.credentials_rejected(request)
-        budget = self.planner.budget(group.account)
-        held_until = budget.held(self.clock()) if budget is not None else None
+        cause = self.planner.hold_cause(group.account)
+        held_until = cause.until if cause is not None else None
         # The rejected target waits a full interval after the hold, so the next probe is another
         # resource's (a 401 that is about one resource only does not starve the others).
         self.planner.failed(request, transient=False)

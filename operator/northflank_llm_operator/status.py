@@ -29,6 +29,7 @@ from .conditions import (
 )
 from .management import Drift, ForProvider, compute_drift
 from .northflank import DeploymentStatus, LLMModelDeployment, NorthflankError, NotFoundError
+from .northflank.contract import TRANSITIONAL_PHASES
 
 UNKNOWN_PHASE = "unknown"
 #: Reasons of failures that happen inside the operator rather than at Northflank.
@@ -71,12 +72,7 @@ _MIRRORED_AT = {"spec": "deploymentSpec", "dns": "dns", "ports": "ports"}
 _BOOKKEEPING_KEYS = ("lastSyncTime", "lastHandledReconcileAt")
 #: Synced=False reason while the paused annotation is set.
 RECONCILE_PAUSED = "ReconcilePaused"
-_TRANSITIONAL = {
-    DeploymentStatus.PENDING,
-    DeploymentStatus.PROVISIONING,
-    DeploymentStatus.STARTING,
-    DeploymentStatus.DELETING,
-}
+_TRANSITIONAL = TRANSITIONAL_PHASES
 
 
 @dataclass(frozen=True)

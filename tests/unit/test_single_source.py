@@ -206,3 +206,16 @@ def test_the_readme_names_every_condition_reason_the_code_can_write() -> None:
     section = (REPO / "README.md").read_text().split("### Conditions", 1)[1].split("\n## ", 1)[0]
     missing = sorted(reason for reason in _reasons_in_code() if f"`{reason}`" not in section)
     assert missing == [], f"the README's Conditions section misses {missing}"
+
+
+def test_northflanks_documented_facts_are_defined_once() -> None:
+    """One set of transitional phases, one hour, one page size (issue 14): the planner, the status
+    mapping, the client and the rate-limit parser all take them from ``northflank/contract.py``."""
+    from northflank_llm_operator import planner, status
+    from northflank_llm_operator.northflank import client, contract, ratelimit
+
+    assert status._TRANSITIONAL is contract.TRANSITIONAL_PHASES
+    assert planner.TRANSITIONAL_PHASES is contract.TRANSITIONAL_PHASES
+    assert {str(phase) for phase in contract.TRANSITIONAL_PHASES} == {"pending", "provisioning", "starting", "deleting"}
+    assert planner.DOCUMENTED_WINDOW_SECONDS == ratelimit.MAX_WAIT_SECONDS == contract.DOCUMENTED_HOUR_SECONDS
+    assert planner.PAGE_SIZE == client.MAX_PAGE_SIZE == contract.PAGE_SIZE

@@ -21,6 +21,7 @@ import pydantic
 
 from northflank_llm_operator import __version__
 
+from .contract import PAGE_SIZE
 from .errors import (
     APIConnectionError,
     APITimeoutError,
@@ -43,7 +44,7 @@ T = TypeVar("T")
 
 USER_AGENT = f"northflank-llm-operator/{__version__}"
 _MAX_ERROR_TEXT = 300
-MAX_PAGE_SIZE = 100
+MAX_PAGE_SIZE = PAGE_SIZE
 DEFAULT_DEADLINE_SECONDS = 30.0
 DEFAULT_MAX_RESPONSE_BYTES = 4 * 1024 * 1024
 

@@ -6,8 +6,10 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from .contract import DOCUMENTED_HOUR_SECONDS
+
 #: Northflank's documented window is one hour; no announced wait is trusted beyond it.
-MAX_WAIT_SECONDS = 3600.0
+MAX_WAIT_SECONDS = DOCUMENTED_HOUR_SECONDS
 
 
 @dataclass(frozen=True)
