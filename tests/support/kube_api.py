@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import atexit
 import ssl
+from functools import partial
 from typing import Any
 
 import httpx
@@ -98,4 +99,4 @@ def wait_established(plane: ControlPlane, *names: str, timeout: float = 60) -> N
     Not `kubectl wait --for=condition=established`: it fails at once ("accessor error: <nil>") when it
     reads a CRD so new that the API server has not written any condition yet (seen in 1 of 6 runs)."""
     for name in names:
-        wait_for(lambda name=name: crd_established(plane, name), timeout=timeout, message=f"CRD {name} Established")
+        wait_for(partial(crd_established, plane, name), timeout=timeout, message=f"CRD {name} Established")
