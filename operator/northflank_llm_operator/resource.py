@@ -7,6 +7,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from .management import ForProvider, Policy
+
 GROUP = "northflank-llm-operator.dev"
 VERSION = "v1alpha1"
 PLURAL = "llmmodeldeployments"
@@ -52,6 +54,12 @@ class LLMModelDeploymentSpec(BaseModel):
     )
     #: The phase in which the deployment counts as Ready; a deliberately paused one is not broken.
     expected_phase: ExpectedPhase = Field(default="running", alias="expectedPhase")
+    #: Unset means [Observe]: only observe (management.Policies reads it). The CRD checks the combination.
+    management_policies: list[Policy] | None = Field(default=None, alias="managementPolicies", min_length=1)
+    #: May this resource update or delete a deployment it did not create? Unset means no.
+    adopt_existing: bool | None = Field(default=None, alias="adoptExisting")
+    #: The desired deployment; drift against it is shown in every mode.
+    for_provider: ForProvider | None = Field(default=None, alias="forProvider")
 
 
 @dataclass(frozen=True, order=True)

@@ -52,6 +52,7 @@ OWNED_KEYS = (
     "nullFields",
     "gpu",
     "url",
+    "drift",
 )
 #: At most this many paths in status.nullFields (a hostile answer could be all nulls).
 MAX_NULL_FIELDS = 100
