@@ -42,6 +42,7 @@ NOT_FOUND = "NotFound"
 ORPHANED = "Orphaned"
 
 Writing = Literal["Creating", "Updating", "Deleting"]
+_WRITING_REASONS = ("Creating", "Updating", "Deleting")
 
 
 class Step(Enum):
@@ -272,8 +273,13 @@ def overlay_status(
     existing = [c for c in status.get("conditions", []) if isinstance(c, Mapping)]
     desired: list[Condition] = []
     for stored in existing:
-        kind = stored.get("type")
-        if kind == MANAGED or (kind == RECONCILING and writing) or (kind == STALLED and stalled):
+        kind, reason = stored.get("type"), stored.get("reason")
+        if kind == MANAGED:
+            continue
+        # Reconciling and Stalled of an earlier write go once it is over; the observation's own stay.
+        if kind == RECONCILING and (writing or reason in _WRITING_REASONS):
+            continue
+        if kind == STALLED and (stalled or reason == UPDATE_NOT_CONVERGING):
             continue
         desired.append(Condition(str(kind), stored.get("status", "Unknown"), str(stored.get("reason", "")),
                                  str(stored.get("message", ""))))  # fmt: skip
