@@ -403,6 +403,37 @@ class Observer:
             handled_refresh=handled,
         )
 
+    # -- management (the reconciler's writes) -------------------------------------------------------
+
+    def write_target(self, key: ResourceKey) -> tuple[GroupKey, str, str] | None:
+        """Where ``key`` writes to and with which token: (group, deployment id, token); None while it is
+        not attached (credentials not read yet, paused, invalid)."""
+        state = self._resources.get(key)
+        attachment = state.attachment if state is not None and not state.paused else None
+        token = self._tokens.get(attachment.group.account) if attachment is not None else None
+        if attachment is None or token is None:
+            return None
+        return attachment.group, attachment.deployment_id, token
+
+    @property
+    def requests_started(self) -> int:
+        """The sequence number of the last request started: only answers to later ones (``Stored.sent``
+        above it) can know of a write that has ended by now."""
+        return self._last_sent
+
+    def confirm(self, key: ResourceKey) -> None:
+        """A write was sent for ``key``: observe its deployment soon (a GET says what became of it)."""
+        state = self._resources.get(key)
+        attachment = state.attachment if state is not None else None
+        if attachment is not None and not state.paused:  # type: ignore[union-attr]
+            self.planner.track(key, attachment.group, attachment.deployment_id, attachment.interval,
+                               urgency=Urgency.REQUESTED)  # fmt: skip
+            self.wake.set()
+
+    def write_answered(self, group: GroupKey, rate_limit: RateLimit | None, *, rejected: bool) -> None:
+        """The rate-limit headers of a write's answer count like any other."""
+        self._record_headers(group, rate_limit, rejected=rejected)
+
     def refresh_answered(self, key: ResourceKey, value: str) -> None:
         """The reconciler wrote ``value`` to lastHandledReconcileAt."""
         state = self._resources.get(key)

@@ -17,15 +17,10 @@ from typing import Any, Literal
 from .conditions import RECONCILING, STALLED, Condition, merge_conditions
 from .management import Drift, ForProvider, Policies, compute_drift, create_body, slug, update_body
 from .northflank.writer import Permissions, WriteAction
-from .resource import GROUP
+from .resource import CREATE_PENDING_ANNOTATION, CREATE_SUCCEEDED_ANNOTATION, DELETE_FINALIZER
 from .status import Event
 
-#: Written (metadata patch, resourceVersion precondition) BEFORE the create is sent (Crossplane's scheme).
-CREATE_PENDING_ANNOTATION = f"{GROUP}/external-create-pending"
-#: Written once a GET confirmed that the deployment exists.
-CREATE_SUCCEEDED_ANNOTATION = f"{GROUP}/external-create-succeeded"
-#: Only while Delete is among the policies, management is enabled and the deployment is owned.
-DELETE_FINALIZER = f"{GROUP}/delete-at-northflank"
+__all__ = ["CREATE_PENDING_ANNOTATION", "CREATE_SUCCEEDED_ANNOTATION", "DELETE_FINALIZER"]
 
 MANAGED = "Managed"
 # Managed reasons (the design's names).

@@ -161,6 +161,7 @@ def test_settings_reach_the_operator_as_environment(render: Any) -> None:
         "NORTHFLANK_API_BASE_URL": "https://nf.example.com",
         "NORTHFLANK_LLM_OPERATOR_POLL_INTERVAL_SECONDS": "120",
         "NORTHFLANK_LLM_OPERATOR_REQUEST_TIMEOUT_SECONDS": "20",
+        "NORTHFLANK_LLM_OPERATOR_ENABLE_MANAGEMENT": "false",
         "NORTHFLANK_LLM_OPERATOR_DEFAULT_TOKEN_NAMESPACES": "platform,ops",
         "NORTHFLANK_LLM_OPERATOR_DEFAULT_TOKEN_DENIED_NAMESPACES": "tenant-a",
         "NORTHFLANK_LLM_OPERATOR_REQUEST_DEADLINE_SECONDS": "45",
@@ -635,7 +636,8 @@ def test_packaged_chart_renders_the_crd_and_leaves_out_sources(helm: Helm, tmp_p
 
 def test_management_is_off_by_default_and_adds_nothing(render: Any) -> None:
     manifests: Manifests = render("default")
-    assert "--enable-management" not in manifests.container()["args"]
+    env = {e["name"]: e.get("value") for e in manifests.container()["env"]}
+    assert env["NORTHFLANK_LLM_OPERATOR_ENABLE_MANAGEMENT"] == "false"
     assert not [r for r in manifests.of_kind("ClusterRole") if r["metadata"]["name"].endswith("-management")]
 
 
@@ -647,7 +649,8 @@ def test_management_passes_the_flag_and_may_patch_metadata_and_read_only_its_crd
 ) -> None:
     assert {b["roleRef"]["name"] for b in render(combination).of_kind(binding)} >= {FULLNAME}
     manifests: Manifests = render(combination)
-    assert "--enable-management" in manifests.container()["args"]
+    env = {e["name"]: e.get("value") for e in manifests.container()["env"]}
+    assert env["NORTHFLANK_LLM_OPERATOR_ENABLE_MANAGEMENT"] == "true"
     operator_roles = [r for r in manifests.of_kind(kind) if r["metadata"]["name"] == FULLNAME]
     assert operator_roles
     for role in operator_roles:

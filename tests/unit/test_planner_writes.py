@@ -33,11 +33,13 @@ def test_writes_spend_the_reserve_and_wait_when_it_is_spent() -> None:
     clock = Clock()
     planner = planner_with(clock, reserve_fraction=0.002)  # a reserve of 2 requests of 1000
     budget = planner.budget("account")
-    assert budget is not None and budget.reserve == 2
+    assert budget is not None
+    assert budget.reserve == 2
     assert planner.admit_write(GROUP, None) is None  # a permissions read: no per-deployment spacing
     assert planner.admit_write(GROUP, "dep-a") is None
     wait = planner.admit_write(GROUP, "dep-b")
-    assert wait is not None and wait >= 1.0
+    assert wait is not None
+    assert wait >= 1.0
     assert budget.urgent_tokens < 1
     clock.now += wait
     assert planner.admit_write(GROUP, "dep-b") is None
@@ -48,7 +50,8 @@ def test_no_write_while_the_account_is_held_by_a_429() -> None:
     planner = planner_with(clock)
     planner.record_headers(GROUP, RateLimit(limit=1000, remaining=0, reset_seconds=120), rejected=True)
     wait = planner.admit_write(GROUP, "dep-a")
-    assert wait is not None and 119 <= wait <= 120
+    assert wait is not None
+    assert 119 <= wait <= 120
     clock.now += 121
     assert planner.admit_write(GROUP, "dep-a") is None
 

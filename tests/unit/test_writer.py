@@ -111,7 +111,9 @@ async def test_permissions_are_read_once_per_token_and_again_after_a_403() -> No
             await writer.update_llm_model_deployment("proj", "m", {"tags": []}, token=TOKEN)
         assert writer.cached_permissions(TOKEN) is None
         await writer.permissions(TOKEN)
-    assert first is again and rate is not None and cached_rate is None
+    assert first is again
+    assert rate is not None
+    assert cached_rate is None
     assert first.missing("Create", "proj") is None
     assert first.missing("Update", "proj") == "Project > AiModels > General > Update"
     assert [r.url.path for r in seen.requests].count("/v1/auth") == 3

@@ -56,7 +56,8 @@ def test_observe_only_never_writes_and_says_nothing_about_management() -> None:
 
 def test_a_create_is_recorded_on_the_resource_before_it_is_sent() -> None:
     first = plan_write(inputs())
-    assert first.step is Step.MARK_CREATE_PENDING and first.writing == "Creating"
+    assert first.step is Step.MARK_CREATE_PENDING
+    assert first.writing == "Creating"
     second = plan_write(inputs(create_pending=True))
     assert second.step is Step.CREATE
     assert second.body == {"name": "my-model", "description": "served by vLLM",
@@ -67,7 +68,8 @@ def test_a_recorded_attempt_and_an_existing_deployment_mean_this_resource_create
     """Crash right after the POST: after the restart the GET finds it, and it is confirmed, not re-created."""
     decision = plan_write(inputs(create_pending=True, seen=RUNNING))
     assert decision.step is Step.MARK_CREATED
-    assert decision.managed is not None and (decision.managed.status, decision.managed.reason) == ("True", "Created")
+    assert decision.managed is not None
+    assert (decision.managed.status, decision.managed.reason) == ("True", "Created")
 
 
 def test_a_409_for_this_resources_create_counts_as_created() -> None:
@@ -85,7 +87,8 @@ def test_the_name_must_slug_to_the_id() -> None:
     named = FOR_PROVIDER.model_copy(update={"name": "Another Model"})
     decision = plan_write(inputs(for_provider=named))
     assert decision.step is Step.NOTHING
-    assert decision.managed is not None and decision.managed.reason == "InvalidName"
+    assert decision.managed is not None
+    assert decision.managed.reason == "InvalidName"
     assert plan_write(inputs(for_provider=FOR_PROVIDER.model_copy(update={"name": "My Model"}))).step is (
         Step.MARK_CREATE_PENDING
     )
@@ -103,7 +106,8 @@ def test_the_name_must_slug_to_the_id() -> None:
 def test_refusals_send_nothing_and_say_why(changes: dict[str, Any], reason: str) -> None:
     decision = plan_write(inputs(**changes))
     assert decision.step is Step.NOTHING
-    assert decision.managed is not None and (decision.managed.status, decision.managed.reason) == ("False", reason)
+    assert decision.managed is not None
+    assert (decision.managed.status, decision.managed.reason) == ("False", reason)
     if reason == "PermissionDenied":
         assert "Project > AiModels > General > Create" in decision.managed.message
 
@@ -111,9 +115,11 @@ def test_refusals_send_nothing_and_say_why(changes: dict[str, Any], reason: str)
 def test_an_existing_deployment_is_not_touched_unless_adopted() -> None:
     stranger = plan_write(inputs(seen=drifted(description="other")))
     assert stranger.step is Step.NOTHING
-    assert stranger.managed is not None and stranger.managed.reason == "NotAdopted"
+    assert stranger.managed is not None
+    assert stranger.managed.reason == "NotAdopted"
     adopted = plan_write(inputs(seen=drifted(description="other"), adopt_existing=True, has_finalizer=True))
-    assert adopted.step is Step.UPDATE and adopted.body == {"description": "served by vLLM"}
+    assert adopted.step is Step.UPDATE
+    assert adopted.body == {"description": "served by vLLM"}
 
 
 def test_the_finalizer_comes_first_and_only_with_delete() -> None:
@@ -132,8 +138,10 @@ def test_drift_is_updated_once_per_generation() -> None:
     update = plan_write(inputs(**owned))
     assert (update.step, update.writing, update.body) == (Step.UPDATE, "Updating", {"description": "served by vLLM"})
     again = plan_write(inputs(**owned, updated_generation=1))
-    assert again.step is Step.NOTHING and again.stalled
-    assert again.managed is not None and "description" in again.managed.message
+    assert again.step is Step.NOTHING
+    assert again.stalled
+    assert again.managed is not None
+    assert "description" in again.managed.message
     assert plan_write(inputs(**owned, updated_generation=1, generation=2)).step is Step.UPDATE
     refreshed = inputs(**owned, updated_generation=1, refresh="now", update_requested_at="before")
     assert plan_write(refreshed).step is Step.UPDATE
@@ -160,12 +168,15 @@ def test_delete_goes_through_the_finalizer_and_waits_for_404() -> None:
     assert plan_write(inputs(**deleting, seen=RUNNING, awaiting="Deleting")).step is Step.NOTHING
     assert plan_write(inputs(**deleting, seen=ABSENT)).step is Step.RELEASE_FINALIZER
     denied = plan_write(inputs(**deleting, seen=RUNNING, permissions=Permissions(frozenset())))
-    assert denied.step is Step.NOTHING and denied.managed is not None and denied.managed.reason == "PermissionDenied"
+    assert denied.step is Step.NOTHING
+    assert denied.managed is not None
+    assert denied.managed.reason == "PermissionDenied"
 
 
 @pytest.mark.parametrize("changes", [{"enabled": False}, {"crd_deleting": True}])
 def test_never_deleted_when_switched_off_or_the_crd_goes(changes: dict[str, Any]) -> None:
-    decision = plan_write(inputs(being_deleted=True, has_finalizer=True, create_succeeded=True, seen=RUNNING, **changes))
+    owned = {"being_deleted": True, "has_finalizer": True, "create_succeeded": True}
+    decision = plan_write(inputs(**owned, seen=RUNNING, **changes))
     assert decision.step is Step.RELEASE_FINALIZER
     assert [e.reason for e in decision.events] == ["Orphaned"]
 
@@ -180,7 +191,8 @@ def test_without_delete_or_ownership_the_finalizer_is_released_without_deleting(
 def test_a_write_error_shows_as_write_failed_until_a_write_succeeds() -> None:
     decision = plan_write(inputs(create_pending=True, write_error="POST ... answered HTTP 400: bad"))
     assert decision.step is Step.CREATE
-    assert decision.managed is not None and decision.managed.reason == "WriteFailed"
+    assert decision.managed is not None
+    assert decision.managed.reason == "WriteFailed"
 
 
 def test_the_overlay_adds_managed_and_reconciling_and_keeps_the_rest() -> None:
@@ -198,6 +210,7 @@ def test_the_overlay_adds_managed_and_reconciling_and_keeps_the_rest() -> None:
     types = [(c["type"], c["reason"]) for c in new["conditions"]]
     assert types == [("Ready", "Running"), ("Reconciling", "Updating"), ("Managed", "Created")]
     assert new["conditions"][0] == status["conditions"][0]
-    assert new["management"] == {"updatedGeneration": 2} and new["phase"] == "running"
+    assert new["management"] == {"updatedGeneration": 2}
+    assert new["phase"] == "running"
     kept = overlay_status(new, managed=None, writing=None, stalled=False, management=None, generation=2, now=now)
     assert [c["type"] for c in kept["conditions"]] == ["Ready", "Managed"]  # the write is over
