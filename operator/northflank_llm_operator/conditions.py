@@ -13,12 +13,16 @@ READY = "Ready"
 SYNCED = "Synced"
 RECONCILING = "Reconciling"
 STALLED = "Stalled"
+#: Only with spec.forProvider: whether the deployment matches it.
+UP_TO_DATE = "UpToDate"
+#: Only with write policies (issue 17).
+MANAGED = "Managed"
 
 #: metav1.Condition allows 32768 characters; messages are cut well before that.
 MAX_MESSAGE_CHARS = 4096
 
 # Order in which conditions are written, so an unchanged set compares equal to what is stored.
-_ORDER = (READY, SYNCED, RECONCILING, STALLED)
+_ORDER = (READY, SYNCED, RECONCILING, STALLED, UP_TO_DATE, MANAGED)
 
 
 @dataclass(frozen=True)

@@ -221,10 +221,11 @@ _PORT_KEYS = ("name", "internalPort", "protocol", "public", "disableNfDomain")
 
 
 def _compare(path: str, desired: Any, observed: Any, drift: list[Drift]) -> None:
-    """Recurse into objects the manifest sets; anything else is compared whole."""
-    if isinstance(desired, Mapping) and isinstance(observed, Mapping):
+    """Recurse into objects the manifest sets (an absent object reports its leaves); anything else is
+    compared whole."""
+    if isinstance(desired, Mapping) and (observed is None or isinstance(observed, Mapping)):
         for key, value in desired.items():
-            _compare(f"{path}.{key}", value, observed.get(key), drift)
+            _compare(f"{path}.{key}", value, (observed or {}).get(key), drift)
     elif not _same(desired, observed):
         drift.append(Drift(path, desired, observed))
 

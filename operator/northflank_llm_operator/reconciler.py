@@ -20,6 +20,7 @@ from typing import Any, Protocol
 import pydantic
 
 from .kube import ResourceGoneError, StatusConflictError, StatusRejectedError
+from .management import ForProvider
 from .manager import Manager, MetadataConflict, MetadataWriter
 from .northflank.client import summarize_validation_error
 from .northflank.writer import NorthflankWriter
@@ -181,10 +182,11 @@ class Reconciler:
         )
 
     def _map(self, resource: TrackedResource, outcome: Outcome, timing: Timing, handled: str | None) -> StatusUpdate:
-        expected = _expected_phase(resource)
+        expected, for_provider = _expected_phase(resource), _for_provider(resource)
         try:
             update = compute_status(resource.status, outcome, generation=resource.generation, timing=timing,
-                                    expected_phase=expected, handled_reconcile_at=handled)  # fmt: skip
+                                    expected_phase=expected, handled_reconcile_at=handled,
+                                    for_provider=for_provider)  # fmt: skip
             return self.manager.with_management(resource, update, timing.now)
         except Exception:
             # A bug, or an answer too hostile to map (RecursionError on deep JSON, ...): say so.
@@ -192,7 +194,8 @@ class Reconciler:
         failure = Failure(INTERNAL_ERROR, "The operator failed to map Northflank's answer; see its log.", True)
         try:
             return compute_status(resource.status, failure, generation=resource.generation, timing=timing,
-                                  expected_phase=expected, handled_reconcile_at=handled)  # fmt: skip
+                                  expected_phase=expected, handled_reconcile_at=handled,
+                                  for_provider=for_provider)  # fmt: skip
         except Exception:
             return fallback_status(resource.status, failure, generation=resource.generation, timing=timing)
 
@@ -270,3 +273,15 @@ def _expected_phase(resource: TrackedResource) -> str:
     # The spec was validated before it was observed; an older or odd value means the default.
     expected = resource.spec.get("expectedPhase")
     return expected if expected in ("running", "paused") else "running"
+
+
+def _for_provider(resource: TrackedResource) -> ForProvider | None:
+    raw = resource.spec.get("forProvider")
+    if raw is None:
+        return None
+    try:
+        return ForProvider.model_validate(raw)
+    except pydantic.ValidationError:
+        # The CRD types forProvider; only an object stored under an older schema gets here: no drift
+        # is shown rather than a wrong one.
+        return None

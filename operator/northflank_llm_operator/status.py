@@ -7,6 +7,7 @@ changed, so the writer can skip the Kubernetes write.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections.abc import Mapping
@@ -20,11 +21,13 @@ from .conditions import (
     RECONCILING,
     STALLED,
     SYNCED,
+    UP_TO_DATE,
     Condition,
     find,
     format_time,
     merge_conditions,
 )
+from .management import Drift, ForProvider, compute_drift
 from .northflank import DeploymentStatus, LLMModelDeployment, NorthflankError, NotFoundError
 
 UNKNOWN_PHASE = "unknown"
@@ -54,6 +57,12 @@ OWNED_KEYS = (
     "url",
     "drift",
 )
+#: status.drift holds at most this many differences, each value as JSON cut to this many characters.
+MAX_DRIFT_ITEMS = 20
+MAX_DRIFT_VALUE_CHARS = 256
+MAX_DRIFT_PATH_CHARS = 1024
+#: UpToDate's message names this many paths, then "and N more".
+_DRIFT_PATHS_NAMED = 3
 #: At most this many paths in status.nullFields (a hostile answer could be all nulls).
 MAX_NULL_FIELDS = 100
 #: Where each top-level field of Northflank's answer is mirrored in status.
@@ -161,17 +170,21 @@ def compute_status(
     timing: Timing,
     expected_phase: str = DeploymentStatus.RUNNING.value,
     handled_reconcile_at: str | None = None,
+    for_provider: ForProvider | None = None,
 ) -> StatusUpdate:
     """The status to write after ``outcome``, whether it differs from ``current``, and the events.
 
     ``expected_phase`` is the phase that counts as Ready (spec.expectedPhase); ``handled_reconcile_at``
     the reconcile-requested-at value this outcome answers, recorded in status.lastHandledReconcileAt.
+    ``for_provider`` (spec.forProvider) adds status.drift and the UpToDate condition; without it the
+    status is exactly what it was before management existed.
     """
     current_owned = {key: current[key] for key in OWNED_KEYS if key in current}
     if isinstance(outcome, Observation):
-        new = _observed_status(current_owned, outcome, generation=generation, timing=timing, expected=expected_phase)
+        new = _observed_status(current_owned, outcome, generation=generation, timing=timing, expected=expected_phase,
+                               for_provider=for_provider)  # fmt: skip
     else:
-        new = _failed_status(current_owned, outcome, generation=generation, timing=timing)
+        new = _failed_status(current_owned, outcome, generation=generation, timing=timing, for_provider=for_provider)
     if handled_reconcile_at is not None:
         new["lastHandledReconcileAt"] = handled_reconcile_at
     patch = merge_patch(current_owned, new)
@@ -184,7 +197,13 @@ def phase_of(deployment: LLMModelDeployment) -> str:
 
 
 def _observed_status(
-    current: Mapping[str, Any], observation: Observation, *, generation: int, timing: Timing, expected: str
+    current: Mapping[str, Any],
+    observation: Observation,
+    *,
+    generation: int,
+    timing: Timing,
+    expected: str,
+    for_provider: ForProvider | None,
 ) -> dict[str, Any]:
     deployment = observation.deployment
     omitted: list[str] = []
@@ -228,6 +247,10 @@ def _observed_status(
         )
     if known is DeploymentStatus.CRASHED:
         conditions.append(Condition(STALLED, "True", "Crashed", "Northflank reports the deployment as crashed."))
+    if for_provider is not None:
+        drift = compute_drift(for_provider, observation.raw)
+        new["drift"] = drift_status(drift)
+        conditions.append(up_to_date(drift))
     new["conditions"] = merge_conditions(
         current.get("conditions", []), conditions, generation=generation, now=timing.now
     )
@@ -328,7 +351,44 @@ def _sync_time(current: Mapping[str, Any], new: Mapping[str, Any], timing: Timin
     return format_time(timing.now)
 
 
-def _failed_status(current: Mapping[str, Any], failure: Failure, *, generation: int, timing: Timing) -> dict[str, Any]:
+def drift_status(drift: list[Drift]) -> list[dict[str, str]]:
+    """status.drift: the first differences, values as compact JSON (null: absent at that side)."""
+    return [
+        {
+            "path": d.path[:MAX_DRIFT_PATH_CHARS],
+            "desired": _compact_json(d.desired),
+            "observed": _compact_json(d.observed),
+        }
+        for d in drift[:MAX_DRIFT_ITEMS]
+    ]
+
+
+def _compact_json(value: Any) -> str:
+    try:
+        text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    except (ValueError, TypeError, RecursionError):
+        text = "(not representable as JSON)"  # a hostile answer: too deep, or NaN
+    return text[:MAX_DRIFT_VALUE_CHARS]
+
+
+def up_to_date(drift: list[Drift]) -> Condition:
+    """UpToDate after a successful observation: drift is information, not a failure."""
+    if not drift:
+        return Condition(UP_TO_DATE, "True", "UpToDate", "The deployment matches spec.forProvider.")
+    named = ", ".join(d.path for d in drift[:_DRIFT_PATHS_NAMED])
+    more = f" and {len(drift) - _DRIFT_PATHS_NAMED} more" if len(drift) > _DRIFT_PATHS_NAMED else ""
+    return Condition(
+        UP_TO_DATE, "False", "Drifted", f"The deployment differs from spec.forProvider at {named}{more} (status.drift)."
+    )
+
+
+def _not_observed(message: str) -> Condition:
+    return Condition(UP_TO_DATE, "Unknown", "NotObserved", message)
+
+
+def _failed_status(
+    current: Mapping[str, Any], failure: Failure, *, generation: int, timing: Timing, for_provider: ForProvider | None
+) -> dict[str, Any]:
     # Everything observed before stays: an error is news about the poll, not about the deployment.
     new = dict(current)
     new.setdefault("phase", UNKNOWN_PHASE)
@@ -349,6 +409,19 @@ def _failed_status(current: Mapping[str, Any], failure: Failure, *, generation: 
                 conditions.append(_as_condition(previous))
     else:
         conditions.append(Condition(STALLED, "True", failure.reason, failure.message))
+    if for_provider is None:
+        new.pop("drift", None)
+    elif failure.not_found:
+        new.pop("drift", None)
+        conditions.append(_not_observed("The deployment does not exist at Northflank: nothing to compare."))
+    else:
+        # The last comparison stays with the last observation it was made on.
+        previous = find(existing, UP_TO_DATE)
+        conditions.append(
+            _as_condition(previous)
+            if previous is not None and "drift" in current
+            else _not_observed(f"Not observed yet: {failure.message}")
+        )
     new["conditions"] = merge_conditions(existing, conditions, generation=generation, now=timing.now)
     return new
 

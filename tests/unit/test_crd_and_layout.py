@@ -108,7 +108,6 @@ def test_printer_columns(crd: dict[str, Any]) -> None:
         ("Expected", 1),
         ("Interval(s)", 1),
         ("Message", 1),
-        ("UpToDate", 1),
     ]
 
 
