@@ -131,7 +131,9 @@ class Manager:
             state.awaiting = None  # observed after the write: decisions may use observations again
         target = self.observer.write_target(resource.key)
         permissions, wait = await self._permissions(target, state) if policies.writes else (None, None)
-        decision = plan_write(await self._inputs(resource, spec, policies, state, stored, permissions))
+        inputs = await self._inputs(resource, spec, policies, state, stored, permissions)
+        decision = plan_write(inputs)
+        logger.debug("%s: management step %s (observed: %s)", resource.key, decision.step.value, inputs.seen.state)
         management: dict[str, Any] = {}
         again = await self._execute(resource, decision, target, state, management)
         state.writing, state.stalled = decision.writing, decision.stalled
