@@ -11,7 +11,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
@@ -57,13 +57,17 @@ class Policies:
         return self.creates or self.updates or self.deletes
 
 
+#: Counts and sizes: whole numbers (the clients type them as number; the API documents integers).
+Count = Annotated[int, Field(ge=0)]
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True, alias_generator=to_camel)
 
 
 class GpuConfiguration(_Model):
     gpu_type: str | None = None
-    gpu_count: int | None = None
+    gpu_count: Count | None = None
     timesliced: bool | None = None
 
 
@@ -76,8 +80,8 @@ class Storage(_Model):
     access_mode: Literal["ReadWriteMany"] | None = None
     storage_class: str | None = None
     #: Megabytes.
-    storage_size: int
-    shm_size: int | None = None
+    storage_size: Count
+    shm_size: Count | None = None
 
 
 class NodeConfiguration(_Model):
@@ -86,24 +90,24 @@ class NodeConfiguration(_Model):
 
 
 class ParallelismConfig(_Model):
-    tensor_parallelism: int | None = None
-    pipeline_parallelism: int | None = None
-    expert_parallelism: int | None = None
+    tensor_parallelism: Count | None = None
+    pipeline_parallelism: Count | None = None
+    expert_parallelism: Count | None = None
 
 
 class SequenceLengthConfig(_Model):
-    max_model_length: int | Literal["auto"] | None = None
-    max_input_length: int | None = None
-    max_output_length: int | None = None
+    max_model_length: Count | Literal["auto"] | None = None
+    max_input_length: Count | None = None
+    max_output_length: Count | None = None
 
 
 class BatchingConfig(_Model):
-    max_num_seqs: int | None = None
-    max_num_batched_tokens: int | None = None
+    max_num_seqs: Count | None = None
+    max_num_batched_tokens: Count | None = None
 
 
 class WorkerConfig(_Model):
-    replicas: int | None = None
+    replicas: Count | None = None
     parallelism_config: ParallelismConfig | None = None
     sequence_length_config: SequenceLengthConfig | None = None
     batching_config: BatchingConfig | None = None
@@ -138,7 +142,7 @@ class DeploymentSpec(_Model):
 
 class Port(_Model):
     name: str = Field(min_length=1)
-    internal_port: int
+    internal_port: int = Field(ge=1, le=65535)
     protocol: Literal["HTTP", "HTTP/2", "TCP", "UDP"]
     public: bool | None = None
     domains: list[str] | None = None
@@ -148,7 +152,7 @@ class Port(_Model):
 class ForProvider(_Model):
     """spec.forProvider: the desired deployment. Only the fields set here are owned and compared."""
 
-    name: str | None = Field(default=None, min_length=1)
+    name: str | None = Field(default=None, min_length=1, max_length=200)
     description: str | None = None
     tags: list[str] | None = None
     ports: list[Port] | None = None

@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 
 from northflank_llm_operator.management import Drift, ForProvider, compute_drift, create_body, update_body
 from tests.contract.conftest import load_schema
-from tests.support.for_provider import for_provider_manifests
+from tests.support.for_provider import crd_for_provider_schema, for_provider_manifests
 
 CREATE = load_schema("strict.CreateLlmModelDeploymentRequest")
 UPDATE = load_schema("strict.UpdateLlmModelDeploymentRequest")
@@ -31,3 +31,17 @@ def test_update_bodies_are_valid_update_requests(manifest: dict[str, Any]) -> No
     body = update_body(desired, everything)
     jsonschema.validate(body, UPDATE)
     jsonschema.validate(update_body(desired, compute_drift(desired, {})), UPDATE)
+
+
+def _paths(schema: dict[str, Any], path: str = "") -> set[str]:
+    found = {path}
+    for name, child in schema.get("properties", {}).items():
+        found |= _paths(child, f"{path}.{name}")
+    if "items" in schema:
+        found |= _paths(schema["items"], f"{path}[]")
+    return found
+
+
+def test_for_provider_has_every_field_of_the_create_request_and_no_other() -> None:
+    """A field the clients add (make regenerate-contract) must reach the CRD and the model too."""
+    assert _paths(crd_for_provider_schema()) == _paths(CREATE)

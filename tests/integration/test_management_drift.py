@@ -10,7 +10,6 @@ from typing import Any
 import pytest
 
 from northflank_api_simulator.control import SimulatorControl
-from northflank_api_simulator.defaults import default_spec
 from tests.controlplane.controlplane import ControlPlane
 from tests.simulator.fixtures import RunningSimulator, open_account
 from tests.support.cluster import PROJECT, Cluster
@@ -114,3 +113,54 @@ def test_the_api_server_accepts_sensible_specs(
 ) -> None:
     accepted, stderr = _server_dry_run(control_plane, _manifest(namespace, "good", **spec))
     assert accepted, stderr
+
+
+def _for_provider_of(served: dict[str, Any]) -> dict[str, Any]:
+    """What ``import --manage`` would declare for a served deployment: its description, ports and whole
+    configuration, as the create request spells them (the CRD's typed schema accepts it as served)."""
+    configuration = served["spec"]["configuration"]
+    ports = [{k: p[k] for k in ("name", "internalPort", "protocol", "public") if k in p} for p in served["ports"]]
+    return {"description": served["description"], "ports": ports, "spec": {"configuration": configuration}}
+
+
+def test_observe_mode_shows_drift_made_in_the_ui_and_writes_nothing(cluster: Cluster, nf: SimulatorControl) -> None:
+    served = nf.put_deployment(PROJECT, "drifty", status="running", description="as declared")
+    nf.put_deployment(PROJECT, "plain", status="running")
+    cluster.apply("drifty", "drifty", forProvider=_for_provider_of(served))
+    cluster.apply("plain", "plain")
+
+    matching = cluster.wait_condition("drifty", "UpToDate", "True", "UpToDate")
+    assert matching["drift"] == []
+
+    # Someone changes the deployment in Northflank's UI.
+    nf.ui_update(PROJECT, "drifty", description="changed in the UI", spec={"configuration": {"revision": "ui-rev"}})
+    drifted = cluster.wait_condition("drifty", "UpToDate", "False", "Drifted")
+    paths = {d["path"]: d for d in drifted["drift"]}
+    assert paths["description"] == {
+        "path": "description",
+        "desired": '"as declared"',
+        "observed": '"changed in the UI"',
+    }
+    assert paths["spec.configuration.revision"] == {
+        "path": "spec.configuration.revision",
+        "desired": '"main"',
+        "observed": '"ui-rev"',
+    }
+    assert len(paths) == 2, drifted["drift"]
+    # Drift is information in Observe mode: the deployment is still Ready once it runs again.
+    cluster.wait_condition("drifty", "Ready", "True", "Running")
+
+    # The UI puts it back: up to date again.
+    nf.ui_update(PROJECT, "drifty", description="as declared", spec={"configuration": served["spec"]["configuration"]})
+    back = cluster.wait_condition("drifty", "UpToDate", "True", "UpToDate")
+    assert back["drift"] == []
+
+    # Without forProvider: neither drift nor UpToDate, as before management existed.
+    plain = cluster.wait_condition("plain", "Ready", "True", "Running")
+    assert "drift" not in plain
+    assert "UpToDate" not in {c["type"] for c in plain["conditions"]}
+
+    stats = nf.stats()
+    assert sum(row["count"] for row in stats if row["route"] in ("get", "list")) > 0, stats
+    assert [row for row in stats if row["route"] in ("create", "update", "delete")] == []
+    assert [r for r in nf.requests() if r["method"] in ("POST", "DELETE", "PUT", "PATCH")] == []

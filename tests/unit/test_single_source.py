@@ -67,7 +67,11 @@ BOUNDS_DIFFER = {
 def _unwrap(schema: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
     """A pydantic property schema without Optional's anyOf and with $refs resolved."""
     if "anyOf" in schema:
-        (schema,) = [s for s in schema["anyOf"] if s.get("type") != "null"] or [schema]
+        branches = [s for s in schema["anyOf"] if s.get("type") != "null"] or [schema]
+        if len(branches) > 1:
+            # int | Literal["auto"]: the CRD's x-kubernetes-int-or-string, which has no type either.
+            return {"anyOf": branches}
+        (schema,) = branches
     if "$ref" in schema:
         schema = defs[schema["$ref"].rsplit("/", 1)[1]]
     return schema
@@ -89,6 +93,8 @@ def _compare_objects(crd: dict[str, Any], model: dict[str, Any], defs: dict[str,
                 problems.append(f"{where}: {key} is {left.get(key)!r} in the CRD, {right.get(key)!r} in the model")
         if left.get("type") == "object":
             problems.extend(_compare_objects(left, right, defs, where))
+        if left.get("type") == "array" and left["items"].get("type") == "object":
+            problems.extend(_compare_objects(left["items"], _unwrap(right["items"], defs), defs, f"{where}[]"))
     if sorted(crd.get("required", [])) != sorted(model.get("required", [])):
         problems.append(f"{path}: required {crd.get('required')} in the CRD, {model.get('required')} in the model")
     return problems

@@ -9,8 +9,8 @@ from typing import Any
 from northflank_llm_operator.conditions import find
 from northflank_llm_operator.management import ForProvider
 from northflank_llm_operator.northflank import LLMModelDeployment
-from northflank_llm_operator.registry import TrackedResource
 from northflank_llm_operator.reconciler import _for_provider
+from northflank_llm_operator.registry import TrackedResource
 from northflank_llm_operator.resource import ResourceKey
 from northflank_llm_operator.status import PAUSED, Failure, Observation, Timing, compute_status
 from tests.unit.payloads import full_deployment
