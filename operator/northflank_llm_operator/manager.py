@@ -37,6 +37,7 @@ from .writes import (
     ABSENT,
     MANAGED,
     UNKNOWN,
+    UPDATE_NOT_CONVERGING,
     Seen,
     Step,
     WriteDecision,
@@ -102,14 +103,22 @@ class Manager:
 
     def with_management(self, resource: TrackedResource, update: StatusUpdate, now: datetime) -> StatusUpdate:
         """A managed resource's mapped status keeps its Managed condition (and a write's Reconciling)."""
-        state = self._writes.get(resource.key)
-        if state is None or state.uid != resource.uid:
+        if not _manages(resource):
             return update  # observing only: exactly today's status
         stored = find(resource.status.get("conditions", []), MANAGED)
-        new = overlay_status(update.status, managed=_condition(stored) if stored is not None else None,
-                             writing=state.writing, stalled=state.stalled,
-                             management=resource.status.get("management"), generation=resource.generation,
-                             now=now)  # fmt: skip
+        state = self._writes.get(resource.key)
+        if state is not None and state.uid == resource.uid:
+            writing, stalled = state.writing, state.stalled
+        else:
+            # Not decided yet by this process (it just started): keep what the status says.
+            writing, stalled = None, stored is not None and stored.get("reason") == UPDATE_NOT_CONVERGING
+        mapped = dict(update.status)
+        if stored is not None:
+            # The mapping rebuilt the conditions without Managed: hand it back, with its transition time.
+            mapped["conditions"] = [*mapped.get("conditions", []), dict(stored)]
+        new = overlay_status(mapped, managed=_condition(stored) if stored is not None else None,
+                             writing=writing, stalled=stalled, management=resource.status.get("management"),
+                             generation=resource.generation, now=now)  # fmt: skip
         old = {k: resource.status[k] for k in (*OWNED_KEYS, "management") if k in resource.status}
         return StatusUpdate(new, merge_patch(old, new), update.events)
 
@@ -311,6 +320,16 @@ _REQUESTS = {
     Step.UPDATE: "The update request (POST)",
     Step.DELETE: "The delete request (DELETE)",
 }
+
+
+def _manages(resource: TrackedResource) -> bool:
+    """Whether the resource asks for writes (or still carries the finalizer of an earlier spec that did)."""
+    if DELETE_FINALIZER in resource.finalizers:
+        return True
+    try:
+        return Policies.from_spec(resource.spec.get("managementPolicies")).writes
+    except (ValueError, TypeError):
+        return False
 
 
 def _seen(outcome: Outcome | None) -> Seen:

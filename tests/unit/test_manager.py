@@ -8,6 +8,7 @@ from typing import Any, cast
 from northflank_llm_operator.manager import Manager
 from northflank_llm_operator.registry import Registry
 from northflank_llm_operator.resource import LLMModelDeploymentSpec, ResourceKey
+from northflank_llm_operator.status import StatusUpdate
 
 
 def body(namespace: str, name: str, created: str, policies: list[str] | None, *, deployment: str = "dep",
@@ -46,3 +47,25 @@ def test_the_second_writer_of_a_deployment_is_in_conflict_with_the_first() -> No
     assert conflict(manager, registry, ResourceKey("a", "second")) == "b/first"
     assert conflict(manager, registry, ResourceKey("a", "tie")) == "b/first"
     assert conflict(manager, registry, ResourceKey("c", "elsewhere")) is None
+
+
+def test_a_restarted_operator_keeps_the_managed_condition_through_the_first_mapping() -> None:
+    """The first status mapped after a start comes before the first decision: Managed must not flap."""
+    registry = Registry()
+    managed = {"type": "Managed", "status": "True", "reason": "Created", "message": "m", "observedGeneration": 1,
+               "lastTransitionTime": "2026-01-01T00:00:00Z"}  # fmt: skip
+    resource_body = body("a", "m", "2026-01-01T00:00:00Z", ["*"])
+    resource_body["status"] = {"phase": "running", "conditions": [managed]}
+    registry.observe("ADDED", resource_body)
+    resource = registry.get(ResourceKey("a", "m"))
+    assert resource is not None
+    ready = {"type": "Ready", "status": "True", "reason": "Running", "message": "r", "observedGeneration": 1,
+             "lastTransitionTime": "2026-01-01T00:00:00Z"}  # fmt: skip
+    mapped = StatusUpdate({"phase": "running", "conditions": [ready]}, {"conditions": [ready]})
+    kept = manager_over(registry).with_management(resource, mapped, datetime(2026, 2, 1, tzinfo=UTC))
+    assert [c for c in kept.status["conditions"] if c["type"] == "Managed"] == [managed]
+    observing = body("a", "o", "2026-01-01T00:00:00Z", None)
+    registry.observe("ADDED", observing)
+    plain = registry.get(ResourceKey("a", "o"))
+    assert plain is not None
+    assert manager_over(registry).with_management(plain, mapped, datetime(2026, 2, 1, tzinfo=UTC)) is mapped
