@@ -111,6 +111,9 @@ class _ResourceState:
     last_success: datetime | None = None
     #: The Secret this resource waits to be read before it can be attached.
     waiting_for: SecretId | None = None
+    #: Management: a write ended when this request number was the last sent; an answer to a later one
+    #: is wanted soon (an answer to an earlier one asks again at once).
+    confirm_after: int | None = None
 
 
 @dataclass(frozen=True)
@@ -425,7 +428,8 @@ class Observer:
         """A write was sent for ``key``: observe its deployment soon (a GET says what became of it)."""
         state = self._resources.get(key)
         attachment = state.attachment if state is not None else None
-        if attachment is not None and not state.paused:  # type: ignore[union-attr]
+        if state is not None and attachment is not None and not state.paused:
+            state.confirm_after = self._last_sent
             self.planner.track(key, attachment.group, attachment.deployment_id, attachment.interval,
                                urgency=Urgency.REQUESTED)  # fmt: skip
             self.wake.set()
@@ -658,6 +662,12 @@ class Observer:
                     # Asked before the refresh request: ask again for the observation the refresh wants.
                     attachment = state.attachment
                     self.planner.track(key, group, deployment_id, attachment.interval, urgency=Urgency.REQUESTED)
+                elif state.confirm_after is not None and state.confirm_after >= sent:
+                    # Asked before a write ended (it cannot know of it): the confirming GET is still wanted.
+                    self.planner.track(key, group, deployment_id, state.attachment.interval,
+                                       urgency=Urgency.REQUESTED)  # fmt: skip
+                elif state.confirm_after is not None:
+                    state.confirm_after = None
                 self.notify(key)
 
     def _shown(self, group: GroupKey, deployment_id: str, target: _TargetState, outcome: Outcome) -> bool:
