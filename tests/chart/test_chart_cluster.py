@@ -623,3 +623,24 @@ def test_operator_syncs_end_to_end_with_only_the_charts_service_account(
     # ... and never wrote the API token anywhere it can be read back.
     assert api_token not in log
     assert base64.b64encode(api_token.encode()).decode() not in log
+
+
+def test_management_may_patch_the_resources_and_read_only_its_own_crd(
+    control_plane: ControlPlane, namespace: str, releases: Releases, crd_installed: object
+) -> None:
+    plane = control_plane
+    elsewhere = _create_namespace(plane, "elsewhere")
+    release = _release_name()
+    releases.install(release, namespace, {"crds": {"enabled": False}, "management": {"enabled": True}})
+    sa = _service_account(release, namespace)
+    # Metadata (the create markers, the finalizer) is written with a merge patch; nothing else widens.
+    _assert_access(plane, sa, [
+        ("patch", CR, elsewhere, True),
+        ("update", CR, elsewhere, False),
+        ("delete", CR, elsewhere, False),
+        ("create", CR, elsewhere, False),
+        ("list", "customresourcedefinitions.apiextensions.k8s.io", None, False),
+    ])  # fmt: skip
+    crds = "customresourcedefinitions.apiextensions.k8s.io"
+    assert can_i(plane, sa, "get", f"{crds}/llmmodeldeployments.northflank-llm-operator.dev", None)
+    assert not can_i(plane, sa, "get", f"{crds}/leases.coordination.k8s.io", None)
