@@ -274,7 +274,8 @@ def overlay_status(
         # Reconciling and Stalled of an earlier write go once it is over; the observation's own stay.
         if kind == RECONCILING and (writing or reason in _WRITING_REASONS):
             continue
-        if kind == STALLED and (stalled or reason == UPDATE_NOT_CONVERGING):
+        # A write in progress is not stalled (a 404 before a create, for one): kstatus would call it Failed.
+        if kind == STALLED and (stalled or writing or reason == UPDATE_NOT_CONVERGING):
             continue
         desired.append(Condition(str(kind), stored.get("status", "Unknown"), str(stored.get("reason", "")),
                                  str(stored.get("message", ""))))  # fmt: skip

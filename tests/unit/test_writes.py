@@ -214,3 +214,15 @@ def test_the_overlay_adds_managed_and_reconciling_and_keeps_the_rest() -> None:
     assert new["phase"] == "running"
     kept = overlay_status(new, managed=None, writing=None, stalled=False, management=None, generation=2, now=now)
     assert [c["type"] for c in kept["conditions"]] == ["Ready", "Managed"]  # the write is over
+
+
+def test_a_write_in_progress_is_not_stalled() -> None:
+    """Before a create the GET says 404, which the mapping calls Stalled: not while the create is under way."""
+    status = {"conditions": [{"type": "Stalled", "status": "True", "reason": "NotFound", "message": "m",
+                              "observedGeneration": 1, "lastTransitionTime": "2026-01-01T00:00:00Z"}]}  # fmt: skip
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    creating = overlay_status(status, managed=None, writing="Creating", stalled=False, management=None,
+                              generation=1, now=now)  # fmt: skip
+    assert [c["type"] for c in creating["conditions"]] == ["Reconciling"]
+    refused = overlay_status(status, managed=None, writing=None, stalled=False, management=None, generation=1, now=now)
+    assert [c["reason"] for c in refused["conditions"]] == ["NotFound"]
