@@ -55,6 +55,7 @@ from northflank_api_simulator.pagination import (
 from northflank_api_simulator.state import (
     DeploymentDeletingError,
     DeploymentExistsError,
+    HeldRequest,
     Project,
     SimulatorState,
     TokenRecord,
@@ -106,6 +107,14 @@ async def _serve_v1(request: web.Request, handler: Handler, state: SimulatorStat
     )
     if fault is not None and fault.spec.latency_seconds > 0:
         await asyncio.sleep(fault.spec.latency_seconds)
+    if fault is not None and fault.spec.hold == "request" and await _hold(request, state, fault.id, "request"):
+        # The client hung up while its request was held: it is never processed (a crash before sending).
+        dropped = web.Response(status=499)
+        state.record_request(method=request.method, path=request.path, query=dict(request.query),
+                             token_known=record is not None, status=499, fault_id=fault.id,
+                             token_id=record.auth_id if record is not None else None,
+                             route=_route_kind(request))  # fmt: skip
+        return dropped
     if fault is not None and fault.spec.status is not None:
         charge_to = token if record is not None and fault.spec.count_against_rate_limit else None
         canned = _fault_response(state, fault.spec, fault.spec.status, charge_to)
@@ -116,6 +125,8 @@ async def _serve_v1(request: web.Request, handler: Handler, state: SimulatorStat
         response = await _answer(request, handler, state, token, record)
         if fault is not None and fault.spec.streamed and isinstance(response, web.Response):
             response = await _stream_fault_body(request, fault.spec, response)  # a slow project
+        if fault is not None and fault.spec.hold == "answer":
+            await _hold(request, state, fault.id, "answer")  # processed: the answer waits (a crash after sending)
     state.record_request(
         method=request.method,
         path=request.path,
@@ -128,6 +139,16 @@ async def _serve_v1(request: web.Request, handler: Handler, state: SimulatorStat
         token=token if record is not None else None,
     )
     return response
+
+
+async def _hold(request: web.Request, state: SimulatorState, fault_id: str, stage: str) -> bool:
+    """Hold ``request`` until its fault is released; True when the client hung up meanwhile."""
+
+    def client_gone() -> bool:
+        transport = request.transport
+        return transport is None or transport.is_closing()
+
+    return await state.faults.hold(fault_id, HeldRequest(fault_id, request.method, request.path, stage), client_gone)
 
 
 _WRITE_KINDS: Final = {("POST", False): "create", ("POST", True): "update", ("DELETE", True): "delete"}

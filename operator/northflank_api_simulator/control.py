@@ -184,6 +184,7 @@ class SimulatorControl:
         gzip: bool = False,
         drip_chunk_bytes: int | None = None,
         drip_interval_seconds: float = 1.0,
+        hold: Literal["request", "answer"] | None = None,
     ) -> str:
         """Make matching ``/v1`` requests misbehave; returns the fault id.
 
@@ -218,6 +219,7 @@ class SimulatorControl:
             "freshValues": fresh_values or None,
             "padBytes": pad_bytes or None,
             "gzip": gzip or None,
+            "hold": hold,
             "drip": (
                 {"chunkBytes": drip_chunk_bytes, "intervalSeconds": drip_interval_seconds}
                 if drip_chunk_bytes is not None
@@ -263,6 +265,15 @@ class SimulatorControl:
 
     def clear_hostile(self, project_id: str, deployment_id: str) -> None:
         self._call("DELETE", self._deployment_path(project_id, deployment_id) + "/hostile")
+
+    def release_fault(self, fault_id: str) -> None:
+        """Let the requests a ``hold`` fault keeps waiting go on."""
+        self._call("POST", f"/faults/{_segment(fault_id)}/release")
+
+    def held(self) -> list[dict[str, Any]]:
+        """The requests ``hold`` faults keep waiting now: ``faultId``, ``method``, ``path``, ``stage``."""
+        held: list[dict[str, Any]] = self._call("GET", "/held")["held"]
+        return held
 
     def remove_fault(self, fault_id: str) -> None:
         self._call("DELETE", f"/faults/{_segment(fault_id)}")

@@ -56,7 +56,11 @@ same envelope as the Northflank routes. Camel-case keys throughout, like Northfl
     answer: ``{"projectId": "p", "latencySeconds": 5, "drip": {"chunkBytes": 10, "intervalSeconds": 1}}``
     makes every answer about project ``p`` (GETs and listings) start late and trickle in.
 ``DELETE /_simulator/faults`` and ``DELETE /_simulator/faults/{faultId}``
-    Remove all faults, or one (404 if unknown or already used up).
+    Remove all faults, or one (404 if unknown or already used up); requests they hold go on.
+``POST /_simulator/faults/{faultId}/release`` / ``GET /_simulator/held``
+    Let the requests a ``"hold": "request"`` or ``"hold": "answer"`` fault keeps waiting go on; list the
+    requests held now: ``{"held": [{"faultId", "method", "path", "stage"}]}`` (a crash test kills the
+    client while one is held: a held request whose client hung up is dropped, never processed).
 ``GET /_simulator/requests`` / ``DELETE /_simulator/requests``
     The ``/v1`` request log, oldest first: ``{"requests": [{"time", "method", "path", "query",
     "tokenKnown", "status", "faultId"}]}``; or clear it.
@@ -231,6 +235,22 @@ async def _remove_fault(request: web.Request) -> web.Response:
     if not _state(request).faults.remove(request.match_info["faultId"]):
         raise _not_found("Fault")
     return _ok()
+
+
+@routes.post(PREFIX + "/faults/{faultId}/release")
+async def _release_fault(request: web.Request) -> web.Response:
+    if not _state(request).faults.release(request.match_info["faultId"]):
+        raise _not_found("Fault")
+    return _ok()
+
+
+@routes.get(PREFIX + "/held", allow_head=False)
+async def _held(request: web.Request) -> web.Response:
+    held = [
+        {"faultId": h.fault_id, "method": h.method, "path": h.path, "stage": h.stage}
+        for h in _state(request).faults.held()
+    ]
+    return web.json_response({"held": held})
 
 
 @routes.get(PREFIX + "/requests", allow_head=False)

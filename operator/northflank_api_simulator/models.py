@@ -138,6 +138,11 @@ class FaultSpec(ControlModel):
     decompression bomb (1 GiB of spaces is about 1 MiB on the wire)."""
     drip: DripSpec | None = None
     """Send the body (as it goes on the wire, after compression) slowly, a few bytes at a time."""
+    hold: Literal["request", "answer"] | None = None
+    """Hold matching requests until the fault is released (``POST /_simulator/faults/{id}/release``) or
+    removed: ``request`` before the API processes it (a client that hung up meanwhile has its request
+    dropped, never processed: logged with status 499); ``answer`` after the API processed it, before the
+    answer is sent. ``GET /_simulator/held`` lists what is held (crash tests kill the client then)."""
 
     @field_validator("method")
     @classmethod
@@ -166,8 +171,10 @@ class FaultSpec(ControlModel):
         if self.status is None and (self.has_json_body or self.body is not None):
             raise ValueError('a response body needs a "status"')
         # Without a status, padding, gzip and drip apply to the API's own answer (a slow project).
-        if self.status is None and self.latency_seconds == 0 and not self.streamed:
-            raise ValueError('a fault needs a "status", a "latencySeconds", a "drip", "padBytes" or "gzip"')
+        if self.status is None and self.latency_seconds == 0 and not self.streamed and self.hold is None:
+            raise ValueError('a fault needs a "status", a "latencySeconds", a "drip", "padBytes", "gzip" or "hold"')
+        if self.hold is not None and self.status is not None:
+            raise ValueError('a "hold" holds the API\'s own processing or answer: give no "status"')
         return self
 
     @property

@@ -7,6 +7,7 @@ so the rate limiter can be tested without waiting.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import itertools
 import logging
@@ -197,12 +198,49 @@ class _FaultEntry:
     remaining: int | None
 
 
+@dataclass(frozen=True)
+class HeldRequest:
+    """A request a ``hold`` fault keeps waiting (see :attr:`FaultSpec.hold`)."""
+
+    fault_id: str
+    method: str
+    path: str
+    stage: str
+
+
 class FaultBook:
     """Injected faults in the order they were added; the first match wins."""
 
     def __init__(self) -> None:
         self._entries: dict[str, _FaultEntry] = {}
         self._ids = itertools.count(1)
+        self._released: dict[str, asyncio.Event] = {}
+        self._held: dict[int, HeldRequest] = {}
+        self._held_ids = itertools.count(1)
+
+    def held(self) -> list[HeldRequest]:
+        return list(self._held.values())
+
+    def release(self, fault_id: str) -> bool:
+        """Let every request ``fault_id`` holds (and will hold) go on; False for an unknown fault."""
+        known = fault_id in self._entries or fault_id in self._released
+        self._released.setdefault(fault_id, asyncio.Event()).set()
+        return known
+
+    async def hold(self, fault_id: str, held: HeldRequest, client_gone: Callable[[], bool]) -> bool:
+        """Wait until ``fault_id`` is released (or removed); True when the client hung up meanwhile."""
+        released = self._released.setdefault(fault_id, asyncio.Event())
+        ticket = next(self._held_ids)
+        self._held[ticket] = held
+        try:
+            while not released.is_set():
+                if client_gone():
+                    return True
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(released.wait(), 0.02)
+            return client_gone()
+        finally:
+            del self._held[ticket]
 
     def add(self, spec: FaultSpec) -> str:
         fault_id = f"fault-{next(self._ids)}"
@@ -210,9 +248,12 @@ class FaultBook:
         return fault_id
 
     def remove(self, fault_id: str) -> bool:
+        self._released.setdefault(fault_id, asyncio.Event()).set()  # nothing stays held by a removed fault
         return self._entries.pop(fault_id, None) is not None
 
     def clear(self) -> None:
+        for fault_id in self._entries:
+            self._released.setdefault(fault_id, asyncio.Event()).set()
         self._entries.clear()
 
     def take(self, method: str, path: str, project_id: str | None, deployment_id: str | None) -> ActiveFault | None:

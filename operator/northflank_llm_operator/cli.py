@@ -100,6 +100,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="elect a leader through a Lease so that several replicas can run; only the leader polls "
         "(overrides NORTHFLANK_LLM_OPERATOR_LEADER_ELECT)",
     )  # fmt: skip
+    run.add_argument(
+        "--enable-management", action=argparse.BooleanOptionalAction, default=None,
+        help="allow resources with write policies (Create, Update, Delete, *) to create, update and delete "
+        "Northflank deployments (overrides NORTHFLANK_LLM_OPERATOR_ENABLE_MANAGEMENT; default: observe only)",
+    )  # fmt: skip
     run.add_argument("--leader-election-id", metavar="NAME", help="name of the leader election Lease")
     run.add_argument(
         "--leader-election-namespace", metavar="NS", help="namespace of the Lease (default: the pod's namespace)"
@@ -209,6 +214,7 @@ def run(args: argparse.Namespace) -> int:
         "metrics_secure": args.metrics_secure,
         "metrics_cert_dir": args.metrics_cert_dir,
         "leader_elect": args.leader_elect,
+        "enable_management": args.enable_management,
         "leader_election_id": args.leader_election_id,
         "leader_election_namespace": args.leader_election_namespace,
     }

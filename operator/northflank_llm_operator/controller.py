@@ -26,6 +26,7 @@ from .credentials import CredentialResolver
 from .events import EventCorrelator, EventRecorder
 from .kube import KubernetesGateway
 from .northflank import FencedError, NorthflankClient
+from .northflank.writer import NorthflankWriter
 from .observer import Observer
 from .planner import Planner
 from .reconciler import EventSink, Reconciler, WriteRetry
@@ -57,6 +58,7 @@ class Controller:
         metrics: Any = None,
         events: EventSink | None = None,
         resync_namespaces: Sequence[str] | None = None,
+        writer: NorthflankWriter | None = None,
     ) -> None:
         self._registry = registry
         self._kube = kube
@@ -68,9 +70,10 @@ class Controller:
                                  planner=self.planner, clock=clock, wall_clock=wall_clock,
                                  metrics=metrics)  # fmt: skip
         recorder = events or EventRecorder(kube, EventCorrelator(wall_clock, max_keys=EVENT_KEYS))
+        # Management: the writer exists only when the installation enables it (--enable-management).
         self.reconciler = Reconciler(registry=registry, observer=self.observer, kube=kube, events=recorder,
                                      settings=settings, wall_clock=wall_clock, clock=clock,
-                                     metrics=metrics)  # fmt: skip
+                                     metrics=metrics, writer=writer, metadata=kube)  # fmt: skip
         self._workers: list[asyncio.Task[None]] = []
         self._idle = asyncio.Event()
         # Periodic resync: a deletion missed in a watch gap is found by listing (None: all namespaces).

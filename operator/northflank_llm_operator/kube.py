@@ -169,6 +169,54 @@ class KubernetesGateway:
                 raise rejected from None
             raise
 
+    async def patch_metadata(
+        self, key: ResourceKey, metadata: Mapping[str, Any], *, uid: str, resource_version: str
+    ) -> Mapping[str, Any]:
+        """Merge-patch the object's metadata (management's annotations and finalizer) at exactly the
+        resourceVersion that was read; returns the stored object. Errors as :meth:`patch_status`."""
+        body = {"metadata": {**metadata, "resourceVersion": resource_version}}
+
+        def call() -> Mapping[str, Any]:
+            self._check_fence(f"the metadata patch of {key}")
+            result = self._custom.patch_namespaced_custom_object(
+                GROUP,
+                VERSION,
+                key.namespace,
+                PLURAL,
+                key.name,
+                body,
+                field_manager=COMPONENT,
+                _content_type="application/merge-patch+json",
+                _request_timeout=_REQUEST_TIMEOUT_SECONDS,
+            )
+            if not isinstance(result, Mapping):
+                raise TypeError(f"unexpected metadata patch response: {type(result).__name__}")
+            return result
+
+        try:
+            return await self._call(call)
+        except ApiException as exc:
+            if exc.status == 404:
+                raise ResourceGoneError(str(key)) from None
+            if exc.status == 409:
+                current = await self.read_resource(key)
+                if current is None or current.get("metadata", {}).get("uid") != uid:
+                    raise ResourceGoneError(str(key)) from None
+                raise StatusConflictError(current) from None
+            raise
+
+    async def crd_deleting(self) -> bool:
+        """Whether the LLMModelDeployment CRD is being deleted (or is gone): then the API server deletes
+        every resource, and nothing may be deleted at Northflank because of it."""
+        path = f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{PLURAL}.{GROUP}"
+        try:
+            crd = await self._call(self._json_call, "GET", path)
+        except ApiException as exc:
+            if exc.status == 404:
+                return True
+            raise
+        return bool(_mapping(_mapping(crd).get("metadata")).get("deletionTimestamp"))
+
     async def read_resource(self, key: ResourceKey) -> Mapping[str, Any] | None:
         """The object as stored now, or None when it does not exist."""
 

@@ -223,13 +223,14 @@ class OperatorMetrics:
         self._wall_clock = wall_clock
         self.requests = Counter(
             "northflank_api_requests",
-            "Requests sent to the Northflank API, by endpoint (get, list) and HTTP status code (error: no answer).",
+            "Requests sent to the Northflank API, by endpoint (get, list; with management also create, update, "
+            "delete, auth) and HTTP status code (error: no answer).",
             ["endpoint", "code"],
             registry=self.registry,
         )
         self.request_duration = Histogram(
             "northflank_api_request_duration_seconds",
-            "Latency of requests to the Northflank API, by endpoint (get, list).",
+            "Latency of requests to the Northflank API, by endpoint (get, list, create, update, delete, auth).",
             ["endpoint"],
             buckets=_DURATION_BUCKETS,
             registry=self.registry,

@@ -111,6 +111,9 @@ class _ResourceState:
     last_success: datetime | None = None
     #: The Secret this resource waits to be read before it can be attached.
     waiting_for: SecretId | None = None
+    #: Management: a write ended when this request number was the last sent; an answer to a later one
+    #: is wanted soon (an answer to an earlier one asks again at once).
+    confirm_after: int | None = None
 
 
 @dataclass(frozen=True)
@@ -403,6 +406,38 @@ class Observer:
             handled_refresh=handled,
         )
 
+    # -- management (the reconciler's writes) -------------------------------------------------------
+
+    def write_target(self, key: ResourceKey) -> tuple[GroupKey, str, str] | None:
+        """Where ``key`` writes to and with which token: (group, deployment id, token); None while it is
+        not attached (credentials not read yet, paused, invalid)."""
+        state = self._resources.get(key)
+        attachment = state.attachment if state is not None and not state.paused else None
+        token = self._tokens.get(attachment.group.account) if attachment is not None else None
+        if attachment is None or token is None:
+            return None
+        return attachment.group, attachment.deployment_id, token
+
+    @property
+    def requests_started(self) -> int:
+        """The sequence number of the last request started: only answers to later ones (``Stored.sent``
+        above it) can know of a write that has ended by now."""
+        return self._last_sent
+
+    def confirm(self, key: ResourceKey) -> None:
+        """A write was sent for ``key``: observe its deployment soon (a GET says what became of it)."""
+        state = self._resources.get(key)
+        attachment = state.attachment if state is not None else None
+        if state is not None and attachment is not None and not state.paused:
+            state.confirm_after = self._last_sent
+            self.planner.track(key, attachment.group, attachment.deployment_id, attachment.interval,
+                               urgency=Urgency.REQUESTED)  # fmt: skip
+            self.wake.set()
+
+    def write_answered(self, group: GroupKey, rate_limit: RateLimit | None, *, rejected: bool) -> None:
+        """The rate-limit headers of a write's answer count like any other."""
+        self._record_headers(group, rate_limit, rejected=rejected)
+
     def refresh_answered(self, key: ResourceKey, value: str) -> None:
         """The reconciler wrote ``value`` to lastHandledReconcileAt."""
         state = self._resources.get(key)
@@ -627,6 +662,12 @@ class Observer:
                     # Asked before the refresh request: ask again for the observation the refresh wants.
                     attachment = state.attachment
                     self.planner.track(key, group, deployment_id, attachment.interval, urgency=Urgency.REQUESTED)
+                elif state.confirm_after is not None and state.confirm_after >= sent:
+                    # Asked before a write ended (it cannot know of it): the confirming GET is still wanted.
+                    self.planner.track(key, group, deployment_id, state.attachment.interval,
+                                       urgency=Urgency.REQUESTED)  # fmt: skip
+                elif state.confirm_after is not None:
+                    state.confirm_after = None
                 self.notify(key)
 
     def _shown(self, group: GroupKey, deployment_id: str, target: _TargetState, outcome: Outcome) -> bool:

@@ -609,6 +609,8 @@ class Planner(Generic[K]):
         # Groups whose plan must be recomputed; done in one go before the next decision, so that
         # a thousand resources arriving together cost one replan per group, not one each.
         self._dirty: set[GroupKey] = set()
+        #: When each deployment was last written to (management): one write per effective interval.
+        self._last_write: dict[tuple[GroupKey, str], float] = {}
 
     def adapted_interval(self, target: Target, speedup: float | None = None) -> float:
         """The target's interval for its current phase, before any budget stretch (``speedup``: of a
@@ -708,6 +710,8 @@ class Planner(Generic[K]):
 
     def _drop_group(self, group_key: GroupKey) -> None:
         self._groups.pop(group_key, None)
+        for written in [w for w in self._last_write if w[0] == group_key]:
+            del self._last_write[written]
         self._dirty.discard(group_key)
         self._scheduled.pop((group_key, None), None)
         account = self._accounts.get(group_key.account)
@@ -1135,6 +1139,36 @@ class Planner(Generic[K]):
             target.urgent = False
         self._replan(request.group)
         return sorted(target.deployment_id for target in affected)
+
+    def admit_write(self, group_key: GroupKey, deployment_id: str | None) -> float | None:
+        """Admit one write (create, update, delete; ``deployment_id`` None: a permissions read) now,
+        spending it from the account's reserve: None when admitted, else seconds to wait.
+
+        At most one write per deployment per effective interval, so a resource that keeps failing or
+        fighting can never spend more than observing it does; never while the account is held (429,
+        rejected credentials) or its reserve is spent.
+        """
+        account = self._accounts.get(group_key.account)
+        if account is None:
+            return self.config.first_retry_seconds  # not tracked yet: its first observation comes first
+        now = self._clock()
+        budget = account.budget
+        if deployment_id is not None:
+            target = self._target(group_key, deployment_id)
+            interval = self.effective_interval(group_key, target.requested_interval if target else 60.0)
+            last = self._last_write.get((group_key, deployment_id))
+            if last is not None and now < last + interval:
+                return last + interval - now
+        held = budget.held(now)
+        if held is not None:
+            return held - now
+        if not budget.urgent_ready(now, 1):
+            # The reserve refills at reserve/window per second; at least one second.
+            return max(1.0, (1.0 - budget.urgent_tokens) * budget.window / budget.reserve)
+        budget.spend(now, 1, urgent=True)
+        if deployment_id is not None:
+            self._last_write[(group_key, deployment_id)] = now
+        return None
 
     def list_unreadable(self, request: Request) -> list[str]:
         """The listing's body could not be read (one hostile item can do that): observe the group's

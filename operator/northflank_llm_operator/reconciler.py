@@ -21,7 +21,9 @@ import pydantic
 
 from .kube import ResourceGoneError, StatusConflictError, StatusRejectedError
 from .management import ForProvider
+from .manager import Manager, MetadataConflict, MetadataWriter
 from .northflank.client import summarize_validation_error
+from .northflank.writer import NorthflankWriter
 from .observer import Observer, View
 from .registry import Registry, TrackedResource
 from .resource import LLMModelDeploymentSpec, ResourceKey
@@ -76,12 +78,18 @@ class Reconciler:
     wall_clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     clock: Callable[[], float] = time.monotonic
     metrics: WriteObserver | None = None
+    #: Management: the writer (only when the installation enables it) and the metadata side of Kubernetes.
+    writer: NorthflankWriter | None = None
+    metadata: MetadataWriter | None = None
+    manager: Manager = field(init=False)
 
     def __post_init__(self) -> None:
         #: The outcome last written per resource: (uid, cache revision). Only a different one is mapped.
         self._applied: dict[ResourceKey, tuple[str, int]] = {}
         #: Events about a resource that no status change carries (an annotation that means nothing).
         self._noted: dict[ResourceKey, list[tuple[str, Event]]] = {}
+        self.manager = Manager(self.registry, self.observer, self.writer, self.metadata, self._apply_management,
+                               self._record, self.wall_clock)  # fmt: skip
 
     async def reconcile(self, key: ResourceKey) -> float | None:
         """Bring ``key``'s status up to date. Returns in how many seconds to look again (None: only
@@ -109,7 +117,14 @@ class Reconciler:
             stale = compute_staleness(resource.status, generation=resource.generation, timing=timing,
                                       cause=PAUSED.message if view.paused else view.hold_cause)  # fmt: skip
             await self._apply(resource, stale, timing)
-        return self._next_look(view, timing)
+        look = self._next_look(view, timing)
+        try:
+            write_again = await self.manager.manage(resource, view, timing.now)
+        except MetadataConflict:
+            raise WriteRetry(str(key)) from None
+        if write_again is not None:
+            look = write_again if look is None else min(look, write_again)
+        return look
 
     def freshness(self, key: ResourceKey) -> tuple[datetime | None, float | None]:
         """The last success staleness is judged from, and the effective interval (metrics)."""
@@ -124,6 +139,7 @@ class Reconciler:
     def forget(self, key: ResourceKey) -> None:
         self._applied.pop(key, None)
         self._noted.pop(key, None)
+        self.manager.forget(key)
 
     def note_event(self, key: ResourceKey, uid: str, event: Event) -> None:
         """Record ``event`` on the object ``uid`` when ``key`` is next reconciled."""
@@ -168,9 +184,10 @@ class Reconciler:
     def _map(self, resource: TrackedResource, outcome: Outcome, timing: Timing, handled: str | None) -> StatusUpdate:
         expected, for_provider = _expected_phase(resource), _for_provider(resource)
         try:
-            return compute_status(resource.status, outcome, generation=resource.generation, timing=timing,
-                                  expected_phase=expected, handled_reconcile_at=handled,
-                                  for_provider=for_provider)  # fmt: skip
+            update = compute_status(resource.status, outcome, generation=resource.generation, timing=timing,
+                                    expected_phase=expected, handled_reconcile_at=handled,
+                                    for_provider=for_provider)  # fmt: skip
+            return self.manager.with_management(resource, update, timing.now)
         except Exception:
             # A bug, or an answer too hostile to map (RecursionError on deep JSON, ...): say so.
             logger.exception("Mapping the outcome for %s to a status failed", resource.key)
@@ -218,6 +235,9 @@ class Reconciler:
             self.metrics.status_written()
         for event in update.events:
             await self._record(resource, event)
+
+    async def _apply_management(self, resource: TrackedResource, update: StatusUpdate) -> None:
+        await self._apply(resource, update, self._timing(self.observer.view(resource.key, resource.uid)))
 
     async def _record(self, resource: TrackedResource, event: Event) -> None:
         # Transitions only (never every poll), so this log stays readable with thousands of resources.

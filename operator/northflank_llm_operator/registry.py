@@ -4,10 +4,17 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from .resource import PAUSED_ANNOTATION, RECONCILE_REQUESTED_AT_ANNOTATION, ResourceKey
+from .resource import (
+    CREATE_PENDING_ANNOTATION,
+    CREATE_SUCCEEDED_ANNOTATION,
+    DELETE_FINALIZER,
+    PAUSED_ANNOTATION,
+    RECONCILE_REQUESTED_AT_ANNOTATION,
+    ResourceKey,
+)
 from .status import Event
 
 #: Values of the paused annotation, compared case-insensitively after stripping (YAML's and most
@@ -32,6 +39,12 @@ class TrackedResource:
     paused: bool = False
     #: The paused annotation's value (escaped) when it means neither true nor false, else None.
     pause_annotation_invalid: str | None = None
+    #: Management: the create markers (annotation -> value), the finalizers, whether the object is being
+    #: deleted (only kept while it carries the delete-at-Northflank finalizer), and its creationTimestamp.
+    markers: Mapping[str, str] = field(default_factory=dict)
+    finalizers: tuple[str, ...] = ()
+    deleting: bool = False
+    created_at: str = ""
 
 
 def parse_pause_annotation(value: object) -> tuple[bool, str | None]:
@@ -67,6 +80,18 @@ def _requests_of(metadata: Mapping[str, Any]) -> tuple[str | None, bool, str | N
     requested = annotations.get(RECONCILE_REQUESTED_AT_ANNOTATION)
     paused, invalid = parse_pause_annotation(annotations.get(PAUSED_ANNOTATION))
     return (requested if isinstance(requested, str) and requested else None), paused, invalid
+
+
+_MARKERS = (CREATE_PENDING_ANNOTATION, CREATE_SUCCEEDED_ANNOTATION)
+
+
+def _management_of(metadata: Mapping[str, Any]) -> tuple[dict[str, str], tuple[str, ...], bool]:
+    annotations = metadata.get("annotations")
+    annotations = annotations if isinstance(annotations, Mapping) else {}
+    markers = {name: str(annotations[name]) for name in _MARKERS if name in annotations}
+    finalizers = metadata.get("finalizers")
+    kept = tuple(str(f) for f in finalizers) if isinstance(finalizers, list) else ()
+    return markers, kept, bool(metadata.get("deletionTimestamp"))
 
 
 def resource_version_order(first: str, second: str) -> int | None:
@@ -117,7 +142,10 @@ class Registry:
         """Apply one watch event (``None`` is kopf's initial listing)."""
         metadata = body.get("metadata", {})
         key = ResourceKey(namespace=metadata.get("namespace", ""), name=metadata.get("name", ""))
-        if event_type == "DELETED" or metadata.get("deletionTimestamp"):
+        markers, finalizers, deleting = _management_of(metadata)
+        # A resource being deleted is forgotten at once, unless the operator must delete its deployment
+        # at Northflank first (its finalizer): then it is followed until the finalizer is released.
+        if event_type == "DELETED" or (deleting and DELETE_FINALIZER not in finalizers):
             if self._resources.pop(key, None) is not None:
                 self._mark(key)
             return
@@ -136,6 +164,10 @@ class Registry:
                 resource_version=resource_version,
                 reconcile_requested_at=requested,
                 paused=paused,
+                markers=markers,
+                finalizers=finalizers,
+                deleting=deleting,
+                created_at=str(metadata.get("creationTimestamp", "")),
             )
             self._warn_pause(self._resources[key], invalid)
             self._mark(key)
@@ -148,6 +180,9 @@ class Registry:
         if (requested, paused) != (existing.reconcile_requested_at, existing.paused):
             # Annotations do not bump the generation, yet a refresh or a pause must reach the reconciler.
             existing.reconcile_requested_at, existing.paused = requested, paused
+            self._mark(key)
+        if (markers, finalizers, deleting) != (existing.markers, existing.finalizers, existing.deleting):
+            existing.markers, existing.finalizers, existing.deleting = markers, finalizers, deleting
             self._mark(key)
         if generation != existing.generation:
             existing.generation = generation

@@ -28,6 +28,12 @@ RECONCILE_REQUESTED_AT_ANNOTATION = f"{GROUP}/reconcile-requested-at"
 #: true (also True, yes, 1, on) stops every Northflank request for the resource until it goes away.
 PAUSED_ANNOTATION = f"{GROUP}/paused"
 
+#: Management (issue 17): written BEFORE a create is sent, and once a GET confirmed it (Crossplane's scheme).
+CREATE_PENDING_ANNOTATION = f"{GROUP}/external-create-pending"
+CREATE_SUCCEEDED_ANNOTATION = f"{GROUP}/external-create-succeeded"
+#: Only while Delete is among the policies, management is enabled and the deployment is owned.
+DELETE_FINALIZER = f"{GROUP}/delete-at-northflank"
+
 ExpectedPhase = Literal["running", "paused"]
 
 

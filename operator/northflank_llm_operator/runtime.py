@@ -15,6 +15,7 @@ from .kube import KubernetesGateway, load_api_client
 from .leader import LeaseFence
 from .metrics import OperatorMetrics, ResourceSample
 from .northflank import NorthflankClient
+from .northflank.writer import NorthflankWriter
 from .registry import Registry
 from .settings import OperatorSettings
 
@@ -39,6 +40,8 @@ class Runtime:
     #: Whether this replica may write (status, Events, Northflank requests); the gateway and the
     #: Northflank client check it before each request, the leader election keeps it.
     fence: LeaseFence = field(default_factory=LeaseFence.unfenced)
+    #: Writes to Northflank: only when the installation enables management (None: observe only).
+    writer: NorthflankWriter | None = None
     #: The observer, work queue and reconciler (the "poll loop"); rebuilt when leadership is taken over.
     poller: Controller = field(init=False)
     poller_task: asyncio.Task[None] | None = field(default=None, init=False)
@@ -63,6 +66,17 @@ class Runtime:
             observer=metrics,
             may_send=fence.permit,
         )
+        writer = None
+        if settings.enable_management:
+            # Constructed only here: without the switch no code path can send a write.
+            writer = NorthflankWriter(
+                str(settings.api_base_url),
+                timeout_seconds=settings.request_timeout_seconds,
+                deadline_seconds=settings.request_deadline_seconds,
+                max_response_bytes=settings.max_response_bytes,
+                observer=metrics,
+                may_send=fence.permit,
+            )
         registry = Registry()
         credentials = CredentialResolver(
             gateway,
@@ -73,14 +87,15 @@ class Runtime:
             default_token_denied_namespaces=settings.default_token_denied_namespaces,
         )
         runtime = cls(settings, registry, northflank, kubernetes_api, gateway, credentials, metrics,
-                      leading=not settings.leader_elect, resync_namespaces=resync_namespaces, fence=fence)  # fmt: skip
+                      leading=not settings.leader_elect, resync_namespaces=resync_namespaces, fence=fence,
+                      writer=writer)  # fmt: skip
         metrics.observe_resources(runtime, accounts_in_use=lambda: runtime.poller.planner.accounts())
         return runtime
 
     def _new_poller(self) -> Controller:
         poller = Controller(registry=self.registry, client=self.northflank, credentials=self.credentials,
                         kube=self.gateway, settings=self.settings, metrics=self.metrics,
-                        resync_namespaces=self.resync_namespaces)  # fmt: skip
+                        resync_namespaces=self.resync_namespaces, writer=self.writer)  # fmt: skip
         poller.on_unserved = self._unserved
         return poller
 
@@ -119,6 +134,9 @@ class Runtime:
         await self.stop_polling(grace / 2)
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.northflank.aclose(), grace / 4)
+        if self.writer is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.writer.aclose(), grace / 4)
         self.gateway.close()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(asyncio.to_thread(self.kubernetes_api.close), grace / 4)

@@ -186,6 +186,13 @@ class OperatorSettings(BaseSettings):
             "self-signed certificate made at start-up."
         ),
     )
+    enable_management: bool = Field(
+        default=False,
+        description=(
+            "Let resources whose spec.managementPolicies include Create, Update, Delete or * write to "
+            "Northflank; off (the default), such resources say ManagementDisabled and nothing is sent."
+        ),
+    )
     leader_elect: bool = Field(
         default=False,
         description=(

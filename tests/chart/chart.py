@@ -49,6 +49,8 @@ COMBINATIONS: Final[dict[str, dict[str, Any]]] = {
     "existing-secret": {"northflank": {"existingSecret": "northflank-api-token", "existingSecretKey": "api-token"}},
     "created-secret": {"northflank": {"apiToken": SENTINEL_TOKEN}},
     "crds-disabled": {"crds": {"enabled": False}},
+    "management": {"management": {"enabled": True}},
+    "namespaced-management": {"watchNamespaces": [WATCH_A], "management": {"enabled": True}},
     # Two replicas electing a leader (README "High availability").
     "ha": {"replicaCount": 2},
     # Every monitoring object; the server-side dry run installs prometheus-operator's CRDs for them.
@@ -165,6 +167,8 @@ OPERATOR_PERMISSIONS: Final = frozenset(
     }
 )
 SECRET_PERMISSIONS: Final = frozenset({("", "secrets", "get")})
+#: management.enabled: the resources' metadata (the create-attempt annotations and the finalizer).
+MANAGEMENT_PERMISSIONS: Final = frozenset({(GROUP, PLURAL, "patch")})
 #: metrics.secure (the default): who a scraper is, and whether it may get /metrics.
 METRICS_AUTH_PERMISSIONS: Final = frozenset(
     {("authentication.k8s.io", "tokenreviews", "create"), ("authorization.k8s.io", "subjectaccessreviews", "create")}

@@ -622,3 +622,96 @@ def test_operator_syncs_end_to_end_with_only_the_charts_service_account(
     # ... and never wrote the API token anywhere it can be read back.
     assert api_token not in log
     assert base64.b64encode(api_token.encode()).decode() not in log
+
+
+def test_management_may_patch_the_resources_and_read_only_its_own_crd(
+    control_plane: ControlPlane, namespace: str, releases: Releases, crd_installed: object
+) -> None:
+    plane = control_plane
+    elsewhere = _create_namespace(plane, "elsewhere")
+    release = _release_name()
+    releases.install(release, namespace, {"crds": {"enabled": False}, "management": {"enabled": True}})
+    sa = _service_account(release, namespace)
+    # Metadata (the create markers, the finalizer) is written with a merge patch; nothing else widens.
+    _assert_access(plane, sa, [
+        ("patch", CR, elsewhere, True),
+        ("update", CR, elsewhere, False),
+        ("delete", CR, elsewhere, False),
+        ("create", CR, elsewhere, False),
+        ("list", "customresourcedefinitions.apiextensions.k8s.io", None, False),
+    ])  # fmt: skip
+    crds = "customresourcedefinitions.apiextensions.k8s.io"
+    assert can_i(plane, sa, "get", f"{crds}/llmmodeldeployments.northflank-llm-operator.dev", None)
+    assert not can_i(plane, sa, "get", f"{crds}/leases.coordination.k8s.io", None)
+
+
+def test_management_creates_and_deletes_with_only_the_charts_service_account(
+    control_plane: ControlPlane,
+    namespace: str,
+    releases: Releases,
+    crd_installed: object,
+    simulator: RunningSimulator,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+) -> None:
+    """The chart's RBAC with management.enabled is enough for the whole write path: the create markers, the
+    finalizer, reading the CRD before a delete, and releasing the finalizer."""
+    plane = control_plane
+    watched = _create_namespace(plane, "manage-watched")
+    release = _release_name()
+    releases.install(release, namespace, {"watchNamespaces": [watched], "crds": {"enabled": False},
+                                          "management": {"enabled": True}})  # fmt: skip
+    api_token = f"manage-chart-{secrets.token_hex(8)}"
+    simulator.control.add_token(api_token, team_id="team-manage")
+    simulator.control.put_project("proj-manage", team_id="team-manage")
+    simulator.control.set_lifecycle(0.3)
+    plane.kubectl(
+        "create", "secret", "generic", "nf-token", "--namespace", watched, f"--from-literal=token={api_token}"
+    )
+    kubeconfig = _service_account_kubeconfig(plane, namespace, _fullname(release), tmp_path / "sa-kubeconfig")
+    resource = {
+        "apiVersion": f"{GROUP}/v1alpha1",
+        "kind": "LLMModelDeployment",
+        "metadata": {"name": "made", "namespace": watched},
+        "spec": {
+            "projectId": "proj-manage",
+            "llmModelDeploymentId": "made",
+            "credentialsSecretRef": {"name": "nf-token", "key": "token"},
+            "managementPolicies": ["*"],
+            "forProvider": {"spec": {"configuration": {"engine": "vllm", "name": "Qwen/Qwen3-0.6B"}}},
+        },
+    }
+    plane.kubectl("create", "-f", "-", input=json.dumps(resource))
+
+    def strip_finalizers() -> None:
+        patch = json.dumps({"metadata": {"finalizers": None}})
+        plane.kubectl("patch", "llmd", "made", "-n", watched, "--type=merge", "-p", patch, check=False)
+        plane.kubectl("delete", "llmd", "made", "--namespace", watched, "--ignore-not-found", check=False)
+
+    request.addfinalizer(strip_finalizers)
+
+    def read() -> dict[str, Any]:
+        result = plane.kubectl("get", "llmd", "made", "--namespace", watched, "-o", "json", check=False)
+        return json.loads(result.stdout) if result.returncode == 0 else {}
+
+    with run_operator(kubeconfig=kubeconfig, namespaces=[watched], api_base_url=simulator.base_url, api_token=None,
+                      log_path=tmp_path / "operator.log", poll_interval_seconds=1.0,
+                      extra_env={"NORTHFLANK_LLM_OPERATOR_ENABLE_MANAGEMENT": "true"}) as operator:  # fmt: skip
+
+        def owned() -> bool:
+            operator.assert_alive()
+            metadata = read().get("metadata", {})
+            return "northflank-llm-operator.dev/delete-at-northflank" in metadata.get("finalizers", []) and (
+                "northflank-llm-operator.dev/external-create-succeeded" in metadata.get("annotations", {})
+            )
+
+        try:
+            wait_for(owned, timeout=E2E_DEADLINE, message="created, confirmed and the finalizer added")
+            assert simulator.control.get_deployment("proj-manage", "made")["id"] == "made"
+            plane.kubectl("delete", "llmd", "made", "--namespace", watched, "--wait=false")
+            wait_for(lambda: not read(), timeout=E2E_DEADLINE, message="deleted at Northflank, then released")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n--- operator log ---\n{operator.log()[-6000:]}") from None
+    deleted = [r for r in simulator.control.requests(path_contains="/made") if r["method"] == "DELETE"]
+    assert [r["status"] for r in deleted] == [200]
+    assert "Forbidden" not in operator.log()

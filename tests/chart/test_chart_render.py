@@ -21,6 +21,7 @@ from tests.chart.chart import (
     CRD_SOURCE,
     EDIT_PERMISSIONS,
     FULLNAME,
+    MANAGEMENT_PERMISSIONS,
     METRICS_AUTH_PERMISSIONS,
     OPERATOR_PERMISSIONS,
     RELEASE,
@@ -160,6 +161,7 @@ def test_settings_reach_the_operator_as_environment(render: Any) -> None:
         "NORTHFLANK_API_BASE_URL": "https://nf.example.com",
         "NORTHFLANK_LLM_OPERATOR_POLL_INTERVAL_SECONDS": "120",
         "NORTHFLANK_LLM_OPERATOR_REQUEST_TIMEOUT_SECONDS": "20",
+        "NORTHFLANK_LLM_OPERATOR_ENABLE_MANAGEMENT": "false",
         "NORTHFLANK_LLM_OPERATOR_DEFAULT_TOKEN_NAMESPACES": "platform,ops",
         "NORTHFLANK_LLM_OPERATOR_DEFAULT_TOKEN_DENIED_NAMESPACES": "tenant-a",
         "NORTHFLANK_LLM_OPERATOR_REQUEST_DEADLINE_SECONDS": "45",
@@ -626,3 +628,43 @@ def test_packaged_chart_renders_the_crd_and_leaves_out_sources(helm: Helm, tmp_p
     assert "northflank-llm-operator/README.md.gotmpl" not in names
     packaged = helm.render(None, chart=archive)
     assert packaged.one("CustomResourceDefinition", CRD_NAME)["spec"] == _source_crd()["spec"]
+
+
+# ---------------------------------------------------------------------------------------------------
+# management
+
+
+def test_management_is_off_by_default_and_adds_nothing(render: Any) -> None:
+    manifests: Manifests = render("default")
+    env = {e["name"]: e.get("value") for e in manifests.container()["env"]}
+    assert env["NORTHFLANK_LLM_OPERATOR_ENABLE_MANAGEMENT"] == "false"
+    assert not [r for r in manifests.of_kind("ClusterRole") if r["metadata"]["name"].endswith("-management")]
+
+
+@pytest.mark.parametrize(("combination", "kind", "binding"), [
+    ("management", "ClusterRole", "ClusterRoleBinding"), ("namespaced-management", "Role", "RoleBinding"),
+])  # fmt: skip
+def test_management_passes_the_flag_and_may_patch_metadata_and_read_only_its_crd(
+    render: Any, combination: str, kind: str, binding: str
+) -> None:
+    assert {b["roleRef"]["name"] for b in render(combination).of_kind(binding)} >= {FULLNAME}
+    manifests: Manifests = render(combination)
+    env = {e["name"]: e.get("value") for e in manifests.container()["env"]}
+    assert env["NORTHFLANK_LLM_OPERATOR_ENABLE_MANAGEMENT"] == "true"
+    operator_roles = [r for r in manifests.of_kind(kind) if r["metadata"]["name"] == FULLNAME]
+    assert operator_roles
+    for role in operator_roles:
+        extra = permissions(role["rules"]) - OPERATOR_PERMISSIONS - SECRET_PERMISSIONS - METRICS_AUTH_PERMISSIONS
+        assert extra == MANAGEMENT_PERMISSIONS
+    role = manifests.one("ClusterRole", f"{FULLNAME}-management")
+    assert role["rules"] == [
+        {
+            "apiGroups": ["apiextensions.k8s.io"],
+            "resources": ["customresourcedefinitions"],
+            "resourceNames": [CRD_NAME],
+            "verbs": ["get"],
+        }
+    ]
+    bound = manifests.one("ClusterRoleBinding", f"{FULLNAME}-management")
+    assert bound["roleRef"]["name"] == f"{FULLNAME}-management"
+    assert bound["subjects"] == [{"kind": "ServiceAccount", "name": FULLNAME, "namespace": RELEASE_NAMESPACE}]

@@ -71,3 +71,12 @@ async def test_a_standby_without_a_poll_loop_is_alive() -> None:
     runtime.leading = True
     with pytest.raises(kopf.PermanentError, match="poll loop"):
         await probe(memo=kopf.Memo(runtime=runtime))
+
+
+def test_management_is_off_unless_the_flag_or_the_environment_enables_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("NORTHFLANK_LLM_OPERATOR_ENABLE_MANAGEMENT", raising=False)
+    assert settings_for(monkeypatch).enable_management is False
+    assert settings_for(monkeypatch, "--enable-management").enable_management is True
+    monkeypatch.setenv("NORTHFLANK_LLM_OPERATOR_ENABLE_MANAGEMENT", "true")
+    assert settings_for(monkeypatch).enable_management is True
+    assert settings_for(monkeypatch, "--no-enable-management").enable_management is False

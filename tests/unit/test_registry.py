@@ -105,3 +105,34 @@ def test_a_new_meaningless_value_wakes_the_loop() -> None:
     registry.changed.clear()
     registry.observe("MODIFIED", body("nope", resource_version="2"))
     assert registry.changed.is_set()
+
+
+def _managed_body(*, deleting: bool, finalizers: list[str], resource_version: str = "1") -> dict[str, Any]:
+    metadata: dict[str, Any] = {
+        "name": "m", "namespace": "ns", "uid": "u1", "generation": 1, "resourceVersion": resource_version,
+        "creationTimestamp": "2026-01-01T00:00:00Z", "finalizers": finalizers,
+        "annotations": {"northflank-llm-operator.dev/external-create-pending": "2026-01-01T00:00:01Z", "other": "x"},
+    }  # fmt: skip
+    if deleting:
+        metadata["deletionTimestamp"] = "2026-01-02T00:00:00Z"
+    return {"metadata": metadata, "spec": {"projectId": "p", "llmModelDeploymentId": "m"}}
+
+
+def test_a_resource_being_deleted_is_followed_only_while_it_carries_the_delete_finalizer() -> None:
+    registry = Registry()
+    key = ResourceKey("ns", "m")
+    finalizer = "northflank-llm-operator.dev/delete-at-northflank"
+    registry.observe("ADDED", _managed_body(deleting=False, finalizers=[finalizer]))
+    tracked = registry.get(key)
+    assert tracked is not None
+    assert tracked.markers == {"northflank-llm-operator.dev/external-create-pending": "2026-01-01T00:00:01Z"}
+    assert (tracked.finalizers, tracked.deleting, tracked.created_at) == ((finalizer,), False, "2026-01-01T00:00:00Z")
+    registry.take_pending()
+    registry.observe("MODIFIED", _managed_body(deleting=True, finalizers=[finalizer], resource_version="2"))
+    assert registry.take_pending() == [key]  # being deleted is news: the deployment is to be deleted
+    assert registry.get(key) is tracked
+    assert tracked.deleting
+    registry.observe("MODIFIED", _managed_body(deleting=True, finalizers=["someone-else"], resource_version="3"))
+    assert registry.get(key) is None
+    registry.observe("ADDED", _managed_body(deleting=True, finalizers=[]))
+    assert registry.get(key) is None  # observing only: a resource being deleted is forgotten at once, as before

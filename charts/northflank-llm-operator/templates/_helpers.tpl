@@ -120,6 +120,13 @@ patches the main resource; status is written through the status subresource.
 - apiGroups: [""]
   resources: ["events"]
   verbs: ["create", "patch"]
+{{- if .Values.management.enabled }}
+# management.enabled: record a create attempt (annotations) and the delete-at-Northflank finalizer in the
+# resources' metadata; a merge patch of the object (the spec is never changed).
+- apiGroups: ["northflank-llm-operator.dev"]
+  resources: ["llmmodeldeployments"]
+  verbs: ["patch"]
+{{- end }}
 {{- if .Values.rbac.secretAccess }}
 # Read the API token a resource names in spec.credentialsSecretRef.
 - apiGroups: [""]

@@ -11,7 +11,7 @@ import json
 import ssl
 import time
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, Literal, Protocol, TypeVar
 from urllib.parse import quote
@@ -81,6 +81,8 @@ class DeploymentPage:
 
 
 Endpoint = Literal["get", "list"]
+#: The methods the transport sends; only the writer (management) ever uses the last two.
+Method = Literal["GET", "POST", "DELETE"]
 
 
 class RequestObserver(Protocol):
@@ -106,8 +108,10 @@ def project_path(project_id: str, team_id: str | None) -> str:
     return f"/v1{path}"
 
 
-class NorthflankClient:
-    """Typed GET access to LLM model deployments."""
+class ApiTransport:
+    """The one HTTP path to Northflank that the read client and the writer share: token checks, the
+    Lease fence, the whole-request deadline, the bounded body, typed errors (their messages cleaned of
+    control characters, never holding the token) and the rate-limit headers of every answer."""
 
     def __init__(
         self,
@@ -120,8 +124,6 @@ class NorthflankClient:
         observer: RequestObserver | None = None,
         may_send: Callable[[], bool] | None = None,
     ) -> None:
-        """``may_send`` is asked right before each request; when it says no, FencedError is raised and
-        nothing is sent (the operator passes its leader election fence; ``import`` passes none)."""
         self._observer = observer
         self._may_send = may_send
         # httpx's timeout bounds each socket operation; a body dripping one byte per second never
@@ -140,6 +142,106 @@ class NorthflankClient:
 
     async def aclose(self) -> None:
         await self._http.aclose()
+
+    async def request(
+        self,
+        method: Method,
+        path: str,
+        *,
+        token: str,
+        endpoint: str,
+        params: dict[str, str | int] | None = None,
+        json_body: Mapping[str, Any] | None = None,
+        read_body: bool = True,
+    ) -> tuple[Any, RateLimit, int]:
+        """Send one request; the parsed JSON body, the rate-limit headers and the status code, or a
+        typed NorthflankError (FencedError when the Lease fence says no: nothing was sent).
+        ``read_body`` False: a success's body is not parsed at all (None), e.g. an undocumented one."""
+        problem = token_problem(token)
+        if problem is not None:
+            # Never handed to the HTTP library: it would refuse the header and log it whole.
+            raise InvalidTokenError(f"The Northflank API token {problem}; no request was sent.")
+        if self._may_send is not None and not self._may_send():
+            raise FencedError(f"not sending {method} {path}: this replica no longer holds the leader election Lease")
+        started = time.monotonic()
+        status_code: int | None = None
+        try:
+            async with asyncio.timeout(self._deadline):
+                async with self._http.stream(
+                    method, path, params=params, json=json_body, headers={"Authorization": f"Bearer {token}"}
+                ) as response:
+                    status_code = response.status_code
+                    rate_limit = RateLimit.from_headers(response.headers)
+                    raw = await _read_body(response, self._max_bytes, path, rate_limit)
+        except httpx.TimeoutException as exc:
+            raise APITimeoutError(f"Northflank did not answer {path} in time ({type(exc).__name__})") from None
+        except TimeoutError:
+            raise APITimeoutError(
+                f"Northflank did not finish answering {path} within the {self._deadline:g}s request deadline"
+            ) from None
+        except httpx.TransportError as exc:
+            tls = _tls_problem(exc)
+            if tls is not None:
+                raise TLSError(f"could not reach Northflank for {path}: {tls}") from None
+            raise APIConnectionError(f"could not reach Northflank for {path}: {type(exc).__name__}") from None
+        finally:
+            # Every request that was sent is counted, whatever became of its answer.
+            self._observe(endpoint, status_code, started)
+
+        charset = response.charset_encoding or "utf-8"
+        if not response.is_success:
+            raise _status_error(response, raw, charset, path, rate_limit)
+        if not read_body:
+            return None, rate_limit, response.status_code
+        try:
+            try:
+                return json.loads(raw), rate_limit, response.status_code
+            except RecursionError:
+                # Nested deeper than the parser goes (a hostile field): the levels past what status
+                # mirrors anyway are cut, so the rest of the answer still counts and the status mapping
+                # says what was not mirrored.
+                return json.loads(cut_below_depth(raw, MAX_JSON_DEPTH)), rate_limit, response.status_code
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise InvalidResponseError(
+                f"Northflank answered {path} with HTTP {response.status_code} but the body is not JSON: "
+                f"{_snippet(raw.decode(charset, errors='replace'))}",
+                status_code=response.status_code,
+                rate_limit=rate_limit,
+            ) from None
+
+    def _observe(self, endpoint: str, status_code: int | None, started: float) -> None:
+        if self._observer is not None:
+            self._observer.request_finished(endpoint, status_code, time.monotonic() - started)
+
+
+class NorthflankClient:
+    """Typed GET access to LLM model deployments."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        timeout_seconds: float = 10.0,
+        deadline_seconds: float = DEFAULT_DEADLINE_SECONDS,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        transport: httpx.AsyncBaseTransport | None = None,
+        observer: RequestObserver | None = None,
+        may_send: Callable[[], bool] | None = None,
+    ) -> None:
+        """``may_send`` is asked right before each request; when it says no, FencedError is raised and
+        nothing is sent (the operator passes its leader election fence; ``import`` passes none)."""
+        self._api = ApiTransport(
+            base_url,
+            timeout_seconds=timeout_seconds,
+            deadline_seconds=deadline_seconds,
+            max_response_bytes=max_response_bytes,
+            transport=transport,
+            observer=observer,
+            may_send=may_send,
+        )
+
+    async def aclose(self) -> None:
+        await self._api.aclose()
 
     async def __aenter__(self) -> NorthflankClient:
         return self
@@ -191,59 +293,8 @@ class NorthflankClient:
     async def _get(
         self, path: str, *, token: str, endpoint: Endpoint, params: dict[str, str | int] | None = None
     ) -> tuple[Any, RateLimit, int]:
-        problem = token_problem(token)
-        if problem is not None:
-            # Never handed to the HTTP library: it would refuse the header and log it whole.
-            raise InvalidTokenError(f"The Northflank API token {problem}; no request was sent.")
-        if self._may_send is not None and not self._may_send():
-            raise FencedError(f"not sending GET {path}: this replica no longer holds the leader election Lease")
-        started = time.monotonic()
-        status_code: int | None = None
-        try:
-            async with asyncio.timeout(self._deadline):
-                async with self._http.stream(
-                    "GET", path, params=params, headers={"Authorization": f"Bearer {token}"}
-                ) as response:
-                    status_code = response.status_code
-                    rate_limit = RateLimit.from_headers(response.headers)
-                    raw = await _read_body(response, self._max_bytes, path, rate_limit)
-        except httpx.TimeoutException as exc:
-            raise APITimeoutError(f"Northflank did not answer {path} in time ({type(exc).__name__})") from None
-        except TimeoutError:
-            raise APITimeoutError(
-                f"Northflank did not finish answering {path} within the {self._deadline:g}s request deadline"
-            ) from None
-        except httpx.TransportError as exc:
-            tls = _tls_problem(exc)
-            if tls is not None:
-                raise TLSError(f"could not reach Northflank for {path}: {tls}") from None
-            raise APIConnectionError(f"could not reach Northflank for {path}: {type(exc).__name__}") from None
-        finally:
-            # Every request that was sent is counted, whatever became of its answer.
-            self._observe(endpoint, status_code, started)
-
-        charset = response.charset_encoding or "utf-8"
-        if not response.is_success:
-            raise _status_error(response, raw, charset, path, rate_limit)
-        try:
-            try:
-                return json.loads(raw), rate_limit, response.status_code
-            except RecursionError:
-                # Nested deeper than the parser goes (a hostile field): the levels past what status
-                # mirrors anyway are cut, so the rest of the answer still counts and the status mapping
-                # says what was not mirrored.
-                return json.loads(cut_below_depth(raw, MAX_JSON_DEPTH)), rate_limit, response.status_code
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            raise InvalidResponseError(
-                f"Northflank answered {path} with HTTP {response.status_code} but the body is not JSON: "
-                f"{_snippet(raw.decode(charset, errors='replace'))}",
-                status_code=response.status_code,
-                rate_limit=rate_limit,
-            ) from None
-
-    def _observe(self, endpoint: Endpoint, status_code: int | None, started: float) -> None:
-        if self._observer is not None:
-            self._observer.request_finished(endpoint, status_code, time.monotonic() - started)
+        # Observing only ever reads: this client sends GETs and nothing else.
+        return await self._api.request("GET", path, token=token, endpoint=endpoint, params=params)
 
 
 #: JSON deeper than this is cut before parsing (status mirrors 32 levels; Python's parser stops near 1,000).
