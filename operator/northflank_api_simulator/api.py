@@ -113,7 +113,7 @@ async def _serve_v1(request: web.Request, handler: Handler, state: SimulatorStat
         state.record_request(method=request.method, path=request.path, query=dict(request.query),
                              token_known=record is not None, status=499, fault_id=fault.id,
                              token_id=record.auth_id if record is not None else None,
-                             route=_route_kind(request))  # fmt: skip
+                             route=_route_kind(request), token=token if record is not None else None)  # fmt: skip
         return dropped
     if fault is not None and fault.spec.status is not None:
         charge_to = token if record is not None and fault.spec.count_against_rate_limit else None

@@ -36,8 +36,8 @@ from .status import OWNED_KEYS, Event, Failure, Outcome, StatusUpdate, merge_pat
 from .writes import (
     ABSENT,
     MANAGED,
+    STALLING_REASONS,
     UNKNOWN,
-    UPDATE_NOT_CONVERGING,
     Seen,
     Step,
     WriteDecision,
@@ -111,7 +111,10 @@ class Manager:
             writing, stalled = state.writing, state.stalled
         else:
             # Not decided yet by this process (it just started): keep what the status says.
-            writing, stalled = None, stored is not None and stored.get("reason") == UPDATE_NOT_CONVERGING
+            writing = None
+            stalled = (
+                stored is not None and stored.get("status") == "False" and stored.get("reason") in STALLING_REASONS
+            )
         mapped = dict(update.status)
         if stored is not None:
             # The mapping rebuilt the conditions without Managed: hand it back, with its transition time.

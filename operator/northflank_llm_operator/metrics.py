@@ -577,7 +577,8 @@ class MetricsServer:
         app = web.Application()
         app.router.add_get("/metrics", self._serve_metrics)
         app.router.add_get("/readyz", self._serve_ready)
-        self._runner = web.AppRunner(app, access_log=None)
+        # A scrape in flight must not hold a stopping process for aiohttp's default 60 s.
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port, ssl_context=self._ssl_context)
         await site.start()

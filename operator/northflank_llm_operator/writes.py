@@ -35,6 +35,12 @@ WRITE_FAILED = "WriteFailed"
 #: The deployment does not exist and Create is not among the policies (nothing to manage).
 NOT_FOUND = "NotFound"
 ORPHANED = "Orphaned"
+#: Managed=False reasons that no retry fixes: the manifest or the installation must change. They set
+#: Stalled=True too, so kstatus (Flux's health checks, `kstatus`-based waits) reports Failed, as Argo
+#: CD's Degraded does. WriteFailed is retried and NotFound is the observation's own Stalled.
+STALLING_REASONS = frozenset(
+    {UPDATE_NOT_CONVERGING, MANAGEMENT_DISABLED, PERMISSION_DENIED, CONFLICT, NOT_ADOPTED, INVALID_NAME}
+)
 
 Writing = Literal["Creating", "Updating", "Deleting"]
 _WRITING_REASONS = ("Creating", "Updating", "Deleting")
@@ -117,7 +123,7 @@ class WriteDecision:
 
     @property
     def stalled(self) -> bool:
-        return self.managed is not None and self.managed.reason == UPDATE_NOT_CONVERGING
+        return self.managed is not None and self.managed.status == "False" and self.managed.reason in STALLING_REASONS
 
 
 def _managed(status: Literal["True", "False"], reason: str, message: str) -> Condition:
@@ -275,7 +281,7 @@ def overlay_status(
         if kind == RECONCILING and (writing or reason in _WRITING_REASONS):
             continue
         # A write in progress is not stalled (a 404 before a create, for one): kstatus would call it Failed.
-        if kind == STALLED and (stalled or writing or reason == UPDATE_NOT_CONVERGING):
+        if kind == STALLED and (stalled or writing or reason in STALLING_REASONS):
             continue
         desired.append(Condition(str(kind), stored.get("status", "Unknown"), str(stored.get("reason", "")),
                                  str(stored.get("message", ""))))  # fmt: skip
@@ -286,7 +292,7 @@ def overlay_status(
     if writing is not None:
         desired.append(Condition(RECONCILING, "True", writing, f"{writing} the deployment at Northflank."))
     if stalled and managed is not None:
-        desired.append(Condition(STALLED, "True", UPDATE_NOT_CONVERGING, managed.message))
+        desired.append(Condition(STALLED, "True", managed.reason, managed.message))
     if managed is not None:
         desired.append(managed)
     new = dict(status)

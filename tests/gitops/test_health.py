@@ -23,6 +23,7 @@ from typing import Any, Final
 import pytest
 import yaml
 
+from northflank_llm_operator.conditions import Condition
 from northflank_llm_operator.management import ForProvider
 from northflank_llm_operator.northflank import (
     APITimeoutError,
@@ -32,6 +33,7 @@ from northflank_llm_operator.northflank import (
 )
 from northflank_llm_operator.northflank.errors import error_class_for
 from northflank_llm_operator.status import PAUSED, Failure, Observation, Outcome, Timing, compute_status
+from northflank_llm_operator.writes import MANAGED, WriteDecision, Writing, overlay_status
 from tests.controlplane.controlplane import BUILD_SCRIPT, ControlPlaneError, resolve_bin_dir
 from tests.unit.payloads import full_deployment
 
@@ -381,10 +383,9 @@ SCENARIOS: Final = [
 # ---------------------------------------------------------------------------------------------------
 # management (issue 17)
 #
-# status.drift and UpToDate come from the real mapping (compute_status with spec.forProvider). The
-# Managed condition and the write reasons of Reconciling and Stalled (Creating, Updating, Deleting,
-# UpdateNotConverging) are written by hand with the names of /work/notes/management-design.md: the
-# mapping does not write them yet (branch mgmt-writes). When it does, build them from it too.
+# Every status comes from the operator's own code: status.drift and UpToDate from compute_status with
+# spec.forProvider, the Managed condition and the write reasons of Reconciling and Stalled from the
+# write overlay (writes.overlay_status) with the conditions plan_write decides.
 
 #: What full_deployment() reports, as a manifest would ask for it: no drift.
 FOR_PROVIDER: Final = {
@@ -411,29 +412,28 @@ def polled(phase: str, for_provider: dict[str, Any], *, at: float = 0, generatio
     return Poll(observed(phase), at=at, generation=generation, for_provider=ForProvider.model_validate(for_provider))
 
 
-def with_conditions(status: dict[str, Any], *conditions: tuple[str, str, str, str]) -> dict[str, Any]:
-    """``status`` with conditions (type, status, reason, message) added or replaced, as the operator
-    would write them (same observedGeneration, transition time of the last poll)."""
+def managed(
+    status: dict[str, Any], value: str, reason: str, message: str, *, writing: Writing | None = None
+) -> dict[str, Any]:
+    """``status`` as the write overlay leaves it once plan_write decided Managed ``value``/``reason``
+    (and a write in progress, ``writing``)."""
+    condition = Condition(MANAGED, value, reason, message)
     moment = max(c["lastTransitionTime"] for c in status["conditions"])
-    generation = status["observedGeneration"]
-    written = {c["type"]: c for c in status["conditions"]}
-    for kind, value, reason, message in conditions:
-        written[kind] = {
-            "type": kind, "status": value, "observedGeneration": generation, "lastTransitionTime": moment,
-            "reason": reason, "message": message,
-        }  # fmt: skip
-    return {**status, "conditions": list(written.values())}
+    return overlay_status(
+        status, managed=condition, writing=writing, stalled=WriteDecision(managed=condition).stalled,
+        management=None, generation=status["observedGeneration"],
+        now=datetime.fromisoformat(moment.replace("Z", "+00:00")),
+    )  # fmt: skip
 
 
-MANAGING: Final = ("Managed", "True", "Managing", "The operator manages this deployment.")
+CREATED: Final = ("True", "Created", "Created at Northflank by this resource.")
+ADOPTED: Final = ("True", "Adopted", "Adopted (spec.adoptExisting); managed by this resource.")
 
 
-def not_managed(reason: str, message: str) -> Scenario:
+def not_managed(reason: str, message: str, kstatus: str) -> Scenario:
     """Managed=False: the resource asks for writes that the operator will not send."""
-    status = with_conditions(
-        status_after(polled("running", FOR_PROVIDER_DRIFTED)), ("Managed", "False", reason, message)
-    )
-    return Scenario(f"managed: {reason}", status, "Current", "Degraded", message, spec=manage_all(FOR_PROVIDER_DRIFTED))
+    status = managed(status_after(polled("running", FOR_PROVIDER_DRIFTED)), "False", reason, message)
+    return Scenario(f"managed: {reason}", status, kstatus, "Degraded", message, spec=manage_all(FOR_PROVIDER_DRIFTED))
 
 
 MANAGEMENT_SCENARIOS: Final = [
@@ -474,11 +474,7 @@ MANAGEMENT_SCENARIOS: Final = [
     ),
     Scenario(
         "managed: creating, Northflank reports pending",
-        with_conditions(
-            status_after(polled("pending", FOR_PROVIDER)),
-            ("Managed", "True", "Created", "This resource created the deployment."),
-            ("Reconciling", "True", "Creating", "Creating the deployment at Northflank."),
-        ),
+        managed(status_after(polled("pending", FOR_PROVIDER)), *CREATED, writing="Creating"),
         "InProgress",
         "Progressing",
         "Creating the deployment at Northflank.",
@@ -486,10 +482,7 @@ MANAGEMENT_SCENARIOS: Final = [
     ),
     Scenario(
         "managed: created and running",
-        with_conditions(
-            status_after(polled("pending", FOR_PROVIDER), polled("running", FOR_PROVIDER, at=60)),
-            ("Managed", "True", "Created", "This resource created the deployment."),
-        ),
+        managed(status_after(polled("pending", FOR_PROVIDER), polled("running", FOR_PROVIDER, at=60)), *CREATED),
         "Current",
         "Healthy",
         "The deployment is running.",
@@ -497,52 +490,59 @@ MANAGEMENT_SCENARIOS: Final = [
     ),
     Scenario(
         "managed: updating while still running the old configuration",
-        with_conditions(
-            status_after(polled("running", FOR_PROVIDER_DRIFTED)),
-            MANAGING,
-            ("Reconciling", "True", "Updating", "Updating the deployment at Northflank: tags."),
-        ),
+        managed(status_after(polled("running", FOR_PROVIDER_DRIFTED)), *ADOPTED, writing="Updating"),
         "InProgress",
         "Progressing",
-        "Updating the deployment at Northflank: tags.",
+        "Updating the deployment at Northflank.",
         spec=manage_all(FOR_PROVIDER_DRIFTED),
     ),
     Scenario(
         "managed: updating, Northflank reports starting",
-        with_conditions(
+        managed(
             status_after(polled("running", FOR_PROVIDER), polled("starting", FOR_PROVIDER, at=30)),
-            MANAGING,
-            ("Reconciling", "True", "Updating", "Updating the deployment at Northflank: tags."),
+            *ADOPTED,
+            writing="Updating",
         ),
         "InProgress",
         "Progressing",
-        "Updating the deployment at Northflank: tags.",
+        "Updating the deployment at Northflank.",
         spec=manage_all(FOR_PROVIDER),
     ),
     Scenario(
         "managed: drifted, update not converging",
-        with_conditions(
+        managed(
             status_after(polled("running", FOR_PROVIDER_DRIFTED)),
-            ("Managed", "False", "UpdateNotConverging", "The update for generation 1 was sent; tags still differ."),
-            ("Stalled", "True", "UpdateNotConverging", "The update for generation 1 was sent; tags still differ."),
+            "False",
+            "UpdateNotConverging",
+            "The update for generation 1 was sent; tags still differ.",
         ),
         "Failed",
         "Degraded",
         "The update for generation 1 was sent; tags still differ.",
         spec=manage_all(FOR_PROVIDER_DRIFTED),
     ),
-    not_managed("ManagementDisabled", "The operator is not enabled for management; nothing is sent to Northflank."),
-    not_managed("PermissionDenied", "The token lacks the permission Project > AiModels > General > Update."),
-    not_managed("Conflict", "models/llama-other manages the same deployment."),
-    not_managed("NotAdopted", "The deployment exists and this resource did not create it; set adoptExisting."),
-    not_managed("InvalidName", "spec.forProvider.name 'Llama 3' does not slug to llama-3-8b."),
-    not_managed("WriteFailed", "POST .../llama-3-8b answered HTTP 400: spec.configuration.engine is invalid"),
+    # The manifest or the installation must change: Stalled too, so kstatus says Failed as Argo CD says Degraded.
+    not_managed(
+        "ManagementDisabled", "The operator is not enabled for management; nothing is sent to Northflank.", "Failed"
+    ),
+    not_managed("PermissionDenied", "The token lacks the permission Project > AiModels > General > Update.", "Failed"),
+    not_managed("Conflict", "models/llama-other manages the same deployment.", "Failed"),
+    not_managed(
+        "NotAdopted", "The deployment exists and this resource did not create it; set adoptExisting.", "Failed"
+    ),
+    not_managed("InvalidName", "spec.forProvider.name 'Llama 3' does not slug to llama-3-8b.", "Failed"),
+    # Retried: Degraded while it fails, but not Stalled.
+    not_managed(
+        "WriteFailed", "POST .../llama-3-8b answered HTTP 400: spec.configuration.engine is invalid", "Current"
+    ),
     Scenario(
         "managed: deleting, Northflank reports deleting",
-        with_conditions(
+        managed(
             status_after(polled("running", FOR_PROVIDER), polled("deleting", FOR_PROVIDER, at=30, generation=2)),
-            MANAGING,
-            ("Reconciling", "True", "Deleting", "Deleting the deployment at Northflank."),
+            "True",
+            "Adopted",
+            "Being deleted at Northflank.",
+            writing="Deleting",
         ),
         "Terminating",
         "Progressing",

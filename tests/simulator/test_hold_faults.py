@@ -15,7 +15,7 @@ from tests.simulator.fixtures import RunningSimulator, open_account
 from tests.simulator.test_writes import DEPLOYMENTS, PROJECT, create_body
 from tests.support.waiting import wait_for
 
-TOKEN = "hold-token"
+TOKEN = "manage-hold-token"
 
 
 @pytest.fixture

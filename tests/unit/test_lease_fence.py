@@ -8,6 +8,7 @@ import asyncio
 import math
 import os
 import signal
+import threading
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -361,3 +362,26 @@ async def test_the_signal_chain_keeper_ends_once_the_deadline_is_armed() -> None
             watchdog._timer.cancel()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def test_a_lost_lease_deadline_is_short_and_replaces_a_later_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    """After a lost Lease there is nothing left to finish: the process exits within a few seconds even
+    when something in its clean stop hangs (a SIGTERM's longer deadline armed first does not hold it)."""
+    exited = threading.Event()
+    codes: list[int] = []
+
+    def fake_exit(code: int) -> None:
+        codes.append(code)
+        exited.set()
+
+    monkeypatch.setattr(os, "_exit", fake_exit)
+    watchdog = process.ShutdownWatchdog(3600)
+    watchdog.arm()  # SIGTERM first: an hour
+    watchdog.arm(exit_code=1, cause="losing the leader election Lease", within=0.2)
+    watchdog.arm(within=30)  # a later, longer deadline does not replace the short one
+    try:
+        assert exited.wait(10), "the short deadline did not fire"
+    finally:
+        assert watchdog._timer is not None
+        watchdog._timer.cancel()
+    assert codes == [1]
