@@ -18,7 +18,7 @@ import subprocess
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 import pytest
 import yaml
@@ -412,8 +412,11 @@ def polled(phase: str, for_provider: dict[str, Any], *, at: float = 0, generatio
     return Poll(observed(phase), at=at, generation=generation, for_provider=ForProvider.model_validate(for_provider))
 
 
+ConditionStatus = Literal["True", "False", "Unknown"]
+
+
 def managed(
-    status: dict[str, Any], value: str, reason: str, message: str, *, writing: Writing | None = None
+    status: dict[str, Any], value: ConditionStatus, reason: str, message: str, *, writing: Writing | None = None
 ) -> dict[str, Any]:
     """``status`` as the write overlay leaves it once plan_write decided Managed ``value``/``reason``
     (and a write in progress, ``writing``)."""
@@ -426,8 +429,12 @@ def managed(
     )  # fmt: skip
 
 
-CREATED: Final = ("True", "Created", "Created at Northflank by this resource.")
-ADOPTED: Final = ("True", "Adopted", "Adopted (spec.adoptExisting); managed by this resource.")
+CREATED: Final[tuple[ConditionStatus, str, str]] = ("True", "Created", "Created at Northflank by this resource.")
+ADOPTED: Final[tuple[ConditionStatus, str, str]] = (
+    "True",
+    "Adopted",
+    "Adopted (spec.adoptExisting); managed by this resource.",
+)
 
 
 def not_managed(reason: str, message: str, kstatus: str) -> Scenario:
