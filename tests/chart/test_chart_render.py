@@ -148,7 +148,7 @@ def test_deployment_runs_one_standalone_operator_with_liveness_and_readiness_pro
     # Sized for 10,000 resources with headroom (README "Sizing"; values.yaml says how).
     assert container["resources"] == {
         "requests": {"cpu": "100m", "memory": "256Mi"},
-        "limits": {"cpu": "1", "memory": "512Mi"},
+        "limits": {"cpu": "1", "memory": "768Mi"},
     }
     assert manifests.pod_spec()["automountServiceAccountToken"] is True
     assert manifests.pod_spec()["serviceAccountName"] == FULLNAME

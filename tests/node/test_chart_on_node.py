@@ -43,6 +43,14 @@ TOKEN_D: Final = "nf-node-token-d"
 TEAM_TOKEN_1: Final = "nf-node-team-token-1"
 TEAM_TOKEN_2: Final = "nf-node-team-token-2"
 DEADLINE: Final = 180.0
+#: A token that may write (a manage- token, as everywhere in the suite) and what it creates.
+MANAGE_TOKEN: Final = "manage-node-token"
+MANAGED_CONFIGURATION: Final = {
+    "engine": "vllm",
+    "name": "google/gemma-3-1b-it",
+    "nodeConfiguration": {"storage": {"storageSize": 6144}},
+}
+DELETE_FINALIZER: Final = "northflank-llm-operator.dev/delete-at-northflank"
 RESTRICTED: Final = {
     "pod-security.kubernetes.io/enforce": "restricted",
     "pod-security.kubernetes.io/enforce-version": "latest",
@@ -410,10 +418,38 @@ def test_traffic_stays_inside_the_run(node: Node, release: str) -> None:
     assert Path("/proc/sys/net/ipv4/ip_forward").read_text().strip() == node.ip_forward_before
 
 
-def test_uninstall_keeps_the_crd_and_the_resources(node: Node, release: str) -> None:
+def test_management_enabled_by_the_chart_creates_a_deployment(node: Node, release: str, simulator: Simulator) -> None:
+    """`management.enabled=true` on the running release: the operator Pod, with the chart's RBAC only,
+    creates a deployment a `*` manifest declares, records it, and takes the delete finalizer."""
+    plane = node.plane
+    old_uid = _operator_pod(plane)["metadata"]["uid"]
+    plane.helm(
+        "upgrade", release, str(CHART), "-n", RELEASE_NS, "--reuse-values", "--set", "management.enabled=true",
+        "--wait", f"--timeout={DEADLINE:.0f}s", timeout=DEADLINE + 30,
+    )  # fmt: skip
+    _wait_rolled(plane, old_uid)
+    simulator.control.add_token(MANAGE_TOKEN, team_id=TEAM)
+    _put_token_secret(plane, APP_NS, "manage-token", MANAGE_TOKEN)
+    spec = {
+        "credentialsSecretRef": {"name": "manage-token"},
+        "managementPolicies": ["*"],
+        "forProvider": {"spec": {"type": "custom", "configuration": MANAGED_CONFIGURATION}},
+    }
+    plane.kubectl("apply", "-f", "-", input=_llmd(APP_NS, "gemma", "gemma", **spec))
+    _kubectl_wait_ready(plane, "gemma")
+    created = [w for w in simulator.control.writes() if w["token"] == MANAGE_TOKEN and w["route"] == "create"]
+    assert [(w["method"], w["status"], w["count"]) for w in created] == [("POST", 200, 1)], created
+    metadata = _json(plane, "get", "llmd", "gemma", "-n", APP_NS)["metadata"]
+    assert DELETE_FINALIZER in metadata.get("finalizers", []), metadata
+
+
+def test_uninstall_keeps_the_crd_and_the_resources(node: Node, release: str, simulator: Simulator) -> None:
     plane = node.plane
     plane.helm("uninstall", release, "-n", RELEASE_NS, "--wait", f"--timeout={DEADLINE:.0f}s", timeout=DEADLINE + 30)
     assert plane.kubectl("get", "deployment", "-n", RELEASE_NS, "-o", "name").stdout.strip() == ""
     assert _json(plane, "get", "crd", CRD_NAME)["metadata"]["name"] == CRD_NAME
     names = [item["metadata"]["name"] for item in _json(plane, "get", "llmd", "-n", APP_NS)["items"]]
-    assert sorted(names) == ["llama", "qwen"]
+    assert sorted(names) == ["gemma", "llama", "qwen"]
+    # Uninstalling deleted nothing at Northflank, also not the deployment a `*` resource created.
+    assert simulator.control.get_deployment(PROJECT, "gemma")["id"] == "gemma"
+    assert [w for w in simulator.control.writes() if w["route"] == "delete"] == []
