@@ -136,49 +136,32 @@ class KubernetesGateway:
         body: dict[str, Any] = {"status": dict(patch)}
         if resource_version:
             body["metadata"] = {"resourceVersion": resource_version}
-
-        def call() -> Mapping[str, Any]:
-            self._check_fence(f"the status patch of {key}")
-            result = self._custom.patch_namespaced_custom_object_status(
-                GROUP,
-                VERSION,
-                key.namespace,
-                PLURAL,
-                key.name,
-                body,
-                field_manager=COMPONENT,
-                _content_type="application/merge-patch+json",
-                _request_timeout=_REQUEST_TIMEOUT_SECONDS,
-            )
-            if not isinstance(result, Mapping):
-                raise TypeError(f"unexpected status patch response: {type(result).__name__}")
-            return result
-
-        try:
-            return await self._call(call)
-        except ApiException as exc:
-            if exc.status == 404:
-                raise ResourceGoneError(str(key)) from None
-            if exc.status == 409 and resource_version:
-                current = await self.read_resource(key)
-                if current is None or (uid and current.get("metadata", {}).get("uid") != uid):
-                    raise ResourceGoneError(str(key)) from None
-                raise StatusConflictError(current) from None
-            rejected = _refused_status(exc)
-            if rejected is not None:
-                raise rejected from None
-            raise
+        return await self._merge_patch(key, body, status=True, uid=uid)
 
     async def patch_metadata(
         self, key: ResourceKey, metadata: Mapping[str, Any], *, uid: str, resource_version: str
     ) -> Mapping[str, Any]:
         """Merge-patch the object's metadata (management's annotations and finalizer) at exactly the
         resourceVersion that was read; returns the stored object. Errors as :meth:`patch_status`."""
-        body = {"metadata": {**metadata, "resourceVersion": resource_version}}
+        body: dict[str, Any] = {"metadata": {**metadata, "resourceVersion": resource_version}}
+        return await self._merge_patch(key, body, status=False, uid=uid)
+
+    async def _merge_patch(
+        self, key: ResourceKey, body: dict[str, Any], *, status: bool, uid: str | None
+    ) -> Mapping[str, Any]:
+        """One merge patch of the object (``status``: its status subresource), fenced, with the errors
+        told apart: gone (404, or a 409 from an object re-created under the name), changed (409), or
+        a status the API server will never take."""
+        what = "status" if status else "metadata"
+        patch = (
+            self._custom.patch_namespaced_custom_object_status
+            if status
+            else self._custom.patch_namespaced_custom_object
+        )
 
         def call() -> Mapping[str, Any]:
-            self._check_fence(f"the metadata patch of {key}")
-            result = self._custom.patch_namespaced_custom_object(
+            self._check_fence(f"the {what} patch of {key}")
+            result = patch(
                 GROUP,
                 VERSION,
                 key.namespace,
@@ -190,7 +173,7 @@ class KubernetesGateway:
                 _request_timeout=_REQUEST_TIMEOUT_SECONDS,
             )
             if not isinstance(result, Mapping):
-                raise TypeError(f"unexpected metadata patch response: {type(result).__name__}")
+                raise TypeError(f"unexpected {what} patch response: {type(result).__name__}")
             return result
 
         try:
@@ -198,11 +181,15 @@ class KubernetesGateway:
         except ApiException as exc:
             if exc.status == 404:
                 raise ResourceGoneError(str(key)) from None
-            if exc.status == 409:
+            # A 409 only comes from the resourceVersion precondition.
+            if exc.status == 409 and "resourceVersion" in body.get("metadata", {}):
                 current = await self.read_resource(key)
-                if current is None or current.get("metadata", {}).get("uid") != uid:
+                if current is None or (uid and current.get("metadata", {}).get("uid") != uid):
                     raise ResourceGoneError(str(key)) from None
                 raise StatusConflictError(current) from None
+            rejected = _refused_status(exc) if status else None
+            if rejected is not None:
+                raise rejected from None
             raise
 
     async def crd_deleting(self) -> bool:
