@@ -231,8 +231,12 @@ class Leadership:
         await self._elector.run()
         # run() returns only once the Lease is lost (a graceful stop cancels it): polling has stopped
         # and the fence is closed. Exit rather than stand by with this state, as controller-runtime does.
-        if self._stepped_down:
-            return  # lost while a SIGTERM was handing it over anyway
+        self._lose()
+
+    def _lose(self) -> None:
+        """The Lease is lost (not handed over): the process exits. Once only."""
+        if self._stepped_down or self.lost_lease:
+            return  # lost while a SIGTERM was handing it over anyway, or already on the way out
         self.lost_lease = True
         logger.error(
             "Exiting because the leader election Lease was lost; restarted, this replica rejoins as a "
@@ -269,7 +273,10 @@ class Leadership:
     async def _stopped(self) -> None:
         self._runtime.leading = False
         self._runtime.metrics.set_leading(False)
-        await self._runtime.stop_polling()
+        # A loss arms the exit deadline before anything that could hang: stopping the poll loop once
+        # waited forever on a worker whose cancel Python 3.11's wait_for had swallowed.
+        self._lose()
+        await self._runtime.stop_polling(LOST_LEASE_EXIT_SECONDS if self.lost_lease else None)
 
     async def _graceful_stop(self) -> None:
         logger.info("Stopping: handing the leader election Lease over first")

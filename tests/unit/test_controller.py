@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
@@ -11,7 +12,7 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
-from northflank_llm_operator.controller import Controller
+from northflank_llm_operator.controller import STOP_GRACE_SECONDS, Controller
 from northflank_llm_operator.credentials import Credential, CredentialResolver, CredentialsError
 from northflank_llm_operator.kube import ResourceGoneError
 from northflank_llm_operator.northflank import (
@@ -781,3 +782,29 @@ async def test_a_pause_annotation_that_means_nothing_is_a_warning_event_once() -
     h.registry.observe("MODIFIED", body)
     await h.advance(3)
     assert len([e for k, e in h.kube.events if e.reason == "InvalidPauseAnnotation"]) == 1
+
+
+async def test_stopping_is_not_held_by_a_worker_whose_cancel_was_swallowed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Python 3.11's wait_for swallows a cancel when the call it awaits finishes at the same moment;
+    the worker then went back to its queue and the stop (after a lost Lease too) waited for it forever."""
+    h = Harness(interval=60)
+    h.northflank.put("proj", "good")
+    h.clock.source = asyncio.get_running_loop().time
+    h.add("good")
+    reconciling = asyncio.Event()
+
+    async def reconcile_swallowing_the_cancel(_key: ResourceKey) -> float | None:
+        reconciling.set()
+        with contextlib.suppress(asyncio.CancelledError):  # what wait_for does on 3.11 in that race
+            await asyncio.sleep(3600)
+        return None
+
+    monkeypatch.setattr(h.poller.reconciler, "reconcile", reconcile_swallowing_the_cancel)
+    task = asyncio.create_task(h.poller.run())
+    async with asyncio.timeout(10):
+        await reconciling.wait()
+    task.cancel()
+    stopped_within = 3 * STOP_GRACE_SECONDS
+    done, _ = await asyncio.wait({task}, timeout=stopped_within)
+    assert done, f"the controller did not stop within {stopped_within:g}s"
+    assert task.cancelled()

@@ -385,3 +385,31 @@ def test_a_lost_lease_deadline_is_short_and_replaces_a_later_one(monkeypatch: py
         assert watchdog._timer is not None
         watchdog._timer.cancel()
     assert codes == [1]
+
+
+async def test_a_lost_lease_arms_the_exit_before_it_waits_for_polling_to_stop(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Stopping the poll loop can hang (a worker whose cancel Python 3.11's wait_for swallowed): the
+    process must be on its way out before that wait, and the wait itself is bounded."""
+    store = MemoryLeaseStore()
+    lost: list[bool] = []
+    leadership, runtime = await leadership_with(monkeypatch, store, lambda: lost.append(True))
+    graces: list[float | None] = []
+    stopping = asyncio.Event()
+
+    async def stop_polling_that_hangs(grace: float | None = None) -> None:
+        graces.append(grace)
+        stopping.set()
+        await asyncio.sleep(3600 if grace is None else grace)
+
+    monkeypatch.setattr(runtime, "stop_polling", stop_polling_that_hangs)
+    campaign = asyncio.create_task(leadership.run())
+    try:
+        async with asyncio.timeout(10):
+            await runtime.started.wait()
+            store.broken = True  # no renewal succeeds any more
+            await stopping.wait()
+        assert lost == [True], "the exit was not armed before waiting for polling to stop"
+        assert graces == [process.LOST_LEASE_EXIT_SECONDS]
+    finally:
+        campaign.cancel()
+        await asyncio.gather(campaign, return_exceptions=True)
