@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 import pydantic
 
-from .conditions import Condition, find, format_time
+from .conditions import SYNCED, Condition, find, format_time
 from .kube import ResourceGoneError, StatusConflictError
 from .management import Policies
 from .northflank import ConflictError, NorthflankError, NotFoundError, RateLimit, RateLimitError
@@ -115,6 +115,13 @@ class Manager:
             stalled = (
                 stored is not None and stored.get("status") == "False" and stored.get("reason") in STALLING_REASONS
             )
+        events = update.events
+        if writing is None and not stalled and self._will_create(resource, update.status):
+            # The deployment is absent and this resource creates it: that is progress, not a failure.
+            # Without this the first mapping said Stalled/NotFound (kstatus: Failed, which ends a Flux
+            # health check) and warned NotFound, a moment before the create decision replaced it.
+            writing = "Creating"
+            events = [e for e in events if e.reason != "NotFound"]
         mapped = dict(update.status)
         if stored is not None:
             # The mapping rebuilt the conditions without Managed: hand it back, with its transition time.
@@ -123,7 +130,20 @@ class Manager:
                              writing=writing, stalled=stalled, management=resource.status.get("management"),
                              generation=resource.generation, now=now)  # fmt: skip
         old = {k: resource.status[k] for k in (*OWNED_KEYS, "management") if k in resource.status}
-        return StatusUpdate(new, merge_patch(old, new), update.events)
+        return StatusUpdate(new, merge_patch(old, new), events)
+
+    def _will_create(self, resource: TrackedResource, status: Mapping[str, Any]) -> bool:
+        """Whether the mapped ``status`` says the deployment is absent and this resource may create it
+        (the decision that follows may still refuse: a missing permission, a conflict, a bad name)."""
+        if self.writer is None or self.metadata is None or resource.deleting:
+            return False
+        synced = find(status.get("conditions", []), SYNCED)
+        if synced is None or synced.get("reason") != "NotFound":
+            return False
+        try:
+            return Policies.from_spec(resource.spec.get("managementPolicies")).creates
+        except (ValueError, TypeError):
+            return False
 
     async def manage(self, resource: TrackedResource, view: View, now: datetime) -> float | None:
         """Decide and carry out at most one write for ``resource``; returns when to look again."""

@@ -8,7 +8,7 @@ from typing import Any, cast
 from northflank_llm_operator.manager import Manager
 from northflank_llm_operator.registry import Registry
 from northflank_llm_operator.resource import LLMModelDeploymentSpec, ResourceKey
-from northflank_llm_operator.status import StatusUpdate
+from northflank_llm_operator.status import Event, StatusUpdate
 
 
 def body(namespace: str, name: str, created: str, policies: list[str] | None, *, deployment: str = "dep",
@@ -69,3 +69,37 @@ def test_a_restarted_operator_keeps_the_managed_condition_through_the_first_mapp
     plain = registry.get(ResourceKey("a", "o"))
     assert plain is not None
     assert manager_over(registry).with_management(plain, mapped, datetime(2026, 2, 1, tzinfo=UTC)) is mapped
+
+
+def test_a_deployment_about_to_be_created_is_creating_not_stalled_from_the_first_mapping() -> None:
+    """The first observation of a deployment a `*` resource creates is a 404: the status it maps must
+    say Creating (kstatus InProgress), not Stalled/NotFound (kstatus Failed, which ends a Flux health
+    check), and no NotFound warning is recorded; without Create it stays what observing says."""
+    registry = Registry()
+    registry.observe("ADDED", body("a", "new", "2026-01-01T00:00:00Z", ["*"]))
+    registry.observe("ADDED", body("a", "kept", "2026-01-01T00:00:00Z", ["Observe", "Update"], deployment="other"))
+    now = datetime(2026, 2, 1, tzinfo=UTC)
+    moment = "2026-02-01T00:00:00Z"
+
+    def condition(kind: str, status: str, reason: str) -> dict[str, Any]:
+        return {"type": kind, "status": status, "reason": reason, "message": "m", "observedGeneration": 1,
+                "lastTransitionTime": moment}  # fmt: skip
+
+    not_found = [condition("Ready", "False", "NotFound"), condition("Synced", "False", "NotFound"),
+                 condition("Stalled", "True", "NotFound")]  # fmt: skip
+    mapped = StatusUpdate({"phase": "unknown", "conditions": not_found}, {"conditions": not_found},
+                          [Event("Warning", "NotFound", "m")])  # fmt: skip
+    manager = Manager(registry, cast(Any, None), cast(Any, object()), cast(Any, object()), _nothing, _nothing,
+                      lambda: now)  # fmt: skip
+    creating = registry.get(ResourceKey("a", "new"))
+    assert creating is not None
+    update = manager.with_management(creating, mapped, now)
+    kinds = {c["type"]: (c["status"], c["reason"]) for c in update.status["conditions"]}
+    assert kinds.get("Reconciling") == ("True", "Creating")
+    assert "Stalled" not in kinds
+    assert update.events == []
+    observed = registry.get(ResourceKey("a", "kept"))
+    assert observed is not None
+    kept = manager.with_management(observed, mapped, now)
+    assert {c["type"]: c["reason"] for c in kept.status["conditions"]}.get("Stalled") == "NotFound"
+    assert [e.reason for e in kept.events] == ["NotFound"]
