@@ -80,6 +80,17 @@ test: setup tools ## everything CI runs: lint, types, unit, simulator, chart, Gi
 	done; \
 	exit $$status
 
+SOAK_RUNS ?= 10
+.PHONY: soak
+soak: setup tools ## the integration tests SOAK_RUNS times in a row (default 10), stopping at the first failure: flakes show here, not in CI
+	mkdir -p .tmp/soak
+	for run in $$(seq 1 $(SOAK_RUNS)); do \
+	  start=$$(date +%s); \
+	  $(UV) run pytest -n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder -m integration -p no:cacheprovider \
+	    -q tests/integration > .tmp/soak/run-$$run.log 2>&1 || { echo "run $$run failed: .tmp/soak/run-$$run.log"; exit 1; }; \
+	  echo "run $$run passed in $$(( $$(date +%s) - start ))s: $$(tail -1 .tmp/soak/run-$$run.log)"; \
+	done
+
 .PHONY: test-fast
 test-fast: setup ## tests that need no control plane
 	$(UV) run pytest -m "not integration and not node"
