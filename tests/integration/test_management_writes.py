@@ -294,3 +294,52 @@ def test_a_crash_around_the_create_leaves_exactly_one_deployment(
     assert [d["id"] for d in listing] == ["crash"]
     created = [r for r in writes(nf, "POST", path_end="/llm-model-deployments") if r["status"] == 200]
     assert len(created) == 1
+
+
+def test_a_crash_right_after_an_update_sends_it_once(
+    control_plane: ControlPlane, namespace: str, nf: SimulatorControl, start: Callable[..., Any]
+) -> None:
+    """kill -9 after Northflank processed an update and before its answer (and the bookkeeping of
+    status.management) arrived: after a restart the update is not sent again and the status follows."""
+    with start(log="first.log") as first:
+        cluster = Cluster(control_plane, namespace, first)
+        managed(cluster, "upd", ["*"])
+        running(cluster, "upd")
+        fault = nf.add_fault(method="POST", path="/upd$", hold="answer")
+        edited = {**CONFIGURATION, "name": "Qwen/Qwen3-8B"}
+        spec: dict[str, Any] = {"managementPolicies": ["*"], "forProvider": {"spec": {"configuration": edited}}}
+        control_plane.kubectl("apply", "-f", "-", input=json.dumps(cluster.manifest("upd", "upd", **spec)))
+        wait_for(nf.held, timeout=DEADLINE, message="the update held at the simulator")
+        first.process.send_signal(signal.SIGKILL)
+        first.process.wait(timeout=10)
+    wait_for(lambda: not nf.held(), timeout=10, message="the held answer given up")
+    nf.remove_fault(fault)
+    with start(log="second.log") as second:
+        cluster = Cluster(control_plane, namespace, second)
+        status = running(cluster, "upd")
+        assert status["deploymentSpec"]["configuration"]["name"] == "Qwen/Qwen3-8B"
+        a_few_more_polls(nf)
+    assert [r["status"] for r in writes(nf, "POST", path_end="/upd")] == [200]
+
+
+def test_a_crash_right_after_a_delete_deletes_once_and_releases_the_finalizer(
+    control_plane: ControlPlane, namespace: str, nf: SimulatorControl, start: Callable[..., Any]
+) -> None:
+    """kill -9 after Northflank accepted the DELETE and before its answer arrived: after a restart the
+    operator sees the deployment going (or gone), releases the finalizer, and the resource goes."""
+    with start(log="first.log") as first:
+        cluster = Cluster(control_plane, namespace, first)
+        managed(cluster, "del", ["*"])
+        running(cluster, "del")
+        owned(cluster, "del")
+        fault = nf.add_fault(method="DELETE", path="/del$", hold="answer")
+        control_plane.kubectl("delete", "llmmodeldeployment", "del", "-n", namespace, "--wait=false")
+        wait_for(nf.held, timeout=DEADLINE, message="the delete held at the simulator")
+        first.process.send_signal(signal.SIGKILL)
+        first.process.wait(timeout=10)
+    wait_for(lambda: not nf.held(), timeout=10, message="the held answer given up")
+    nf.remove_fault(fault)
+    with start(log="second.log"):
+        wait_for(lambda: _gone(control_plane, namespace, "del"), timeout=DEADLINE, message="the resource gone")
+    assert at_northflank(nf, "del") is None
+    assert [r["status"] for r in writes(nf, "DELETE") if r["status"] == 200] == [200]
