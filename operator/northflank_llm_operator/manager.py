@@ -322,11 +322,9 @@ class Manager:
         mine = (spec.team_id, spec.project_id, spec.llm_model_deployment_id)
         rank = (resource.created_at, resource.key)
         first: tuple[str, ResourceKey] | None = None
-        for other in self.registry:
+        for other in self.registry.naming(*mine):
             theirs = other.spec
             if other.uid == resource.uid or other.deleting:
-                continue
-            if (theirs.get("teamId"), theirs.get("projectId"), theirs.get("llmModelDeploymentId")) != mine:
                 continue
             try:
                 if not Policies.from_spec(theirs.get("managementPolicies")).writes:

@@ -125,6 +125,8 @@ class Registry:
 
     def __init__(self) -> None:
         self._resources: dict[ResourceKey, TrackedResource] = {}
+        #: Resources by the deployment they name (team, project, id): who else manages it, without a scan.
+        self._by_deployment: dict[tuple[Any, Any, Any], set[ResourceKey]] = {}
         self._pending: set[ResourceKey] = set()
         self._pause_warnings: list[tuple[TrackedResource, Event]] = []
         self.changed = asyncio.Event()
@@ -138,6 +140,32 @@ class Registry:
     def get(self, key: ResourceKey) -> TrackedResource | None:
         return self._resources.get(key)
 
+    def naming(self, team_id: str | None, project_id: str, deployment_id: str) -> list[TrackedResource]:
+        """Every tracked resource whose spec names this deployment."""
+        keys = self._by_deployment.get((team_id, project_id, deployment_id), set())
+        return [self._resources[key] for key in sorted(keys)]
+
+    def _put(self, resource: TrackedResource) -> None:
+        old = self._resources.get(resource.key)
+        if old is not None:
+            self._unindex(old)
+        self._resources[resource.key] = resource
+        self._by_deployment.setdefault(_deployment_of(resource.spec), set()).add(resource.key)
+
+    def _drop(self, key: ResourceKey) -> TrackedResource | None:
+        resource = self._resources.pop(key, None)
+        if resource is not None:
+            self._unindex(resource)
+        return resource
+
+    def _unindex(self, resource: TrackedResource) -> None:
+        target = _deployment_of(resource.spec)
+        keys = self._by_deployment.get(target)
+        if keys is not None:
+            keys.discard(resource.key)
+            if not keys:
+                del self._by_deployment[target]
+
     def observe(self, event_type: str | None, body: Mapping[str, Any]) -> None:
         """Apply one watch event (``None`` is kopf's initial listing)."""
         metadata = body.get("metadata", {})
@@ -146,7 +174,7 @@ class Registry:
         # A resource being deleted is forgotten at once, unless the operator must delete its deployment
         # at Northflank first (its finalizer): then it is followed until the finalizer is released.
         if event_type == "DELETED" or (deleting and DELETE_FINALIZER not in finalizers):
-            if self._resources.pop(key, None) is not None:
+            if self._drop(key) is not None:
                 self._mark(key)
             return
         uid = str(metadata.get("uid", ""))
@@ -155,19 +183,21 @@ class Registry:
         existing = self._resources.get(key)
         requested, paused, invalid = _requests_of(metadata)
         if existing is None or existing.uid != uid:
-            self._resources[key] = TrackedResource(
-                key=key,
-                uid=uid,
-                generation=generation,
-                spec=dict(body.get("spec") or {}),
-                status=dict(body.get("status") or {}),
-                resource_version=resource_version,
-                reconcile_requested_at=requested,
-                paused=paused,
-                markers=markers,
-                finalizers=finalizers,
-                deleting=deleting,
-                created_at=str(metadata.get("creationTimestamp", "")),
+            self._put(
+                TrackedResource(
+                    key=key,
+                    uid=uid,
+                    generation=generation,
+                    spec=dict(body.get("spec") or {}),
+                    status=dict(body.get("status") or {}),
+                    resource_version=resource_version,
+                    reconcile_requested_at=requested,
+                    paused=paused,
+                    markers=markers,
+                    finalizers=finalizers,
+                    deleting=deleting,
+                    created_at=str(metadata.get("creationTimestamp", "")),
+                )
             )
             self._warn_pause(self._resources[key], invalid)
             self._mark(key)
@@ -185,8 +215,10 @@ class Registry:
             existing.markers, existing.finalizers, existing.deleting = markers, finalizers, deleting
             self._mark(key)
         if generation != existing.generation:
+            self._unindex(existing)
             existing.generation = generation
             existing.spec = dict(body.get("spec") or {})
+            self._by_deployment.setdefault(_deployment_of(existing.spec), set()).add(key)
             self._mark(key)
 
     def _warn_pause(self, resource: TrackedResource, invalid: str | None) -> None:
@@ -236,7 +268,7 @@ class Registry:
         resource = self._resources.get(key)
         if resource is None or (uid is not None and resource.uid != uid):
             return
-        del self._resources[key]
+        self._drop(key)
         self._mark(key)
 
     def keys(self) -> list[ResourceKey]:
@@ -246,3 +278,7 @@ class Registry:
         """Forget everything (the resource type itself is gone)."""
         for key in list(self._resources):
             self.forget(key)
+
+
+def _deployment_of(spec: Mapping[str, Any]) -> tuple[Any, Any, Any]:
+    return spec.get("teamId"), spec.get("projectId"), spec.get("llmModelDeploymentId")

@@ -136,3 +136,33 @@ def test_a_resource_being_deleted_is_followed_only_while_it_carries_the_delete_f
     assert registry.get(key) is None
     registry.observe("ADDED", _managed_body(deleting=True, finalizers=[]))
     assert registry.get(key) is None  # observing only: a resource being deleted is forgotten at once, as before
+
+
+def test_resources_are_found_by_the_deployment_they_name_through_every_change() -> None:
+    """The manager asks who else names a deployment on every pass: an index, kept exact."""
+
+    def body(name: str, deployment: str, *, uid: str = "", generation: int = 1, rv: str = "1") -> dict[str, Any]:
+        return {
+            "metadata": {"namespace": "ns", "name": name, "uid": uid or f"uid-{name}", "generation": generation,
+                         "resourceVersion": rv},
+            "spec": {"projectId": "p", "llmModelDeploymentId": deployment},
+        }  # fmt: skip
+
+    def names(deployment: str) -> list[str]:
+        return [r.key.name for r in registry.naming(None, "p", deployment)]
+
+    registry = Registry()
+    registry.observe("ADDED", body("a", "dep"))
+    registry.observe("ADDED", body("b", "dep"))
+    registry.observe("ADDED", body("c", "other"))
+    assert names("dep") == ["a", "b"]
+    registry.observe("MODIFIED", body("b", "other", generation=2, rv="2"))  # an old object without CEL
+    assert (names("dep"), names("other")) == (["a"], ["b", "c"])
+    registry.observe("ADDED", body("a", "third", uid="uid-a2", rv="3"))  # re-created under the same name
+    assert (names("dep"), names("third")) == ([], ["a"])
+    registry.observe("DELETED", body("c", "other", rv="4"))
+    registry.forget(ResourceKey("ns", "b"))
+    assert names("other") == []
+    registry.clear()
+    assert names("third") == []
+    assert registry._by_deployment == {}
