@@ -147,14 +147,16 @@ class Manager:
 
     async def manage(self, resource: TrackedResource, view: View, now: datetime) -> float | None:
         """Decide and carry out at most one write for ``resource``; returns when to look again."""
+        if not _manages(resource):
+            # Observing only (every pass of every default resource: checked before any parsing): no
+            # write, no Managed condition, exactly today's behaviour.
+            self._writes.pop(resource.key, None)
+            return None
         try:
             spec = LLMModelDeploymentSpec.model_validate(resource.spec)
         except pydantic.ValidationError:
             return None  # InvalidSpec is in status already
         policies = Policies.from_spec(spec.management_policies)
-        if not policies.writes and DELETE_FINALIZER not in resource.finalizers:
-            self._writes.pop(resource.key, None)
-            return None  # observing only: no write, no Managed condition, exactly today's behaviour
         state = self._writes.get(resource.key)
         if state is None or state.uid != resource.uid:
             state = self._writes[resource.key] = _Writes(resource.uid)
