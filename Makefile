@@ -15,7 +15,7 @@ export UV_PYTHON_DOWNLOADS := never
 CONTROL_PLANE_DIR ?= .tmp/control-plane
 # mypy's and ruff's caches outside the checkout: CI runs in a fresh clone each time, and a warm mypy
 # cache turns a minute of type-checking into seconds (sources are compared by hash, not by path).
-TOOL_CACHE ?= $(HOME)/.cache/northflank-llm-operator
+TOOL_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/northflank-llm-operator
 export MYPY_CACHE_DIR ?= $(TOOL_CACHE)/mypy
 export RUFF_CACHE_DIR ?= $(TOOL_CACHE)/ruff
 # pytest-xdist workers of make test, each with its own control plane and simulator. The suite mostly
