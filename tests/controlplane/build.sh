@@ -10,9 +10,11 @@ set -euo pipefail
 
 K8S_VERSION="${K8S_VERSION:-v1.34.4}"
 ETCD_VERSION="${ETCD_VERSION:-v3.6.4}"     # the etcd k8s v1.34.x pins in its go.mod
-HELM_VERSION="${HELM_VERSION:-v3.22.0}"
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+tools_module="$here/tools"
+tools_module_version() { sed -n "s#^\s*$1 \(v[^ ]*\)\$#\1#p" "$tools_module/go.mod"; }
+HELM_VERSION="$(tools_module_version helm.sh/helm/v3)"   # pinned in tools/go.mod
 cache_root="${XDG_CACHE_HOME:-$HOME/.cache}/northflank-llm-operator"
 tools_dir="${NFLLM_TOOLS_DIR:-$cache_root/tools/k8s-$K8S_VERSION-etcd-$ETCD_VERSION-helm-$HELM_VERSION}"
 bin="$tools_dir/bin"
@@ -24,9 +26,19 @@ log() { printf '[build-tools] %s\n' "$*" >&2; }
 
 have() { [ -x "$bin/$1" ]; }
 
+# helm, helm-docs, promtool and CoreDNS are built from one committed module, tools/ (see tools/tools.go):
+# one set of dependency versions, so their shared libraries compile once. Its hash is part of every
+# tool's build stamp, so changing the module rebuilds them.
+tools_sources_hash() { (cd "$tools_module" && cat go.mod go.sum tools.go coredns/main.go) | sha256sum | cut -c1-16; }
+build_from_tools_module() {
+  local name="$1" pkg="$2"; shift 2
+  (cd "$tools_module" && go build -mod=readonly -buildvcs=false -trimpath "$@" -o "$bin/$name.tmp" "$pkg") \
+    && mv "$bin/$name.tmp" "$bin/$name"
+}
+
 # The node binaries (tests/node) live in a directory and lock of their own: they are only needed by the
 # node tests, and building them never waits for (or blocks) the control-plane tools.
-COREDNS_VERSION="$(sed -n 's#^\(require\)\{0,1\}\s*github.com/coredns/coredns \(v[^ ]*\).*#\2#p' "$here/coredns/go.mod")"
+COREDNS_VERSION="$(tools_module_version github.com/coredns/coredns)"
 node_dir="${NFLLM_NODE_TOOLS_DIR:-$cache_root/tools/node-k8s-$K8S_VERSION-coredns-$COREDNS_VERSION}"
 case "${1:-all}" in
   node|node-path) tools_dir="$node_dir"; bin="$node_dir/bin"; work="$node_dir/src"; mkdir -p "$bin" "$work" ;;
@@ -96,7 +108,7 @@ build_etcd() {
 # every chart's kubeVersion constraint. The stamp is recorded so changing it rebuilds helm.
 HELM_K8S_MINOR="${HELM_K8S_MINOR:-37}"
 build_helm() {
-  local stamp="$HELM_VERSION k8s-1.$HELM_K8S_MINOR"
+  local stamp="$HELM_VERSION k8s-1.$HELM_K8S_MINOR $(tools_sources_hash)"
   if have helm && [ "$(cat "$bin/.helm.build" 2>/dev/null)" = "$stamp" ]; then return; fi
   log "helm $HELM_VERSION"
   local ldf="-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION -X helm.sh/helm/v3/internal/version.gitTreeState=clean"
@@ -104,23 +116,21 @@ build_helm() {
   for pkg in helm.sh/helm/v3/pkg/chartutil helm.sh/helm/v3/pkg/lint/rules; do
     ldf+=" -X $pkg.k8sVersionMajor=1 -X $pkg.k8sVersionMinor=$HELM_K8S_MINOR"
   done
-  GOBIN="$work/helm-bin" go install -buildvcs=false -trimpath -ldflags="$ldf" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
-  mv "$work/helm-bin/helm" "$bin/helm"
+  build_from_tools_module helm helm.sh/helm/v3/cmd/helm -ldflags="$ldf"
   printf '%s\n' "$stamp" >"$bin/.helm.build"
 }
 
 # helm-docs renders charts/*/README.md from values.yaml comments (tests/chart checks the README is
 # current). Go-installable (no replace directives);
 # the version is recorded next to the binary so that bumping HELM_DOCS_VERSION rebuilds it.
-HELM_DOCS_VERSION="${HELM_DOCS_VERSION:-v1.14.2}"
+HELM_DOCS_VERSION="$(tools_module_version github.com/norwoodj/helm-docs)"
 build_helm_docs() {
-  if have helm-docs && [ "$(cat "$bin/.helm-docs.version" 2>/dev/null)" = "$HELM_DOCS_VERSION" ]; then return; fi
+  local stamp="$HELM_DOCS_VERSION $(tools_sources_hash)"
+  if have helm-docs && [ "$(cat "$bin/.helm-docs.build" 2>/dev/null)" = "$stamp" ]; then return; fi
   log "helm-docs $HELM_DOCS_VERSION"
-  GOBIN="$work/helm-docs-bin" go install -buildvcs=false -trimpath \
-    -ldflags="-s -w -X main.version=${HELM_DOCS_VERSION#v}" \
-    "github.com/norwoodj/helm-docs/cmd/helm-docs@$HELM_DOCS_VERSION"
-  mv "$work/helm-docs-bin/helm-docs" "$bin/helm-docs"
-  printf '%s\n' "$HELM_DOCS_VERSION" >"$bin/.helm-docs.version"
+  build_from_tools_module helm-docs github.com/norwoodj/helm-docs/cmd/helm-docs \
+    -ldflags="-s -w -X main.version=${HELM_DOCS_VERSION#v}"
+  printf '%s\n' "$stamp" >"$bin/.helm-docs.build"
 }
 
 # tests/gitops/evaluators: kstatus (Flux) and Argo CD's Lua engine as one small Go program that
@@ -142,9 +152,8 @@ build_gitops_evaluators() {
 # A real node for tests/node: kubelet, kube-controller-manager, kube-scheduler and kube-proxy from the
 # same k8s module set as kube-apiserver (k8s-node/go.mod is k8s/go.mod plus these tools; no shared
 # dependency changes version), and CoreDNS for cluster DNS (no replace directives: go install works).
-# A hash of the wrapper module is recorded so that changing it rebuilds. CoreDNS is built from its own
-# wrapper module (coredns/main.go: only the plugins the node's Corefile uses), hashed the same way.
-coredns_sources_hash() { (cd "$here/coredns" && cat go.mod go.sum main.go) | sha256sum | cut -d' ' -f1; }
+# A hash of the wrapper module is recorded so that changing it rebuilds. CoreDNS comes from the tools
+# module (tools/coredns: only the plugins the node's Corefile uses).
 node_sources_hash() { cat "$here/k8s-node/go.mod" "$here/k8s-node/go.sum" | sha256sum | cut -d' ' -f1; }
 build_node() {
   local stamp cmd missing=0
@@ -167,11 +176,10 @@ build_node() {
     printf '%s\n' "$stamp" >"$bin/.node.build"
   fi
   local coredns_stamp
-  coredns_stamp="$(coredns_sources_hash)"
+  coredns_stamp="$COREDNS_VERSION $(tools_sources_hash)"
   if ! have coredns || [ "$(cat "$bin/.coredns.build" 2>/dev/null)" != "$coredns_stamp" ]; then
     log "coredns $COREDNS_VERSION (bind, errors, health, cache and kubernetes only)"
-    (cd "$here/coredns" && go build -mod=readonly -buildvcs=false -trimpath -ldflags="-s -w" \
-        -o "$bin/coredns.tmp" . && mv "$bin/coredns.tmp" "$bin/coredns")
+    build_from_tools_module coredns ./coredns -ldflags="-s -w"
     printf '%s\n' "$coredns_stamp" >"$bin/.coredns.build"
   fi
 }
@@ -181,17 +189,14 @@ build_node() {
 # v0.3xx.y module versions are the v3.xx.y releases); the version is recorded next to the binary so a
 # bump rebuilds it. Built with Prometheus's own `remove_all_sd` tag: rule checks need no service
 # discovery, and the cloud SDKs behind it were 60 % of the source compiled (129 MB of Go of 137 MB).
-PROMETHEUS_VERSION="$(sed -n 's#^\s*github.com/prometheus/prometheus \(v[^ ]*\).*#\1#p' "$here/prometheus/go.mod")"
+PROMETHEUS_VERSION="$(tools_module_version github.com/prometheus/prometheus)"
 PROMTOOL_TAGS=remove_all_sd
 build_promtool() {
-  if have promtool && [ "$(cat "$bin/.promtool.version" 2>/dev/null)" = "$PROMETHEUS_VERSION $PROMTOOL_TAGS" ]; then return; fi
-  local dir="$work/prometheus"
-  mkdir -p "$dir"
+  local stamp="$PROMETHEUS_VERSION $PROMTOOL_TAGS $(tools_sources_hash)"
+  if have promtool && [ "$(cat "$bin/.promtool.build" 2>/dev/null)" = "$stamp" ]; then return; fi
   log "promtool (prometheus $PROMETHEUS_VERSION)"
-  cp "$here/prometheus/go.mod" "$here/prometheus/go.sum" "$dir/"
-  (cd "$dir" && go build -mod=readonly -buildvcs=false -trimpath -tags="$PROMTOOL_TAGS" -ldflags="-s -w" \
-      -o "$bin/promtool.tmp" github.com/prometheus/prometheus/cmd/promtool && mv "$bin/promtool.tmp" "$bin/promtool")
-  printf '%s\n' "$PROMETHEUS_VERSION $PROMTOOL_TAGS" >"$bin/.promtool.version"
+  build_from_tools_module promtool github.com/prometheus/prometheus/cmd/promtool -tags="$PROMTOOL_TAGS" -ldflags="-s -w"
+  printf '%s\n' "$stamp" >"$bin/.promtool.build"
 }
 
 # prometheus-operator's ServiceMonitor and PrometheusRule CRDs, installed in the test control plane so that
