@@ -6,6 +6,7 @@
 # thing it cannot empty (apt is machine-wide); the README gives their cold time separately.
 #
 #   tests/bench/cold_path.sh            # prints the three times; logs and caches stay in the printed folder
+#   tests/bench/cold_path.sh 7584254    # the same for an earlier commit (a before/after on one machine)
 #   COLD_PATH_KEEP=0 tests/bench/cold_path.sh   # removes the folder afterwards
 #
 # It needs the whole machine for 20-30 minutes: run nothing else meanwhile (the figures are wall time).
@@ -16,6 +17,7 @@ export XDG_CACHE_HOME="$root/cache" GOMODCACHE="$root/go-mod" UV_CACHE_DIR="$roo
 export GOCACHE="$XDG_CACHE_HOME/go-build"
 git clone --quiet "$repo" "$root/clone"
 cd "$root/clone"
+git checkout --quiet "${1:-HEAD}"
 echo "cold path of $(git rev-parse --short HEAD) in $root (logs: demo.log, test.log)"
 
 step() {
