@@ -33,6 +33,7 @@ also on Ctrl-C or an error. All traffic stays on loopback; tokens are never prin
 from __future__ import annotations
 
 import argparse
+import collections
 import contextlib
 import json
 import math
@@ -238,6 +239,10 @@ class PhaseWatcher(threading.Thread):
         self.first_status: dict[str, float] = {}
         self.restarts = 0
         self.synced = threading.Event()
+        # What each status write changed, while ``counting``: explains a status-writes-per-change figure.
+        self.counting = False
+        self.write_causes: collections.Counter[str] = collections.Counter()
+        self._last_status: dict[str, dict[str, Any]] = {}
 
     def stop(self) -> None:
         self._stopping.set()
@@ -256,10 +261,15 @@ class PhaseWatcher(threading.Thread):
 
     def _record(self, obj: dict[str, Any], now: float) -> None:
         name = obj["metadata"]["name"]
-        phase = (obj.get("status") or {}).get("phase")
+        status = obj.get("status") or {}
+        phase = status.get("phase")
         if not phase:
             return
         with self._lock:
+            previous = self._last_status.get(name)
+            self._last_status[name] = status
+            if self.counting and previous is not None and previous != status:
+                self.write_causes[status_change(previous, status)] += 1
             if phase != "unknown" and name not in self.first_status:
                 self.first_status[name] = now
             history = self.history.setdefault(name, [])
@@ -302,6 +312,26 @@ class PhaseWatcher(threading.Thread):
                 resource_version = None
                 self.restarts += 1
                 self._stopping.wait(0.5)
+
+
+def status_change(before: dict[str, Any], after: dict[str, Any]) -> str:
+    """What one status write changed, as a stable signature: top-level keys, and for conditions the
+    type and the parts of it that changed (``conditions.Synced.message``)."""
+    changed: list[str] = []
+    for key in sorted(set(before) | set(after)):
+        if before.get(key) == after.get(key):
+            continue
+        if key != "conditions":
+            changed.append(key)
+            continue
+        old = {c.get("type"): c for c in before.get(key) or []}
+        new = {c.get("type"): c for c in after.get(key) or []}
+        for kind in sorted(set(old) | set(new), key=str):
+            parts = [part for part in ("status", "reason", "message")
+                     if (old.get(kind) or {}).get(part) != (new.get(kind) or {}).get(part)]  # fmt: skip
+            if parts:
+                changed.append(f"conditions.{kind}.{'/'.join(parts)}")
+    return " + ".join(changed) or "lastTransitionTime only"
 
 
 def create_resources(api_client: Any, namespace: str, workload: Workload) -> None:
@@ -450,6 +480,8 @@ def run_design(bench: Bench, design: str, workload: Workload, schedule: list[Cha
         watcher.stop()
         say(f"N={n} {design}: stopped; deleting its resources")
         delete_resources(bench.api_client, namespace)
+    causes = ", ".join(f"{count}x {cause}" for cause, count in list(result["status_write_causes"].items())[:6])
+    say(f"N={n} {design}: status writes in the window changed: {causes or 'nothing'}")
     return result
 
 
@@ -496,6 +528,7 @@ def measure(
     next_sample = window_start
     pending = list(schedule)
     say(f"N={n} {design}: measuring for {bench.duration:g} s with {len(schedule)} upstream changes")
+    watcher.counting = True
     while (now := time.monotonic()) < window_start + bench.duration:
         check_alive()
         if now >= next_sample:
@@ -513,6 +546,7 @@ def measure(
             wake = min(wake, window_start + pending[0].offset)
         time.sleep(max(0.0, min(0.5, wake - time.monotonic())))
     window = time.monotonic() - window_start
+    watcher.counting = False
     cpu_after = cpu_seconds(process_tree(process.pid) or pids)
     writes_after = apiserver_writes(bench.plane)
     counts_after = token_counts(bench.nf, token_id)
@@ -558,6 +592,8 @@ def measure(
         "status_writes_warmup": writes_before["status"] - writes_at_start["status"],
         "main_resource_writes": writes_after["main"] - writes_before["main"],
         "status_writes_per_change": round(status_writes / len(changes), 2) if changes else None,
+        # What the writes the watch saw in the window changed (most common first).
+        "status_write_causes": dict(watcher.write_causes.most_common(20)),
         "cpu_seconds": round(cpu, 2),
         "cpu_percent_of_core": round(100 * cpu / window, 2),
         "cpu_percent_of_core_per_1000": round(100 * cpu / window / thousands, 2),
