@@ -242,6 +242,7 @@ class PhaseWatcher(threading.Thread):
         # What each status write changed, while ``counting``: explains a status-writes-per-change figure.
         self.counting = False
         self.write_causes: collections.Counter[str] = collections.Counter()
+        self.write_examples: dict[str, list[dict[str, Any]]] = {}  # a few of each cause, before and after
         self._last_status: dict[str, dict[str, Any]] = {}
 
     def stop(self) -> None:
@@ -269,7 +270,11 @@ class PhaseWatcher(threading.Thread):
             previous = self._last_status.get(name)
             self._last_status[name] = status
             if self.counting and previous is not None and previous != status:
-                self.write_causes[status_change(previous, status)] += 1
+                cause = status_change(previous, status)
+                self.write_causes[cause] += 1
+                examples = self.write_examples.setdefault(cause, [])
+                if len(examples) < 3:
+                    examples.append({"name": name, "before": previous, "after": status})
             if phase != "unknown" and name not in self.first_status:
                 self.first_status[name] = now
             history = self.history.setdefault(name, [])
@@ -594,6 +599,9 @@ def measure(
         "status_writes_per_change": round(status_writes / len(changes), 2) if changes else None,
         # What the writes the watch saw in the window changed (most common first).
         "status_write_causes": dict(watcher.write_causes.most_common(20)),
+        "status_write_examples": {
+            cause: watcher.write_examples[cause] for cause, _ in watcher.write_causes.most_common(20)
+        },
         "cpu_seconds": round(cpu, 2),
         "cpu_percent_of_core": round(100 * cpu / window, 2),
         "cpu_percent_of_core_per_1000": round(100 * cpu / window / thousands, 2),
