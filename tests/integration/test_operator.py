@@ -40,6 +40,9 @@ def operator(start_module_operator: ModuleOperatorStarter) -> Iterator[OperatorP
         poll_interval_seconds=1.0,
         other_secrets=("team-two-token", "org-token"),
         liveness=True,
+        # A Secret that was missing is read again after the credentials cache time (30 s by default):
+        # shorter here, so that picking it up once created does not wait half a minute.
+        extra_env={"NORTHFLANK_LLM_OPERATOR_CREDENTIALS_CACHE_SECONDS": "3"},
     ) as process:
         yield process
 

@@ -103,6 +103,7 @@ def run_operator_for_module(
     other_secrets: Iterable[str] = (),
     liveness: bool = False,
     metrics_port: int | None = None,
+    extra_env: dict[str, str] | None = None,
 ) -> Iterator[OperatorProcess]:
     """The operator a test module shares (all namespaces), and afterwards proof that no token it saw
     reached its log, whatever happened in the tests."""
@@ -115,6 +116,7 @@ def run_operator_for_module(
         poll_interval_seconds=poll_interval_seconds,
         liveness_port=free_port() if liveness else None,
         metrics_port=metrics_port,
+        extra_env=extra_env,
     ) as process:
         yield process
     log = log_path.read_text(errors="replace")
