@@ -150,13 +150,16 @@ class Registry:
         if old is not None:
             self._unindex(old)
         self._resources[resource.key] = resource
-        self._by_deployment.setdefault(_deployment_of(resource.spec), set()).add(resource.key)
+        self._index(resource)
 
     def _drop(self, key: ResourceKey) -> TrackedResource | None:
         resource = self._resources.pop(key, None)
         if resource is not None:
             self._unindex(resource)
         return resource
+
+    def _index(self, resource: TrackedResource) -> None:
+        self._by_deployment.setdefault(_deployment_of(resource.spec), set()).add(resource.key)
 
     def _unindex(self, resource: TrackedResource) -> None:
         target = _deployment_of(resource.spec)
@@ -218,7 +221,7 @@ class Registry:
             self._unindex(existing)
             existing.generation = generation
             existing.spec = dict(body.get("spec") or {})
-            self._by_deployment.setdefault(_deployment_of(existing.spec), set()).add(key)
+            self._index(existing)
             self._mark(key)
 
     def _warn_pause(self, resource: TrackedResource, invalid: str | None) -> None:
